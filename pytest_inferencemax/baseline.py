@@ -1,0 +1,97 @@
+"""Baseline tables (``baselines/*.toml``): the reference points a result is compared with."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaselinePoint(_Strict):
+    isl: int = Field(gt=0)
+    osl: int = Field(gt=0)
+    conc: int = Field(gt=0)
+    median_e2e_ms: float = Field(gt=0)
+    median_intvty: float = Field(gt=0)
+    tput_per_gpu: float = Field(gt=0)
+
+
+class Source(_Strict):
+    title: str
+    origin: str
+    recorded: str
+    group: str
+    prefix: str
+    tag: str
+
+
+class BaselineTable(_Strict):
+    source: Source
+    models: dict[str, tuple[BaselinePoint, ...]]
+    path: Path = Field(exclude=True)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "BaselineTable":
+        for model, points in self.models.items():
+            keys = [(p.isl, p.osl, p.conc) for p in points]
+            dupes = {k for k in keys if keys.count(k) > 1}
+            if dupes:
+                raise ValueError(f"model {model!r} lists (isl, osl, conc) {sorted(dupes)} more than once")
+        return self
+
+    def lookup(self, model: str, isl: int, osl: int, conc: int) -> BaselinePoint | None:
+        for p in self.models.get(model, ()):
+            if (p.isl, p.osl, p.conc) == (isl, osl, conc):
+                return p
+        return None
+
+
+def load_baseline(path: Path) -> BaselineTable:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"baseline file {path} not found; check the suite's stage 'baseline' "
+                            "or --baselines-dir") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BaselineError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return BaselineTable.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors())
+        raise BaselineError(f"{path}: {problems}. Fix the file (format: docs/baselines.md).") from None
+
+
+def comparison(table: BaselineTable | None, model_key: str | None, isl: int, osl: int, conc: int,
+               metrics: dict) -> dict:
+    """The bounty's baseline group and three ratios; nulls and a note when there is no baseline."""
+    if table is None or model_key is None:
+        return {"baseline_note": "this stage names no baseline"}
+    src = table.source
+    ratio_keys = (f"tput_per_gpu_ratio_vs_{src.prefix}_{src.tag}", f"median_e2e_ratio_vs_{src.prefix}_{src.tag}",
+                  f"interactivity_ratio_vs_{src.prefix}_{src.tag}")
+    point = table.lookup(model_key, isl, osl, conc)
+    if point is None:
+        out: dict = {src.group: None, **{k: None for k in ratio_keys}}
+        out["baseline_note"] = (f"no {src.title} point for {model_key} ISL {isl} OSL {osl} CONC {conc} "
+                                f"in {table.path.name}: ratios are null, nothing is invented")
+        return out
+    return {
+        src.group: {
+            f"{src.prefix}_median_e2e_{src.tag}": point.median_e2e_ms,
+            f"{src.prefix}_tput_pergpu_{src.tag}": point.tput_per_gpu,
+            f"{src.prefix}_median_intvty_{src.tag}": point.median_intvty,
+        },
+        ratio_keys[0]: metrics["tput_per_gpu"] / point.tput_per_gpu,
+        ratio_keys[1]: metrics["median_e2el_ms"] / point.median_e2e_ms,
+        ratio_keys[2]: metrics["interactivity"] / point.median_intvty,
+        "baseline_note": f"{src.title} ({table.path.name})",
+    }

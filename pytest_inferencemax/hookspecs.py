@@ -1,0 +1,16 @@
+"""Hooks pytest-inferencemax calls, so teams extend it from a conftest.py without forking."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.hookspec
+def pytest_inferencemax_record(point: Any, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Return fields to add to (or replace in) a point's result JSON before it is written.
+
+    Called once per finished point; ``point`` is a :class:`pytest_inferencemax.points.Point`.
+    Every implementation's dict is merged, in hook order. Use it for machine info, a
+    kernel version, a change id: whatever your team needs to find the run again.
+    """

@@ -1,0 +1,253 @@
+"""The load generator: a closed loop of streaming ``/v1/completions`` requests.
+
+asyncio + aiohttp with one shared session. Semantics follow the InferenceMAX client
+(docs/metrics.md): at most ``concurrency`` requests in flight, sent in workload order
+with no pacing (request rate inf); ``num_warmups`` copies of the first request run first
+under their own limit and are discarded; the timer starts after them. Each read's arrival
+time is taken before any parsing and given to the events it completes. TTFT is the time to
+the first event with non-empty ``choices``; ITL the gaps between such events; E2EL the
+time to the last one; output tokens come from the final ``usage`` event.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import aiohttp
+
+from .sse import SSEParser
+from .workload import RequestSpec
+
+READ_BUFSIZE = 1 << 20  # long prompts stream big first events; aiohttp's 64 KiB default splits them
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where and how to send requests."""
+
+    base_url: str
+    model: str  # the served model name put in each payload
+    endpoint: str = "/v1/completions"
+    request_timeout: float = 3600.0  # seconds, per request, connect to last byte
+    ignore_eos: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)  # never printed or saved
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + self.endpoint
+
+    def payload(self, spec: RequestSpec) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": spec.prompt,
+            "temperature": 0.0,
+            "best_of": 1,
+            "max_tokens": spec.output_len,
+            "logprobs": None,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        body.update(self.extra_body)
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+@dataclass(slots=True)
+class RequestResult:
+    """What one request measured. Times are ``time.perf_counter()`` seconds."""
+
+    prompt_len: int
+    output_len_requested: int
+    success: bool = False
+    error: str = ""
+    start: float = 0.0
+    ttft: float = 0.0
+    latency: float = 0.0  # E2EL: last choices event minus start
+    itl: list[float] = field(default_factory=list)
+    output_tokens: int | None = None  # usage.completion_tokens from the server
+    server_prompt_tokens: int | None = None  # usage.prompt_tokens from the server
+    generated_text: str = ""
+    events: int = 0  # SSE events with choices
+
+
+@dataclass
+class LiveStats:
+    """Counters the progress display reads while a run goes on."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    streamed_events: int = 0  # events with choices so far (about one token each on vLLM)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+@dataclass
+class LoadResult:
+    results: list[RequestResult]
+    duration: float  # seconds of the timed run, warmups excluded
+    started_at: str  # ISO 8601 wall-clock time the timed run began
+    warmups: int
+    warmup_failures: int
+    aborted: str | None = None  # why the run was cut short, if it was
+
+
+class RunAborted(Exception):
+    """Raised inside the run when the abort check names a reason."""
+
+
+async def send_request(session: aiohttp.ClientSession, client: ClientConfig, spec: RequestSpec,
+                       live: LiveStats | None = None) -> RequestResult:
+    """Send one streaming request and measure it."""
+    out = RequestResult(prompt_len=spec.prompt_len, output_len_requested=spec.output_len)
+    parser = SSEParser()
+    last = 0.0
+    timeout = aiohttp.ClientTimeout(total=client.request_timeout)
+    out.start = time.perf_counter()
+    try:
+        async with session.post(client.url, json=client.payload(spec), headers=client.headers(),
+                                timeout=timeout) as resp:
+            if resp.status != 200:
+                body = (await resp.text())[:300]
+                out.error = f"HTTP {resp.status} {resp.reason}: {body}"
+                return out
+            async for chunk in resp.content.iter_any():
+                arrived = time.perf_counter()  # before any parsing
+                for event in parser.feed(chunk, arrived):
+                    last = _handle_event(out, event.data, event.arrived, last, live)
+            for event in parser.close(time.perf_counter()):
+                last = _handle_event(out, event.data, event.arrived, last, live)
+    except asyncio.TimeoutError:
+        out.error = f"request timed out after {client.request_timeout:g} s"
+        return out
+    except aiohttp.ClientError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+        return out
+    if out.events == 0:
+        out.error = out.error or "the stream ended without any event carrying choices"
+        return out
+    out.success = not out.error
+    out.latency = last - out.start
+    return out
+
+
+def _handle_event(out: RequestResult, data: str, arrived: float, last: float, live: LiveStats | None) -> float:
+    if data == "[DONE]":
+        return last
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError:
+        return last  # not JSON: skipped, as the reference client does
+    if not isinstance(obj, dict):
+        return last
+    if obj.get("error"):
+        err = obj["error"]
+        out.error = "server error in stream: " + (err.get("message", str(err)) if isinstance(err, dict) else str(err))
+        return last
+    choices = obj.get("choices")
+    if choices:
+        if out.events == 0:
+            out.ttft = arrived - out.start
+        else:
+            out.itl.append(arrived - last)
+        out.events += 1
+        out.generated_text += choices[0].get("text") or ""
+        if live is not None:
+            live.streamed_events += 1
+        last = arrived
+    usage = obj.get("usage")
+    if usage:
+        if usage.get("completion_tokens") is not None:
+            out.output_tokens = int(usage["completion_tokens"])
+        if usage.get("prompt_tokens") is not None:
+            out.server_prompt_tokens = int(usage["prompt_tokens"])
+    return last
+
+
+async def run_load(
+    client: ClientConfig,
+    requests: Sequence[RequestSpec],
+    *,
+    concurrency: int,
+    num_warmups: int = 0,
+    on_tick: Callable[[LiveStats], None] | None = None,
+    abort_check: Callable[[], str | None] | None = None,
+    tick_interval: float = 1.0,
+) -> LoadResult:
+    """Run warmups, then every request of the workload with ``concurrency`` in flight."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+        warm_fail = 0
+        if num_warmups and requests:
+            warm_sem = asyncio.Semaphore(concurrency)
+
+            async def warm() -> RequestResult:
+                async with warm_sem:
+                    return await send_request(session, client, requests[0])
+
+            warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
+                                          abort_check, None, None, tick_interval)
+            warm_fail = sum(not r.success for r in warm_results)
+
+        live = LiveStats(total=len(requests))
+        sem = asyncio.Semaphore(concurrency)
+
+        async def limited(spec: RequestSpec) -> RequestResult:
+            async with sem:
+                res = await send_request(session, client, spec, live)
+            live.done += 1
+            live.failed += not res.success
+            return res
+
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        gc.collect()
+        gc.freeze()  # keep the collector's pauses out of the timestamps
+        t0 = time.perf_counter()
+        live.started = t0
+        aborted = None
+        try:
+            results = await _guarded(asyncio.gather(*(limited(s) for s in requests)),
+                                     abort_check, on_tick, live, tick_interval)
+        except RunAborted as exc:
+            aborted = str(exc)
+            results = []
+        finally:
+            duration = time.perf_counter() - t0
+            gc.unfreeze()
+    return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted)
+
+
+async def _guarded(gathered: asyncio.Future, abort_check: Callable[[], str | None] | None,
+                   on_tick: Callable[[LiveStats], None] | None, live: LiveStats | None,
+                   interval: float) -> list[RequestResult]:
+    """Await ``gathered`` while calling the progress and abort hooks every ``interval`` s."""
+    while True:
+        done, _ = await asyncio.wait({gathered}, timeout=interval)
+        if done:
+            return gathered.result()
+        if on_tick is not None and live is not None:
+            on_tick(live)
+        reason = abort_check() if abort_check is not None else None
+        if reason:
+            gathered.cancel()
+            try:
+                await gathered
+            except (asyncio.CancelledError, Exception):
+                pass
+            raise RunAborted(reason)

@@ -1,0 +1,222 @@
+"""Command-line options and ini settings, validated before anything starts.
+
+Each option has an ini twin (``inferencemax_<name>`` in pyproject.toml / pytest.ini) where a
+team would want a lasting default; the command line wins over the ini file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import pytest
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535, or 0 for a free one)")
+    return value
+
+
+def conc_list(text: str) -> tuple[int, ...]:
+    """``4,8,16`` -> (4, 8, 16)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("give concurrencies as a comma-separated list, e.g. 4,8,16")
+    values = tuple(positive_int(p) for p in parts)
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a concurrency twice")
+    return values
+
+
+def http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL like http://127.0.0.1:8888")
+    if parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the server's root (http://host:port), not an endpoint path such as /v1")
+    return text.rstrip("/")
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}); e.g. '{{\"top_k\": 1}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"top_k\": 1}'")
+    return value
+
+
+def run_name(text: str) -> str:
+    if not text or any(c in text for c in "/\\") or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot name a folder; use letters, digits, - and _")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading dashes
+    help: str
+    type: Callable[[str], Any] | None = None
+    default: Any = None
+    ini: bool = False  # also settable as inferencemax_<name> in the ini file
+    flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return "inferencemax_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("server-url", "benchmark a server that is already running at this URL; launch nothing", http_url,
+           ini=True, metavar="URL"),
+    Option("served-model-name", "model name to put in requests (default: the suite's served_model_name)",
+           metavar="NAME"),
+    Option("model", "model path or id to launch and tokenize with (default: the suite's)", metavar="PATH"),
+    Option("tokenizer", "tokenizer path or id for the workload (default: the model)", metavar="PATH"),
+    Option("stage", "which stage of the suite to run, e.g. s1 or s2 (default: the suite's default_stage)",
+           ini=True, metavar="NAME"),
+    Option("conc", "replace every workload's concurrency list, e.g. 4,8,16", conc_list, metavar="LIST"),
+    Option("num-prompts", "requests per point instead of the stage's CONC x N rule (marked in results)",
+           positive_int, metavar="N"),
+    Option("num-gpus", "GPUs the server uses (its TP); default: the suite's tp", positive_int, ini=True,
+           metavar="N"),
+    Option("seed", "seed of the random workload", non_negative_int, default=0, ini=True, metavar="N"),
+    Option("results-dir", "where each run's folder of results goes", str, default="results", ini=True,
+           metavar="DIR"),
+    Option("run-id", "name of this run's folder under --results-dir (default: the start time)", run_name,
+           metavar="NAME"),
+    Option("models-dir", "where suites find and build local models (${models_dir})", str,
+           default=".cache/models", ini=True, metavar="DIR"),
+    Option("port", "port for a launched server (default 0: a free one)", port_number, default=0, metavar="N"),
+    Option("server-start-timeout", "seconds to wait for a launched server to serve", positive_float,
+           default=1800.0, ini=True, metavar="S"),
+    Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,
+           ini=True, metavar="S"),
+    Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
+    Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
+           default="OPENAI_API_KEY", ini=True, metavar="VAR"),
+    Option("progress-interval", "seconds between progress lines when the output is not a terminal",
+           positive_float, default=10.0, ini=True, metavar="S"),
+    Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("inferencemax", "InferenceMAX-style serving benchmarks")
+    for opt in OPTIONS:
+        help_text = opt.help
+        if opt.default is not None and not opt.flag:
+            help_text += f" (default: {opt.default})"
+        if opt.ini:
+            help_text += f" [ini: {opt.dest}]"
+        if opt.flag:
+            group.addoption(f"--{opt.name}", action="store_true", default=False, dest=opt.dest, help=help_text)
+        else:
+            group.addoption(f"--{opt.name}", type=opt.type, default=None, dest=opt.dest,
+                            metavar=opt.metavar, help=help_text)
+        if opt.ini:
+            parser.addini(opt.dest, help=opt.help, default=None)
+
+
+def get(config: pytest.Config, name: str) -> Any:
+    """The option's value: command line, else ini file (validated the same way), else default."""
+    opt = next(o for o in OPTIONS if o.name == name)
+    value = config.getoption(opt.dest)
+    if value is not None and value is not False:
+        return value
+    if opt.ini:
+        raw = config.getini(opt.dest)
+        if raw not in (None, "", []):
+            try:
+                return opt.type(str(raw)) if opt.type else raw
+            except argparse.ArgumentTypeError as exc:
+                raise pytest.UsageError(f"ini setting {opt.dest} = {raw!r}: {exc}") from None
+    return opt.default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option's value for this session."""
+
+    server_url: str | None
+    served_model_name: str | None
+    model: str | None
+    tokenizer: str | None
+    stage: str | None
+    conc: tuple[int, ...] | None
+    num_prompts: int | None
+    num_gpus: int | None
+    seed: int
+    results_dir: Path
+    run_id: str
+    models_dir: Path
+    port: int
+    server_start_timeout: float
+    request_timeout: float | None
+    extra_body: dict[str, Any]
+    api_key_env: str
+    progress_interval: float
+    save_detailed: bool
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Settings":
+        root = Path(config.rootpath)
+
+        def path(name: str) -> Path:
+            p = Path(get(config, name)).expanduser()
+            return p if p.is_absolute() else root / p
+
+        api_key_env = get(config, "api-key-env")
+        return cls(
+            server_url=get(config, "server-url"), served_model_name=get(config, "served-model-name"),
+            model=get(config, "model"), tokenizer=get(config, "tokenizer"), stage=get(config, "stage"),
+            conc=get(config, "conc"), num_prompts=get(config, "num-prompts"), num_gpus=get(config, "num-gpus"),
+            seed=get(config, "seed"), results_dir=path("results-dir"),
+            run_id=get(config, "run-id") or datetime.now().strftime("%Y%m%d-%H%M%S"),
+            models_dir=path("models-dir"), port=get(config, "port"),
+            server_start_timeout=get(config, "server-start-timeout"),
+            request_timeout=get(config, "request-timeout"), extra_body=get(config, "extra-body") or {},
+            api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
+            save_detailed=get(config, "save-detailed"), api_key=os.environ.get(api_key_env) or None,
+        )

@@ -1,0 +1,149 @@
+"""pytest-inferencemax's pytest hooks: a thin layer over BenchSession.
+
+Registered through the ``pytest11`` entry point. Suite directories hold a ``suite.toml`` and
+a test module whose tests take the ``inferencemax_point`` parameter: one test per point.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .options import Settings, add_options
+from .points import Point
+from .progress import StreamProgress
+from .runner import PointOutcome
+from .server import ServerError
+from .session import BenchSession
+from .suite import SUITE_FILE, Suite, SuiteError
+from .summary import summary_lines, write_summary
+
+SESSION = pytest.StashKey[BenchSession]()
+POINT_ARG = "inferencemax_point"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "inferencemax_point: one benchmark point of a suite (added automatically)")
+    settings = Settings.from_config(config)
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    progress = StreamProgress(
+        quiet=config.get_verbosity() < 0, interval=settings.progress_interval,
+        tty=bool(getattr(reporter, "isatty", False)),
+        uncaptured=capman.global_and_fixture_disabled if capman is not None else None)
+    config.stash[SESSION] = BenchSession(settings=settings, progress=progress, rootdir=Path(config.rootpath))
+
+
+def _session(config: pytest.Config) -> BenchSession:
+    return config.stash[SESSION]
+
+
+def _suite_of(path: Path, session: BenchSession) -> Suite | None:
+    suite_file = Path(path).parent / SUITE_FILE
+    return session.suite(suite_file) if suite_file.is_file() else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if POINT_ARG not in metafunc.fixturenames:
+        return
+    session = _session(metafunc.config)
+    suite = _suite_of(metafunc.definition.path, session)
+    if suite is None:
+        raise SuiteError(f"{metafunc.definition.path}: a test taking {POINT_ARG} needs a {SUITE_FILE} "
+                         "in the same directory")
+    points = session.plan(suite)
+    metafunc.parametrize(POINT_ARG, [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point)
+                                     for p in points])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep points that share a server configuration together, so it restarts only when it must."""
+    bench = _session(config)
+    if bench.settings.server_url:
+        return
+    first_seen: dict[tuple[str, str], int] = {}
+
+    def order(item: pytest.Item) -> int:
+        point = _point_of(item)
+        if point is None:
+            return -1
+        suite = _suite_of(item.path, bench)
+        key = (str(item.path), bench.recipe(suite, point).key) if suite else (str(item.path), "")
+        return first_seen.setdefault(key, len(first_seen))
+
+    items.sort(key=order)  # stable: file order within a group
+
+
+def _point_of(item: pytest.Item) -> Point | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(POINT_ARG) if callspec is not None else None
+
+
+class SuiteBench:
+    """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
+
+    def __init__(self, session: BenchSession, suite: Suite, config: pytest.Config) -> None:
+        self.session = session
+        self.suite = suite
+        self._config = config
+
+    def run(self, point: Point) -> PointOutcome:
+        try:
+            return self.session.run(self.suite, point, record_hook=self._record_hook)
+        except BaseException as exc:
+            self.session.failures.append((point.id, str(exc) or type(exc).__name__))
+            raise
+
+    def _record_hook(self, point: Point, record: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        for fields in self._config.hook.pytest_inferencemax_record(point=point, record=record):
+            if fields:
+                extra.update(fields)
+        return extra
+
+
+@pytest.fixture
+def inferencemax(request: pytest.FixtureRequest) -> SuiteBench:
+    """The benchmark session bound to the suite of the requesting test's directory."""
+    session = _session(request.config)
+    suite = _suite_of(request.path, session)
+    if suite is None:
+        raise SuiteError(f"{request.path}: no {SUITE_FILE} beside this test")
+    return SuiteBench(session, suite, request.config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bench = session.config.stash.get(SESSION, None)
+    if bench is not None:
+        bench.close()  # also on Ctrl-C and internal errors: no server is left behind
+        if bench.outcomes or bench.failures:
+            write_summary(bench.outcomes, bench.failures, bench.run_dir)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION, None)
+    if bench is None or not (bench.outcomes or bench.failures) or config.get_verbosity() < 0:
+        return
+    terminalreporter.section("inferencemax summary")
+    for line in summary_lines(bench.outcomes, bench.failures, bench.run_dir):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION, None)
+    if bench is not None:
+        bench.close()
+
+
+__all__ = ["inferencemax", "ServerError"]

@@ -1,0 +1,126 @@
+"""Progress on the terminal while long work runs, visible under pytest's output capture.
+
+Server starts and points can take many minutes; users must see that something is alive:
+elapsed time, requests done out of total, live tokens/s, the server log's last line.
+``-q`` silences it. On a TTY a single status line is rewritten in place; otherwise (CI logs)
+a status line is printed at most every ``interval`` seconds.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import IO, Any, ContextManager, Protocol
+
+from .loadgen import LiveStats
+
+
+class Progress(Protocol):
+    def line(self, text: str) -> None: ...
+
+    def status(self, text: str, force: bool = False) -> None: ...
+
+    def done(self) -> None: ...
+
+
+class StreamProgress:
+    """Progress to a text stream (the terminal, or pytest's writer through ``writer``)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False, interval: float = 10.0,
+                 tty: bool | None = None, uncaptured: Any = None) -> None:
+        self._given = stream  # None: whatever sys.stdout is when writing (pytest swaps it while capturing)
+        self.quiet = quiet
+        self.interval = interval
+        self.tty = self._stream.isatty() if tty is None else tty
+        self._last = 0.0
+        self._width = 0
+        self._uncaptured = uncaptured  # a callable returning a context that lifts pytest's capture
+
+    @property
+    def _stream(self) -> IO[str]:
+        return self._given if self._given is not None else sys.stdout
+
+    def _ctx(self) -> ContextManager[Any]:
+        return self._uncaptured() if self._uncaptured is not None else nullcontext()
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        with self._ctx():
+            self._clear()
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def status(self, text: str, force: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if not force and now - self._last < 0.5:
+                return
+            with self._ctx():
+                pad = max(self._width - len(text), 0)
+                self._stream.write("\r" + text + " " * pad)
+                self._stream.flush()
+            self._width = len(text)
+        else:
+            if not force and now - self._last < self.interval:
+                return
+            with self._ctx():
+                self._stream.write(text + "\n")
+                self._stream.flush()
+        self._last = now
+
+    def _clear(self) -> None:
+        if self.tty and self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+
+    def done(self) -> None:
+        if self.quiet:
+            return
+        with self._ctx():
+            self._clear()
+            self._stream.flush()
+
+
+def last_log_line(path: Path | None, limit: int = 100) -> str:
+    """The last non-empty line of a log file, shortened for a status line."""
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(size - 4096, 0))
+        tail = f.read().decode("utf-8", errors="replace").splitlines()
+    for line in reversed(tail):
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+def log_tail(path: Path | None, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log, for error reports."""
+    if path is None or not path.exists():
+        return "(no log)"
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(size - 65536, 0))
+        tail = f.read().decode("utf-8", errors="replace").splitlines()
+    return "\n".join(tail[-lines:])
+
+
+def point_status(label: str, live: LiveStats, server_log: Path | None) -> str:
+    """``[gptoss-1024-1024-c4] 1m02s 37/40 req, 812 tok/s | <server log line>``."""
+    elapsed = live.elapsed
+    rate = live.streamed_events / elapsed if elapsed > 0 else 0.0
+    minutes, seconds = divmod(int(elapsed), 60)
+    text = f"[{label}] {minutes}m{seconds:02d}s {live.done}/{live.total} req"
+    if live.failed:
+        text += f" ({live.failed} failed)"
+    text += f", {rate:,.0f} tok/s"
+    log = last_log_line(server_log, 60)
+    return f"{text} | {log}" if log else text

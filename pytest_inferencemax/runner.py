@@ -1,0 +1,115 @@
+"""One point, start to finish: workload -> load generator -> metrics -> record on disk.
+
+Shared by the pytest fixture and the ad-hoc command line (``python -m pytest_inferencemax.bench``).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .loadgen import ClientConfig, LoadResult, run_load
+from .metrics import compute_metrics
+from .points import Point
+from .progress import Progress, point_status
+from .record import build_record, write_json_atomic
+from .workload import Workload, random_workload
+
+
+def default_request_timeout(osl: int) -> float:
+    """A per-request deadline from the output length: 300 s plus 0.5 s per output token."""
+    return 300.0 + 0.5 * osl
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How points run, whatever the point."""
+
+    seed: int = 0
+    request_timeout: float | None = None  # None: default_request_timeout(osl)
+    save_detailed: bool = False
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class PointOutcome:
+    point: Point
+    record: dict[str, Any]
+    path: Path
+    load: LoadResult
+    workload: Workload
+
+    @property
+    def failed(self) -> int:
+        return self.record["inferencemax"]["failed"]
+
+    def failure_report(self) -> str:
+        errs = self.record["inferencemax"]["errors"]
+        lines = [f"{self.failed} of {self.point.num_prompts} requests failed ({self.path}):"]
+        lines += [f"  {n} x {text}" for text, n in errs.items()]
+        return "\n".join(lines)
+
+
+def run_point(
+    point: Point,
+    *,
+    base_url: str,
+    served_model: str,
+    tokenizer: Any,
+    tokenizer_id: str,
+    backend: str,
+    settings: RunSettings,
+    out_path: Path,
+    progress: Progress,
+    context: dict[str, Any] | None = None,
+    extra_fields: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    abort_check: Callable[[], str | None] | None = None,
+    server_log: Path | None = None,
+) -> PointOutcome:
+    """Measure ``point`` against the server at ``base_url`` and write its JSON to ``out_path``."""
+    workload = random_workload(tokenizer, input_len=point.isl, output_len=point.osl,
+                               num_prompts=point.num_prompts, range_ratio=point.range_ratio, seed=settings.seed)
+    timeout = settings.request_timeout or default_request_timeout(point.osl)
+    client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
+                          extra_body=dict(settings.extra_body), api_key=settings.api_key)
+    progress.line(f"inferencemax: {point.id}: {point.num_warmups} warmups, then {point.num_prompts} requests "
+                  f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl})")
+    load = asyncio.run(run_load(
+        client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
+        on_tick=lambda live: progress.status(point_status(point.id, live, server_log)),
+        abort_check=abort_check))
+    progress.done()
+    if load.aborted:
+        raise PointAborted(f"{point.id} stopped: {load.aborted}")
+    metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
+                              count_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
+    run_args = {
+        "model": served_model, "tokenizer": tokenizer_id, "backend": backend, "base_url": base_url,
+        "dataset_name": "random", "random_input_len": point.isl, "random_output_len": point.osl,
+        "random_range_ratio": point.range_ratio, "num_prompts": point.num_prompts,
+        "max_concurrency": point.conc, "request_rate": "inf", "num_warmups": point.num_warmups,
+        "seed": settings.seed,
+    }
+    ctx = {
+        "suite": point.suite, "stage": point.stage, "isl": point.isl, "osl": point.osl, "conc": point.conc,
+        "tp": point.tp, "request_timeout_s": timeout, "num_prompts_overridden": point.num_prompts_overridden,
+        "prompt_length_mismatches": workload.length_mismatches,
+        **(context or {}),
+    }
+    record = build_record(point_id=point.id, load=load, metrics=metrics, run_args=run_args, context=ctx,
+                          save_detailed=settings.save_detailed)
+    if extra_fields is not None:
+        record.update(extra_fields(record))
+    write_json_atomic(out_path, record)
+    progress.line(
+        f"inferencemax: {point.id}: {metrics['completed']}/{point.num_prompts} ok in {load.duration:.1f} s, "
+        f"{metrics['output_throughput']:.1f} out tok/s, {metrics['tput_per_gpu']:.1f} tok/s/GPU "
+        f"(/{point.tput_per_gpu_divisor}), median TTFT {metrics['median_ttft_ms']:.0f} ms, "
+        f"median E2E {metrics['median_e2el_ms']:.0f} ms -> {out_path}")
+    return PointOutcome(point, record, out_path, load, workload)
+
+
+class PointAborted(RuntimeError):
+    """The point was cut short (the server died, or a stall); the message says why."""

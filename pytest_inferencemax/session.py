@@ -1,0 +1,141 @@
+"""The benchmark session: suites, servers, tokenizers and finished points of one pytest run.
+
+The plugin's hooks stay thin and hand their work to this object, kept in ``config.stash``.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .baseline import BaselineTable, comparison, load_baseline
+from .options import Settings
+from .points import PlanOptions, Point, plan_points
+from .progress import Progress
+from .recipe import Recipe, RecipeContext, render_recipe, resolve_model
+from .record import redact_argv, redact_env
+from .runner import PointOutcome, RunSettings, run_point
+from .server import Server, ServerPool, check_external
+from .suite import Suite, load_suite
+from .workload import load_tokenizer
+
+BASELINES_DIR = "baselines"
+
+
+@dataclass
+class BenchSession:
+    settings: Settings
+    progress: Progress
+    rootdir: Path
+    suites: dict[Path, Suite] = field(default_factory=dict)
+    outcomes: list[PointOutcome] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason)
+    _tokenizers: dict[str, Any] = field(default_factory=dict)
+    _baselines: dict[str, BaselineTable] = field(default_factory=dict)
+    _external: Server | None = None
+    pool: ServerPool | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.results_dir / self.settings.run_id
+
+    # -- plan ---------------------------------------------------------------------------------
+    def suite(self, path: Path) -> Suite:
+        path = Path(path).resolve()
+        if path not in self.suites:
+            self.suites[path] = load_suite(path)
+        return self.suites[path]
+
+    def plan(self, suite: Suite) -> list[Point]:
+        s = self.settings
+        return plan_points(suite, PlanOptions(stage=s.stage, conc=s.conc, num_prompts=s.num_prompts,
+                                              num_gpus=s.num_gpus))
+
+    def served_model_name(self, suite: Suite) -> str:
+        return (self.settings.served_model_name or suite.suite.served_model_name
+                or self.model(suite))
+
+    def model(self, suite: Suite) -> str:
+        return resolve_model(suite, self.settings.models_dir, self.settings.model)
+
+    def tokenizer_id(self, suite: Suite) -> str:
+        if self.settings.tokenizer:
+            return self.settings.tokenizer
+        if suite.suite.tokenizer:
+            return resolve_model(suite, self.settings.models_dir, suite.suite.tokenizer)
+        return self.model(suite)
+
+    def recipe(self, suite: Suite, point: Point) -> Recipe:
+        ctx = RecipeContext(model=self.model(suite), served_model_name=self.served_model_name(suite),
+                            tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
+                            models_dir=self.settings.models_dir, host=suite.server.host)
+        return render_recipe(suite, point, ctx)
+
+    # -- resources ----------------------------------------------------------------------------
+    def prepare_model(self, suite: Suite) -> None:
+        """Build a suite's local model once (e.g. SmolLM2 from its PyPI package) if it is missing."""
+        if not suite.suite.prepare or self.settings.model:
+            return
+        target = Path(self.model(suite))
+        if target.exists():
+            return
+        module, _, func = suite.suite.prepare.partition(":")
+        self.progress.line(f"inferencemax: building the model {target} ({suite.suite.prepare})")
+        getattr(importlib.import_module(module), func)(target)
+
+    def tokenizer(self, suite: Suite) -> Any:
+        name = self.tokenizer_id(suite)
+        if name not in self._tokenizers:
+            self._tokenizers[name] = load_tokenizer(name)
+        return self._tokenizers[name]
+
+    def baseline(self, suite: Suite, point: Point) -> tuple[BaselineTable | None, str | None]:
+        _, stage = suite.stage(point.stage)
+        if not stage.baseline:
+            return None, None
+        if stage.baseline not in self._baselines:
+            self._baselines[stage.baseline] = load_baseline(self.rootdir / BASELINES_DIR / f"{stage.baseline}.toml")
+        return self._baselines[stage.baseline], stage.baseline_key or suite.name
+
+    def server(self, suite: Suite, point: Point) -> Server:
+        if self.settings.server_url:
+            if self._external is None:
+                self._external = check_external(self.settings.server_url, self.served_model_name(suite),
+                                                api_key=self.settings.api_key)
+            return self._external
+        if self.pool is None:
+            self.pool = ServerPool(log_dir=self.run_dir, progress=self.progress,
+                                   start_timeout=self.settings.server_start_timeout,
+                                   port=self.settings.port or None, api_key=self.settings.api_key)
+        self.prepare_model(suite)
+        return self.pool.acquire(self.recipe(suite, point), self.served_model_name(suite))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.release()
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, suite: Suite, point: Point, record_hook: Any = None) -> PointOutcome:
+        server = self.server(suite, point)
+        tokenizer = self.tokenizer(suite)
+        table, model_key = self.baseline(suite, point)
+        context: dict[str, Any] = {"server": {"base_url": server.base_url, "launched": server.recipe is not None}}
+        if server.recipe is not None:
+            context["server"].update(
+                engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
+                env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
+                recipe_key=server.recipe.key)
+        s = self.settings
+        outcome = run_point(
+            point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
+            tokenizer_id=self.tokenizer_id(suite), backend="vllm", out_path=self.run_dir / f"{point.id}.json",
+            settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
+                                 extra_body=s.extra_body, api_key=s.api_key),
+            progress=self.progress, context=context, abort_check=server.death_reason,
+            server_log=server.log_path,
+            extra_fields=lambda rec: {**comparison(table, model_key, point.isl, point.osl, point.conc, rec),
+                                      **(record_hook(point, rec) if record_hook else {})},
+        )
+        self.outcomes.append(outcome)
+        return outcome

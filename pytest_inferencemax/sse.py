@@ -1,0 +1,93 @@
+"""Incremental parser for Server-Sent Events as OpenAI-compatible servers stream them.
+
+Hand-written rather than taken from a library (sseclient, aiohttp-sse-client) because the
+load generator must stamp each event with the arrival time of the bytes that completed it,
+taken before any parsing; the libraries own the read loop and hide that moment.
+
+Follows the WHATWG event-stream rules that matter here: lines end in LF, CRLF or CR; a blank
+line dispatches the event; lines starting with ':' are comments; several ``data:`` lines of one
+event are joined with LF; one optional space after the colon is dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DONE = "[DONE]"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: its data field and the arrival time of the bytes that completed it."""
+
+    data: str
+    arrived: float
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == DONE
+
+
+class SSEParser:
+    """Feed it byte chunks as they arrive; it returns the events each chunk completes."""
+
+    __slots__ = ("_buffer", "_data", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._data: list[str] = []
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes, arrived: float) -> list[SSEEvent]:
+        """Parse ``chunk`` (any split of the stream) and return the events it completes."""
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the LF of a CRLF split across two reads
+        self._pending_cr = chunk.endswith(b"\r")
+        self._buffer += chunk
+        events: list[SSEEvent] = []
+        while True:
+            line, found = self._next_line()
+            if not found:
+                break
+            self._process_line(line, arrived, events)
+        return events
+
+    def close(self, arrived: float) -> list[SSEEvent]:
+        """End of stream: a last event not followed by a blank line is still delivered."""
+        events: list[SSEEvent] = []
+        if self._buffer:
+            self._process_line(bytes(self._buffer), arrived, events)
+            self._buffer.clear()
+        if self._data:
+            self._process_line(b"", arrived, events)
+        return events
+
+    def _next_line(self) -> tuple[bytes, bool]:
+        buf = self._buffer
+        lf = buf.find(b"\n")
+        cr = buf.find(b"\r")
+        if lf < 0 and cr < 0:
+            return b"", False
+        if cr < 0 or (0 <= lf < cr):
+            end, skip = lf, 1
+        elif cr == len(buf) - 1:
+            end, skip = cr, 1  # lone CR at the end: a line end (a following LF is dropped in feed)
+        else:
+            end, skip = cr, 2 if buf[cr + 1 : cr + 2] == b"\n" else 1
+        line = bytes(buf[:end])
+        del buf[: end + skip]
+        return line, True
+
+    def _process_line(self, line: bytes, arrived: float, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent("\n".join(self._data), arrived))
+                self._data = []
+            return
+        if line.startswith(b":"):
+            return
+        field, sep, value = line.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            self._data.append(value.decode("utf-8", errors="replace"))
+        # other fields (event, id, retry) carry nothing the benchmark uses
