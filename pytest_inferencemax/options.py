@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +43,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number more than 0")
     return value
 
 
@@ -69,6 +70,12 @@ def http_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL like http://127.0.0.1:8888")
+    try:
+        parts.port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has a bad port; use http://host:1-65535") from None
+    if parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the server's root (http://host:port) without ?query or #fragment")
     if parts.path not in ("", "/"):
         raise argparse.ArgumentTypeError(
             f"{text!r}: give the server's root (http://host:port), not an endpoint path such as /v1")

@@ -112,6 +112,7 @@ def build_record(
         rec["output_lens"] = [r.output_tokens for r in load.results]
         rec["ttfts"] = [r.ttft for r in load.results]
         rec["itls"] = [r.itl for r in load.results]
+        rec["e2els"] = [r.latency for r in load.results]
         rec["errors"] = [r.error for r in load.results]
     return rec
 
@@ -122,6 +123,7 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, allow_nan=False, default=str)
             f.write("\n")

@@ -39,6 +39,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes, arrived: float) -> list[SSEEvent]:
         """Parse ``chunk`` (any split of the stream) and return the events it completes."""
+        if not chunk:
+            return []
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across two reads
         self._pending_cr = chunk.endswith(b"\r")

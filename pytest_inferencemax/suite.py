@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -104,7 +104,7 @@ class Stage(_Strict):
     workloads: tuple[WorkloadSpec, ...]
     range_ratio: float = Field(1.0, ge=0.0, le=1.0)
     warmups_per_conc: int = Field(2, ge=0)
-    tput_per_gpu_divisor: Union[int, Literal["tp"]] = "tp"
+    tput_per_gpu_divisor: Union[Annotated[int, Field(gt=0)], Literal["tp"]] = "tp"
     baseline: str | None = None  # a file name under baselines/ (without .toml)
     baseline_key: str | None = None  # the model's key inside that file
     leaderboard_url: str | None = None  # may use ${isl} ${osl}
@@ -133,7 +133,7 @@ class Suite(_Strict):
     @model_validator(mode="after")
     def _default_stage_exists(self) -> "Suite":
         if self.suite.default_stage not in self.stages:
-            raise ValueError(f"default_stage {self.suite.default_stage!r} is not one of the stages "
+            raise ValueError(f"[suite].default_stage {self.suite.default_stage!r} is not one of the stages "
                              f"{sorted(self.stages)}")
         return self
 

@@ -56,7 +56,8 @@ def sample_lengths(rng: np.random.RandomState, length: int, range_ratio: float, 
     """Lengths uniform over the integers [int(length * range_ratio), length]."""
     if not 0.0 <= range_ratio <= 1.0:
         raise ValueError(f"range ratio must be within [0, 1], got {range_ratio}")
-    lower = int(length * range_ratio)
+    # The reference allows a lower bound of 0 (an empty prompt, or max_tokens 0); we stop at 1.
+    lower = max(int(length * range_ratio), 1)
     return rng.randint(lower, length + 1, size=n).tolist()
 
 

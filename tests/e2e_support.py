@@ -1,0 +1,45 @@
+"""Shared pieces of the end-to-end tests: the real SmolLM2 model and a mini suite for pytester."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO / ".cache" / "models"
+METRICS_DOC = REPO / "docs" / "metrics.md"
+
+
+def smollm2_path() -> Path:
+    from pytest_inferencemax.models.smollm2 import DEFAULT_DIR_NAME, ensure_model
+
+    return ensure_model(MODELS_DIR / DEFAULT_DIR_NAME)
+
+
+def documented_keys() -> list[str]:
+    """Every top-level result key named in the first column of docs/metrics.md's tables."""
+    keys: list[str] = []
+    for line in METRICS_DOC.read_text().splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            keys += re.findall(r"`([^`]+)`", first_cell)
+    return keys
+
+
+def mini_suite_toml(points: str, name: str = "mini") -> str:
+    """The embedded suite's server recipe with a stage of our own."""
+    recipe = (REPO / "suites" / "smollm2-cpu" / "suite.toml").read_text()
+    head = recipe.split("[stages.cpu]")[0].replace('name = "smollm2"', f'name = "{name}"')
+    return head + f"""
+[stages.cpu]
+range_ratio = 1.0
+warmups_per_conc = 1
+tput_per_gpu_divisor = 1
+workloads = [{points}]
+"""
+
+
+SUITE_TEST = '''
+def test_point(inferencemax, inferencemax_point):
+    outcome = inferencemax.run(inferencemax_point)
+    assert outcome.failed == 0, outcome.failure_report()
+'''
