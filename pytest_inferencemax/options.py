@@ -134,7 +134,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="NAME"),
     Option("models-dir", "where suites find and build local models (${models_dir})", str,
            default=".cache/models", ini=True, metavar="DIR"),
-    Option("port", "port for a launched server (default 0: a free one)", port_number, default=0, metavar="N"),
+    Option("port", "port for a launched server; 0 picks a free one", port_number, default=0, metavar="N"),
     Option("server-start-timeout", "seconds to wait for a launched server to serve", positive_float,
            default=1800.0, ini=True, metavar="S"),
     Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,

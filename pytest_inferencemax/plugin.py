@@ -85,6 +85,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.sort(key=order)  # stable: file order within a group
 
 
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """With --collect-only, show the plan: each point's requests, warmups and server."""
+    if not config.option.collectonly or config.get_verbosity() < 0:
+        return []
+    bench = _session(config)
+    lines = []
+    for item in items:
+        point = _point_of(item)
+        suite = _suite_of(item.path, bench) if point else None
+        if point is None or suite is None:
+            continue
+        server = bench.settings.server_url or f"recipe {bench.recipe(suite, point).key}"
+        lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
+                     f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
+                     f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
+    return ["inferencemax plan:", *lines] if lines else []
+
+
 def _point_of(item: pytest.Item) -> Point | None:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get(POINT_ARG) if callspec is not None else None
