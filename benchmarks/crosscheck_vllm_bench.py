@@ -18,6 +18,13 @@ do), ``--disable-shuffle`` (keep our order, so its warmup prompt is our first pr
 Its ``random`` dataset was not used: it builds its own prompts (and re-aligns them to the
 server's tokenizer), so the two tools would not send the same text.
 
+Fairness: each run sends its own ``cache_salt`` (vLLM's per-request prefix-cache salt;
+``--no-cache-salt`` turns it off) so a run never reuses KV blocks the other tool's run left
+behind -- with prefix caching on and ISL above the block size (128 on CPU) the second run would
+otherwise get free prefill. After each table the script prints the server's own mean ITL and
+TTFT over each run (deltas of its /metrics counters): the client figures track them, so what
+differs between the two columns is how fast the server ran, not how the clients measure.
+
 Input token accounting: ours counts each prompt client-side with
 ``tokenizer.encode(prompt, add_special_tokens=False)`` (workload.py); vllm bench takes
 ``usage.prompt_tokens`` from the server's last stream event (vllm/benchmarks/lib/
@@ -90,15 +97,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def prefix_cache_hits(base_url: str) -> float | None:
-    """The server's ``vllm:prefix_cache_hits_total`` (all engines), or None if /metrics does not say."""
+SERVER_COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:inter_token_latency_seconds_sum",
+                   "vllm:inter_token_latency_seconds_count", "vllm:time_to_first_token_seconds_sum",
+                   "vllm:time_to_first_token_seconds_count")
+
+
+def server_counters(base_url: str) -> dict[str, float]:
+    """Some of the server's Prometheus counters (summed over labels); empty if /metrics is unavailable."""
     try:
         with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=10) as resp:
             text = resp.read().decode()
     except OSError:
-        return None
-    hits = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:prefix_cache_hits_total")]
-    return sum(hits) if hits else None
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in SERVER_COUNTERS:
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def server_view(before: dict[str, float], after: dict[str, float]) -> str:
+    """What the server itself measured during one run (warmups included), from counter deltas."""
+    if not before or not after:
+        return "n/a"
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in SERVER_COUNTERS}
+    itl = d["vllm:inter_token_latency_seconds_sum"] / max(d["vllm:inter_token_latency_seconds_count"], 1) * 1e3
+    ttft = d["vllm:time_to_first_token_seconds_sum"] / max(d["vllm:time_to_first_token_seconds_count"], 1) * 1e3
+    return f"mean ITL {itl:.2f} ms, mean TTFT {ttft:.2f} ms, prefix-cache hits {int(d['vllm:prefix_cache_hits_total'])}"
 
 
 def extra_body(args: argparse.Namespace) -> dict[str, str]:
@@ -214,15 +240,14 @@ def main(argv: list[str] | None = None) -> int:
             for side in order:
                 print(f"running {'our load generator' if side == 'ours' else 'vllm bench serve'} "
                       f"(load average {os.getloadavg()[0]:.2f}) ...", flush=True)
-                before = prefix_cache_hits(args.base_url)
+                before = server_counters(args.base_url)
                 got[side] = run_ours(args, workload, tokenizer) if side == "ours" else run_vllm(args, dataset, workdir)
-                after = prefix_cache_hits(args.base_url)
-                got[side]["prefix_cache_hits"] = None if before is None or after is None else int(after - before)
+                got[side]["server_view"] = server_view(before, server_counters(args.base_url))
             ours, theirs = got["ours"], got["vllm"]
             print(f"\norder: {' then '.join(order)}")
             print(render(ours, theirs))
-            print(f"prefix-cache hits (server /metrics, warmups included): ours {ours['prefix_cache_hits']}, "
-                  f"vllm bench {theirs['prefix_cache_hits']}")
+            print(f"server's own view (/metrics deltas, warmups included):\n  during ours:       {ours['server_view']}"
+                  f"\n  during vllm bench: {theirs['server_view']}")
             print(input_token_note(ours, theirs, workload, tokenizer))
             for key in ("completed", "total_output_tokens"):
                 if ours[key] != theirs[key]:

@@ -31,7 +31,8 @@ def vllm_server(smollm2_model, tmp_path_factory):
     from e2e_support import REPO
 
     suite = load_suite(REPO / "suites" / "smollm2-cpu")
-    point = Point("smollm2", "cpu", 32, 8, 1, 1, 0, 1.0, 1, 1)
+    point = Point(suite="smollm2", stage="cpu", isl=32, osl=8, conc=1, num_prompts=1, num_warmups=0,
+                  range_ratio=1.0, tp=1, tput_per_gpu_divisor=1)
     logs = tmp_path_factory.mktemp("server")
     ctx = RecipeContext(model=str(smollm2_model), served_model_name="smollm2", tokenizer=str(smollm2_model),
                         files_dir=logs, models_dir=smollm2_model.parent, host="127.0.0.1")
