@@ -88,7 +88,9 @@ class LiveStats:
     done: int = 0
     failed: int = 0
     streamed_events: int = 0  # events with choices so far (about one token each on vLLM)
+    in_flight: int = 0
     started: float = field(default_factory=time.perf_counter)
+    last_progress: float = field(default_factory=time.perf_counter)  # last bytes received or request ended
 
     @property
     def elapsed(self) -> float:
@@ -126,6 +128,8 @@ async def send_request(session: aiohttp.ClientSession, client: ClientConfig, spe
                 return out
             async for chunk in resp.content.iter_any():
                 arrived = time.perf_counter()  # before any parsing
+                if live is not None:
+                    live.last_progress = arrived
                 for event in parser.feed(chunk, arrived):
                     last = _handle_event(out, event.data, event.arrived, last, live)
             for event in parser.close(time.perf_counter()):
@@ -186,6 +190,7 @@ async def run_load(
     on_tick: Callable[[LiveStats], None] | None = None,
     abort_check: Callable[[], str | None] | None = None,
     tick_interval: float = 1.0,
+    stall_timeout: float | None = None,
 ) -> LoadResult:
     """Run warmups, then every request of the workload with ``concurrency`` in flight."""
     if concurrency < 1:
@@ -196,13 +201,17 @@ async def run_load(
         warm_fail = 0
         if num_warmups and requests:
             warm_sem = asyncio.Semaphore(concurrency)
+            warm_live = LiveStats(total=num_warmups)
 
             async def warm() -> RequestResult:
                 async with warm_sem:
-                    return await send_request(session, client, requests[0])
+                    return await _tracked(session, client, requests[0], warm_live)
 
-            warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
-                                          abort_check, None, None, tick_interval)
+            try:
+                warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
+                                              abort_check, None, warm_live, tick_interval, stall_timeout)
+            except RunAborted as exc:
+                return LoadResult([], 0.0, "", num_warmups, num_warmups, f"during warmups: {exc}")
             warm_fail = sum(not r.success for r in warm_results)
 
         live = LiveStats(total=len(requests))
@@ -210,20 +219,17 @@ async def run_load(
 
         async def limited(spec: RequestSpec) -> RequestResult:
             async with sem:
-                res = await send_request(session, client, spec, live)
-            live.done += 1
-            live.failed += not res.success
-            return res
+                return await _tracked(session, client, spec, live)
 
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         gc.collect()
         gc.freeze()  # keep the collector's pauses out of the timestamps
         t0 = time.perf_counter()
-        live.started = t0
+        live.started = live.last_progress = t0
         aborted = None
         try:
             results = await _guarded(asyncio.gather(*(limited(s) for s in requests)),
-                                     abort_check, on_tick, live, tick_interval)
+                                     abort_check, on_tick, live, tick_interval, stall_timeout)
         except RunAborted as exc:
             aborted = str(exc)
             results = []
@@ -233,17 +239,42 @@ async def run_load(
     return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted)
 
 
+async def _tracked(session: aiohttp.ClientSession, client: ClientConfig, spec: RequestSpec,
+                   live: LiveStats) -> RequestResult:
+    live.in_flight += 1
+    try:
+        res = await send_request(session, client, spec, live)
+    finally:
+        live.in_flight -= 1
+        live.last_progress = time.perf_counter()
+    live.done += 1
+    live.failed += not res.success
+    return res
+
+
+def stall_reason(live: LiveStats, stall_timeout: float | None, now: float) -> str | None:
+    """Why the run counts as stalled: requests in flight and no bytes for ``stall_timeout`` s."""
+    if stall_timeout is None or live.in_flight == 0:
+        return None
+    quiet = now - live.last_progress
+    if quiet < stall_timeout:
+        return None
+    return (f"stalled: no request made progress for {quiet:.0f} s with {live.in_flight} in flight "
+            f"({live.done}/{live.total} done); limit --stall-timeout {stall_timeout:g} s")
+
+
 async def _guarded(gathered: asyncio.Future, abort_check: Callable[[], str | None] | None,
-                   on_tick: Callable[[LiveStats], None] | None, live: LiveStats | None,
-                   interval: float) -> list[RequestResult]:
-    """Await ``gathered`` while calling the progress and abort hooks every ``interval`` s."""
+                   on_tick: Callable[[LiveStats], None] | None, live: LiveStats,
+                   interval: float, stall_timeout: float | None = None) -> list[RequestResult]:
+    """Await ``gathered`` while calling the progress, abort and stall checks every ``interval`` s."""
     while True:
-        done, _ = await asyncio.wait({gathered}, timeout=interval)
+        done, _ = await asyncio.wait({gathered}, timeout=min(interval, stall_timeout or interval))
         if done:
             return gathered.result()
-        if on_tick is not None and live is not None:
+        if on_tick is not None:
             on_tick(live)
         reason = abort_check() if abort_check is not None else None
+        reason = reason or stall_reason(live, stall_timeout, time.perf_counter())
         if reason:
             gathered.cancel()
             try:

@@ -139,6 +139,8 @@ OPTIONS: tuple[Option, ...] = (
            default=1800.0, ini=True, metavar="S"),
     Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,
            ini=True, metavar="S"),
+    Option("stall-timeout", "fail a point when no request receives a byte for this many seconds",
+           positive_float, default=300.0, ini=True, metavar="S"),
     Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
     Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),
@@ -200,6 +202,7 @@ class Settings:
     port: int
     server_start_timeout: float
     request_timeout: float | None
+    stall_timeout: float
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float
@@ -223,7 +226,8 @@ class Settings:
             run_id=get(config, "run-id") or datetime.now().strftime("%Y%m%d-%H%M%S"),
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
-            request_timeout=get(config, "request-timeout"), extra_body=get(config, "extra-body") or {},
+            request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
+            extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), api_key=os.environ.get(api_key_env) or None,
         )

@@ -118,10 +118,13 @@ class SuiteBench:
 
     def run(self, point: Point) -> PointOutcome:
         try:
-            return self.session.run(self.suite, point, record_hook=self._record_hook)
+            outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
         except BaseException as exc:
             self.session.failures.append((point.id, str(exc) or type(exc).__name__))
             raise
+        if outcome.failed:
+            self.session.failures.append((point.id, outcome.failure_report().replace("\n", " ")))
+        return outcome
 
     def _record_hook(self, point: Point, record: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .loadgen import ClientConfig, LoadResult, run_load
 from .metrics import compute_metrics
 from .points import Point
-from .progress import Progress, point_status
+from .progress import Progress, log_tail, point_status
 from .record import build_record, write_json_atomic
 from .workload import Workload, random_workload
 
@@ -29,6 +29,7 @@ class RunSettings:
     seed: int = 0
     request_timeout: float | None = None  # None: default_request_timeout(osl)
     save_detailed: bool = False
+    stall_timeout: float | None = 300.0  # seconds without any bytes while requests are in flight
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
 
@@ -79,10 +80,11 @@ def run_point(
     load = asyncio.run(run_load(
         client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
         on_tick=lambda live: progress.status(point_status(point.id, live, server_log)),
-        abort_check=abort_check))
+        abort_check=abort_check, stall_timeout=settings.stall_timeout))
     progress.done()
     if load.aborted:
-        raise PointAborted(f"{point.id} stopped: {load.aborted}")
+        tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
+        raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
                               count_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
     run_args = {
@@ -113,3 +115,7 @@ def run_point(
 
 class PointAborted(RuntimeError):
     """The point was cut short (the server died, or a stall); the message says why."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message

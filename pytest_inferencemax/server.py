@@ -106,6 +106,7 @@ class Server:
     log_path: Path | None = None
     executor: ServingExecutor | None = field(default=None, repr=False)
     started_in: float = 0.0
+    broken: str | None = None  # set when a point found it hung: the next point gets a new server
 
     def command_for_record(self) -> list[str]:
         """The exact argv this server was launched with."""
@@ -118,6 +119,8 @@ class Server:
 
     def death_reason(self) -> str | None:
         """Why a launched server is no longer running, or ``None`` while it runs."""
+        if self.broken:
+            return self.broken
         if self.executor is None:
             return None
         proc = self.executor.process

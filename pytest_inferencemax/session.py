@@ -15,7 +15,7 @@ from .points import PlanOptions, Point, plan_points
 from .progress import Progress
 from .recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from .record import redact_argv, redact_env
-from .runner import PointOutcome, RunSettings, run_point
+from .runner import PointAborted, PointOutcome, RunSettings, run_point
 from .server import Server, ServerPool, check_external
 from .suite import Suite, load_suite
 from .workload import load_tokenizer
@@ -126,16 +126,25 @@ class BenchSession:
                 engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
                 env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
                 recipe_key=server.recipe.key)
+        try:
+            outcome = self._run(suite, point, server, tokenizer, context, table, model_key, record_hook)
+        except PointAborted:
+            if server.recipe is not None and server.death_reason() is None:
+                server.broken = f"it stalled during {point.id}"  # restart it for the next point
+            raise
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _run(self, suite: Suite, point: Point, server: Server, tokenizer: Any, context: dict[str, Any],
+             table: BaselineTable | None, model_key: str | None, record_hook: Any) -> PointOutcome:
         s = self.settings
-        outcome = run_point(
+        return run_point(
             point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
             tokenizer_id=self.tokenizer_id(suite), backend="vllm", out_path=self.run_dir / f"{point.id}.json",
             settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
-                                 extra_body=s.extra_body, api_key=s.api_key),
+                                 stall_timeout=s.stall_timeout, extra_body=s.extra_body, api_key=s.api_key),
             progress=self.progress, context=context, abort_check=server.death_reason,
             server_log=server.log_path,
             extra_fields=lambda rec: {**comparison(table, model_key, point.isl, point.osl, point.conc, rec),
                                       **(record_hook(point, rec) if record_hook else {})},
         )
-        self.outcomes.append(outcome)
-        return outcome
