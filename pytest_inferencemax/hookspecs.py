@@ -14,3 +14,12 @@ def pytest_inferencemax_record(point: Any, record: dict[str, Any]) -> dict[str, 
     Every implementation's dict is merged, in hook order. Use it for machine info, a
     kernel version, a change id: whatever your team needs to find the run again.
     """
+
+
+@pytest.hookspec
+def pytest_inferencemax_manifest(manifest: dict[str, Any]) -> None:
+    """Add entries to the run manifest (``manifest.json``) by setting keys of ``manifest``.
+
+    Called once at the end of a session that ran points, before the manifest is written: the
+    place for a team's machine info (BIOS, firmware, driver and kernel versions, a change id).
+    """

@@ -66,6 +66,29 @@ def conc_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def id_list(text: str) -> tuple[str, ...]:
+    """``0,1,2,3`` or ``0-7`` -> device ids."""
+    ids: list[str] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lo, dash, hi = part.partition("-")
+        if dash and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
+            ids += [str(i) for i in range(int(lo), int(hi) + 1)]
+        elif not dash and part.replace("_", "").isalnum():
+            ids.append(part)
+        else:
+            raise argparse.ArgumentTypeError(f"{part!r} in {text!r} is not a device id or a range like 0-7")
+    if not ids or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct device ids, e.g. 0,1,2,3 or 0-7")
+    return tuple(ids)
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names or not all(n.replace("_", "").isalnum() for n in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give environment variable names, e.g. HIP_VISIBLE_DEVICES")
+    return names
+
+
 def http_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -127,6 +150,13 @@ OPTIONS: tuple[Option, ...] = (
            positive_int, metavar="N"),
     Option("num-gpus", "GPUs the server uses (its TP); default: the suite's tp", positive_int, ini=True,
            metavar="N"),
+    Option("gpus-per-server", "give each server (one per xdist worker) its own K GPUs, exported as the "
+           "visible-devices variable: worker gwN gets GPUs N*K..N*K+K-1; also its TP unless --num-gpus",
+           positive_int, ini=True, metavar="K"),
+    Option("gpus", "the GPU ids --gpus-per-server hands out (default: 0, 1, 2, ...), e.g. 0-7", id_list,
+           ini=True, metavar="LIST"),
+    Option("gpu-env", "variables that carry a server's GPU ids (default: HIP_VISIBLE_DEVICES where /dev/kfd "
+           "exists, else CUDA_VISIBLE_DEVICES)", name_list, ini=True, metavar="VARS"),
     Option("seed", "seed of the random workload", non_negative_int, default=0, ini=True, metavar="N"),
     Option("results-dir", "where each run's folder of results goes", str, default="results", ini=True,
            metavar="DIR"),
@@ -195,6 +225,9 @@ class Settings:
     conc: tuple[int, ...] | None
     num_prompts: int | None
     num_gpus: int | None
+    gpus_per_server: int | None
+    gpus: tuple[str, ...] | None
+    gpu_env: tuple[str, ...] | None
     seed: int
     results_dir: Path
     run_id: str
@@ -222,8 +255,10 @@ class Settings:
             server_url=get(config, "server-url"), served_model_name=get(config, "served-model-name"),
             model=get(config, "model"), tokenizer=get(config, "tokenizer"), stage=get(config, "stage"),
             conc=get(config, "conc"), num_prompts=get(config, "num-prompts"), num_gpus=get(config, "num-gpus"),
+            gpus_per_server=get(config, "gpus-per-server"), gpus=get(config, "gpus"), gpu_env=get(config, "gpu-env"),
             seed=get(config, "seed"), results_dir=path("results-dir"),
-            run_id=get(config, "run-id") or datetime.now().strftime("%Y%m%d-%H%M%S"),
+            run_id=(get(config, "run-id") or getattr(config, "workerinput", {}).get("inferencemax_run_id")
+                    or datetime.now().strftime("%Y%m%d-%H%M%S")),
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from . import hookspecs
+from .devices import default_visibility_vars, device_slice, worker_index
+from .manifest import Manifest
 from .options import Settings, add_options
 from .points import Point
 from .progress import StreamProgress
@@ -18,10 +20,11 @@ from .runner import PointOutcome
 from .server import ServerError
 from .session import BenchSession
 from .suite import SUITE_FILE, Suite, SuiteError
-from .summary import summary_lines, write_summary
+from .summary import load_records, summary_lines, write_summary
 
 SESSION = pytest.StashKey[BenchSession]()
 POINT_ARG = "inferencemax_point"
+RECORD, FAILURE = "inferencemax_record", "inferencemax_failure"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -42,7 +45,40 @@ def pytest_configure(config: pytest.Config) -> None:
         quiet=config.get_verbosity() < 0, interval=settings.progress_interval,
         tty=bool(getattr(reporter, "isatty", False)),
         uncaptured=capman.global_and_fixture_disabled if capman is not None else None)
-    config.stash[SESSION] = BenchSession(settings=settings, progress=progress, rootdir=Path(config.rootpath))
+    bench = BenchSession(settings=settings, progress=progress, rootdir=Path(config.rootpath))
+    workerid = getattr(config, "workerinput", {}).get("workerid")
+    bench.worker = worker_index(workerid)
+    if settings.gpus_per_server:
+        try:
+            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus,
+                                         settings.gpu_env or default_visibility_vars())
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    name = f"manifest-{workerid}.json" if workerid else "manifest.json"
+    bench.manifest = Manifest(rootdir=bench.rootdir, path=bench.run_dir / name,
+                              settings={k: (str(v) if isinstance(v, Path) else v)
+                                        for k, v in vars(settings).items() if k != "api_key"})
+    config.stash[SESSION] = bench
+    config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(bench), "inferencemax-xdist")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With ``-n N`` and no ``--dist``, keep each server configuration's points on one worker."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
+
+
+class XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["inferencemax_run_id"] = self.bench.settings.run_id  # one results folder
 
 
 def _session(config: pytest.Config) -> BenchSession:
@@ -80,6 +116,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             return -1
         suite = _suite_of(item.path, bench)
         key = (str(item.path), bench.recipe(suite, point).key) if suite else (str(item.path), "")
+        # points of one server configuration stay on one xdist worker (--dist loadgroup)
+        item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{key[1]}"))
         return first_seen.setdefault(key, len(first_seen))
 
     items.sort(key=order)  # stable: file order within a group
@@ -111,19 +149,23 @@ def _point_of(item: pytest.Item) -> Point | None:
 class SuiteBench:
     """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
 
-    def __init__(self, session: BenchSession, suite: Suite, config: pytest.Config) -> None:
+    def __init__(self, session: BenchSession, suite: Suite, node: pytest.Item) -> None:
         self.session = session
         self.suite = suite
-        self._config = config
+        self._node = node
+        self._config = node.config
 
     def run(self, point: Point) -> PointOutcome:
+        # What the summary needs travels in user_properties, so it reaches the xdist controller too.
+        props = self._node.user_properties
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
         except BaseException as exc:
-            self.session.failures.append((point.id, str(exc) or type(exc).__name__))
+            props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
             raise
+        props.append((RECORD, str(outcome.path)))
         if outcome.failed:
-            self.session.failures.append((point.id, outcome.failure_report().replace("\n", " ")))
+            props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
         return outcome
 
     def _record_hook(self, point: Point, record: dict[str, Any]) -> dict[str, Any]:
@@ -141,23 +183,48 @@ def inferencemax(request: pytest.FixtureRequest) -> SuiteBench:
     suite = _suite_of(request.path, session)
     if suite is None:
         raise SuiteError(f"{request.path}: no {SUITE_FILE} beside this test")
-    return SuiteBench(session, suite, request.config)
+    return SuiteBench(session, suite, request.node)
+
+
+class ReportCollector:
+    """Collects each point's record and failure from test reports: this process's own, or, on the
+    xdist controller, the workers' (user_properties travel with the reports)."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == RECORD and Path(value) not in self.bench.record_paths:
+                self.bench.record_paths.append(Path(value))
+            elif key == FAILURE and tuple(value) not in self.bench.failures:
+                self.bench.failures.append(tuple(value))
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(SESSION, None)
-    if bench is not None:
-        bench.close()  # also on Ctrl-C and internal errors: no server is left behind
-        if bench.outcomes or bench.failures:
-            write_summary(bench.outcomes, bench.failures, bench.run_dir)
+    if bench is None:
+        return
+    bench.close()  # also on Ctrl-C and internal errors: no server is left behind
+    if bench.record_paths or bench.failures:
+        session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
+        bench.manifest.write(finished=True)
+        if not _is_worker(session.config):
+            write_summary(load_records(bench.record_paths), bench.failures, bench.run_dir)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     bench = config.stash.get(SESSION, None)
-    if bench is None or not (bench.outcomes or bench.failures) or config.get_verbosity() < 0:
+    if bench is None or not (bench.record_paths or bench.failures) or config.get_verbosity() < 0:
         return
     terminalreporter.section("inferencemax summary")
-    for line in summary_lines(bench.outcomes, bench.failures, bench.run_dir):
+    for line in summary_lines(load_records(bench.record_paths), bench.failures, bench.run_dir):
         terminalreporter.write_line(line)
 
 

@@ -104,8 +104,8 @@ def render_recipe(suite: Suite, point: Point, ctx: RecipeContext) -> Recipe:
                   health_path=spec.health_path, host=ctx.host)
 
 
-def resolve_model(suite: Suite, models_dir: Path, override: str | None) -> str:
-    """The model argument: ``--model`` if given, else the suite's, with ``${models_dir}`` filled."""
-    raw = override or suite.suite.model
+def resolve_model(suite: Suite, models_dir: Path, override: str | None, stage: str | None = None) -> str:
+    """The model: ``--model`` if given, else the stage's, else the suite's, with ``${models_dir}`` filled."""
+    raw = override or suite.stage(stage)[1].model or suite.suite.model
     return fill(raw, {"models_dir": str(models_dir), "suite_dir": str(suite.directory)},
                 f"{suite.path} [suite].model")

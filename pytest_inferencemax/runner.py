@@ -82,6 +82,9 @@ def run_point(
         on_tick=lambda live: progress.status(point_status(point.id, live, server_log)),
         abort_check=abort_check, stall_timeout=settings.stall_timeout))
     progress.done()
+    if not load.aborted and abort_check is not None:
+        # the server may have died faster than the periodic check: requests then fail at once
+        load.aborted = abort_check()
     if load.aborted:
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
         raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)

@@ -137,7 +137,8 @@ class ServerPool:
     """Keeps at most one launched server per worker and swaps it when the recipe changes."""
 
     def __init__(self, *, log_dir: Path, progress: Progress, start_timeout: float, stop_grace: float = 30.0,
-                 port: int | None = None, api_key: str | None = None) -> None:
+                 port: int | None = None, api_key: str | None = None,
+                 on_launch: Callable[["Server"], None] | None = None) -> None:
         self.log_dir = log_dir
         self.progress = progress
         self.start_timeout = start_timeout
@@ -147,6 +148,7 @@ class ServerPool:
         self.current: Server | None = None
         self.launches = 0
         self.failed_starts: dict[str, str] = {}  # recipe key -> why it did not start
+        self.on_launch = on_launch
 
 
     def acquire(self, recipe: Recipe, served_model_name: str) -> Server:
@@ -165,6 +167,8 @@ class ServerPool:
         except ServerError as exc:
             self.failed_starts[recipe.key] = str(exc)
             raise
+        if self.on_launch is not None:
+            self.on_launch(self.current)
         return self.current
 
     def _launch(self, recipe: Recipe, served_model_name: str) -> Server:

@@ -4,12 +4,15 @@ The plugin's hooks stay thin and hand their work to this object, kept in ``confi
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .baseline import BaselineTable, comparison, load_baseline
+from .devices import DeviceSlice
+from .manifest import Manifest, engine_version
 from .options import Settings
 from .points import PlanOptions, Point, plan_points
 from .progress import Progress
@@ -29,12 +32,16 @@ class BenchSession:
     progress: Progress
     rootdir: Path
     suites: dict[Path, Suite] = field(default_factory=dict)
-    outcomes: list[PointOutcome] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason)
+    outcomes: list[PointOutcome] = field(default_factory=list)  # points run in this process
+    record_paths: list[Path] = field(default_factory=list)  # every finished point's JSON (all workers)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
     _tokenizers: dict[str, Any] = field(default_factory=dict)
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
     _external: Server | None = None
     pool: ServerPool | None = None
+    worker: int = 0  # xdist worker index (0 without xdist)
+    devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
+    manifest: Manifest | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -50,14 +57,14 @@ class BenchSession:
     def plan(self, suite: Suite) -> list[Point]:
         s = self.settings
         return plan_points(suite, PlanOptions(stage=s.stage, conc=s.conc, num_prompts=s.num_prompts,
-                                              num_gpus=s.num_gpus))
+                                              num_gpus=s.num_gpus or s.gpus_per_server))
 
     def served_model_name(self, suite: Suite) -> str:
         return (self.settings.served_model_name or suite.suite.served_model_name
                 or self.model(suite))
 
     def model(self, suite: Suite) -> str:
-        return resolve_model(suite, self.settings.models_dir, self.settings.model)
+        return resolve_model(suite, self.settings.models_dir, self.settings.model, self.settings.stage)
 
     def tokenizer_id(self, suite: Suite) -> str:
         if self.settings.tokenizer:
@@ -70,7 +77,11 @@ class BenchSession:
         ctx = RecipeContext(model=self.model(suite), served_model_name=self.served_model_name(suite),
                             tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
                             models_dir=self.settings.models_dir, host=suite.server.host)
-        return render_recipe(suite, point, ctx)
+        recipe = render_recipe(suite, point, ctx)
+        if self.devices is not None:
+            env = {**dict(recipe.env), **self.devices.env()}
+            recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
+        return recipe
 
     # -- resources ----------------------------------------------------------------------------
     def prepare_model(self, suite: Suite) -> None:
@@ -103,13 +114,28 @@ class BenchSession:
             if self._external is None:
                 self._external = check_external(self.settings.server_url, self.served_model_name(suite),
                                                 api_key=self.settings.api_key)
+                self._note_server(self._external)
             return self._external
         if self.pool is None:
             self.pool = ServerPool(log_dir=self.run_dir, progress=self.progress,
                                    start_timeout=self.settings.server_start_timeout,
-                                   port=self.settings.port or None, api_key=self.settings.api_key)
+                                   port=(self.settings.port + self.worker) if self.settings.port else None,
+                                   api_key=self.settings.api_key, on_launch=self._note_server)
         self.prepare_model(suite)
         return self.pool.acquire(self.recipe(suite, point), self.served_model_name(suite))
+
+    def _note_server(self, server: Server) -> None:
+        """Record a server in the manifest: what it is, how it was started, what it says it runs."""
+        if self.manifest is None:
+            return
+        entry: dict[str, Any] = {"base_url": server.base_url, "model": server.model,
+                                 "engine_version": engine_version(server.base_url)}
+        if server.recipe is not None:
+            entry.update(engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
+                         env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
+                         started_in_s=round(server.started_in, 1), recipe_key=server.recipe.key,
+                         worker=self.worker, devices=list(self.devices.devices) if self.devices else None)
+        self.manifest.add_server(entry)
 
     def close(self) -> None:
         if self.pool is not None:

@@ -101,6 +101,7 @@ class Stage(_Strict):
     """One rule set of the bounty (points, gate, baseline, leaderboard)."""
 
     title: str = ""
+    model: str | None = None  # replaces [suite].model for this stage
     workloads: tuple[WorkloadSpec, ...]
     range_ratio: float = Field(1.0, ge=0.0, le=1.0)
     warmups_per_conc: int = Field(2, ge=0)

@@ -1,11 +1,11 @@
 """The end-of-session summary: a table per suite on the terminal and ``summary.json`` on disk."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from .record import write_json_atomic
-from .runner import PointOutcome
 
 COLUMNS = (
     ("point", "{}", lambda r: r["inferencemax"]["point"]),
@@ -46,11 +46,17 @@ def render_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def summary_lines(outcomes: Sequence[PointOutcome], failures: Sequence[tuple[str, str]], run_dir: Path) -> list[str]:
+def load_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The point records on disk, in the order the points finished."""
+    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths if Path(p).is_file()]
+
+
+def summary_lines(records: Sequence[dict[str, Any]], failures: Sequence[tuple[str, str]], run_dir: Path) -> list[str]:
     lines: list[str] = []
     by_suite: dict[str, list[dict[str, Any]]] = {}
-    for o in outcomes:
-        by_suite.setdefault(f"{o.point.suite} (stage {o.point.stage})", []).append(o.record)
+    for rec in records:
+        info = rec["inferencemax"]
+        by_suite.setdefault(f"{info['suite']} (stage {info['stage']})", []).append(rec)
     for name, records in by_suite.items():
         lines.append(f"suite {name}: tok/s/GPU divides total token throughput by "
                      f"{records[0]['inferencemax']['tput_per_gpu_divisor']}")
@@ -64,14 +70,14 @@ def summary_lines(outcomes: Sequence[PointOutcome], failures: Sequence[tuple[str
     return lines
 
 
-def write_summary(outcomes: Sequence[PointOutcome], failures: Sequence[tuple[str, str]], run_dir: Path) -> Path:
+def write_summary(records: Sequence[dict[str, Any]], failures: Sequence[tuple[str, str]], run_dir: Path) -> Path:
     data = {
-        "points": [{"point": o.point.id, "file": o.path.name,
-                    **{k: o.record.get(k) for k in ("completed", "num_prompts", "request_throughput",
+        "points": [{"point": rec["inferencemax"]["point"], "file": f"{rec['inferencemax']['point']}.json",
+                    **{k: rec.get(k) for k in ("completed", "num_prompts", "request_throughput",
                                                     "output_throughput", "total_token_throughput", "tput_per_gpu",
                                                     "median_ttft_ms", "median_tpot_ms", "median_e2el_ms",
                                                     "interactivity")}}
-                   for o in outcomes],
+                   for rec in records],
         "failures": [{"point": p, "reason": r} for p, r in failures],
     }
     return write_json_atomic(run_dir / "summary.json", data)

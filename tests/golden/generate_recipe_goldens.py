@@ -170,7 +170,7 @@ def main() -> None:
         bash_version = subprocess.run([runner.bash, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
         for (suite_name, stage), src in SOURCES.items():
             suite = load_suite(REPO / "suites" / suite_name)
-            model = suite.suite.model
+            model = suite.stage(stage)[1].model or suite.suite.model
             sha = full_sha(args.mirror, src["commit"])
             original = git_show(args.mirror, f"{sha}:{src['script']}")
             text = original.decode("utf-8")
