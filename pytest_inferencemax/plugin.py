@@ -49,9 +49,13 @@ def pytest_configure(config: pytest.Config) -> None:
     workerid = getattr(config, "workerinput", {}).get("workerid")
     bench.worker = worker_index(workerid)
     if settings.gpus_per_server:
+        env_vars = settings.gpu_env or default_visibility_vars()
+        workers = getattr(config.option, "numprocesses", None)
         try:
-            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus,
-                                         settings.gpu_env or default_visibility_vars())
+            if workerid is None and isinstance(workers, int):  # check every worker's share up front
+                for w in range(workers):
+                    device_slice(w, settings.gpus_per_server, settings.gpus, env_vars)
+            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus, env_vars)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
     name = f"manifest-{workerid}.json" if workerid else "manifest.json"
