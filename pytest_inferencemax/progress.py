@@ -85,16 +85,19 @@ class StreamProgress:
             self._stream.flush()
 
 
+def _tail_lines(path: Path, max_bytes: int) -> list[str]:
+    """The lines in the last ``max_bytes`` of a file (a log may be gigabytes; read only its end)."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        f.seek(max(f.tell() - max_bytes, 0))
+        return f.read().decode("utf-8", errors="replace").splitlines()
+
+
 def last_log_line(path: Path | None, limit: int = 100) -> str:
     """The last non-empty line of a log file, shortened for a status line."""
     if path is None or not path.exists():
         return ""
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(size - 4096, 0))
-        tail = f.read().decode("utf-8", errors="replace").splitlines()
-    for line in reversed(tail):
+    for line in reversed(_tail_lines(path, 4096)):
         line = line.strip()
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -105,12 +108,7 @@ def log_tail(path: Path | None, lines: int = 30) -> str:
     """The last ``lines`` lines of a log, for error reports."""
     if path is None or not path.exists():
         return "(no log)"
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(size - 65536, 0))
-        tail = f.read().decode("utf-8", errors="replace").splitlines()
-    return "\n".join(tail[-lines:])
+    return "\n".join(_tail_lines(path, 65536)[-lines:])
 
 
 def point_status(label: str, live: LiveStats, server_log: Path | None) -> str:

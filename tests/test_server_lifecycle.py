@@ -99,3 +99,28 @@ def test_port_in_use_is_a_clear_error(pytester, smollm2_model, tmp_path):
                                             "--models-dir", str(MODELS_DIR), timeout=120)
     run.assert_outcomes(failed=1)
     assert f"port {port} on 127.0.0.1 is already in use" in run.stdout.str()
+
+
+def test_ctrl_c_during_start_leaves_nothing_running(pytester, smollm2_model, tmp_path):
+    from e2e_support import pids_with_arg, process_group
+
+    _write_suite(pytester, "{ isl = 16, osl = 4, conc = [1], prompts_per_conc = 1 }")
+    name = f"ctrlc-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "mini", "--served-model-name", name, "--results-dir", str(tmp_path),
+         "--models-dir", str(MODELS_DIR), "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (servers := [p for p in pids_with_arg(name) if p != proc.pid]):
+            assert time.monotonic() < deadline and proc.poll() is None, "the server never started"
+            time.sleep(0.2)
+        server_pid = min(servers)
+        time.sleep(8)  # the server is busy starting: engine processes exist by now
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "KeyboardInterrupt" in out
+    assert process_group(server_pid) == [] and pids_with_arg(name) == []

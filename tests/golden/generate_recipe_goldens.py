@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -217,7 +216,7 @@ def main() -> None:
                 "how": (f"Ran the script with {bash_version.split(' (')[0]} under `env -i` (PATH = fake bin dir + "
                         "/usr/bin:/bin, HOME, LANG=C.UTF-8 and the inputs below"
                         + (", /tmp a private bind mount" if runner.private_tmp else "") + "). "
-                        f"Fake `vllm` and `python3` executables first on PATH recorded argv (argv[0] as its "
+                        "Fake `vllm` and `python3` executables first on PATH recorded argv (argv[0] as its "
                         "basename), the environment and the --config file's content, and exited 0. `env` is "
                         "every variable whose value differs from a baseline run of a one-line script calling "
                         "the same fake with the same inputs, i.e. exactly what the script set/exported. "
