@@ -132,16 +132,29 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     if not config.option.collectonly or config.get_verbosity() < 0:
         return []
     bench = _session(config)
-    lines = []
+    lines: list[str] = []
+    recipes: set[str] = set()
     for item in items:
         point = _point_of(item)
         suite = _suite_of(item.path, bench) if point else None
         if point is None or suite is None:
             continue
-        server = bench.settings.server_url or f"recipe {bench.recipe(suite, point).key}"
+        server = bench.settings.server_url
+        if not server:
+            recipes.add(key := bench.recipe(suite, point).key)
+            server = f"recipe {key}"
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
                      f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
                      f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
+    if recipes:
+        lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
+    workers = getattr(config.option, "numprocesses", None)
+    s = bench.settings
+    if recipes and s.gpus_per_server:
+        env_vars = ",".join(s.gpu_env or default_visibility_vars())
+        shares = [device_slice(w, s.gpus_per_server, s.gpus, ()).devices for w in range(workers or 1)]
+        lines.append(f"  GPUs per server ({env_vars}): " + "; ".join(
+            f"{'gw' + str(w) if workers else 'server'} {','.join(d)}" for w, d in enumerate(shares)))
     return ["inferencemax plan:", *lines] if lines else []
 
 

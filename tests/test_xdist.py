@@ -26,8 +26,11 @@ def test_dsr1_plans_two_server_groups(pytester):
     """`pytest suites/dsr1 -n 2 --gpus-per-server 4`: the 8192/1024 CONC 64 point needs its own server."""
     from e2e_support import REPO
 
-    run = pytester.runpytest_subprocess(str(REPO / "suites" / "dsr1"), "--collect-only", "--gpus-per-server", "4")
+    run = pytester.runpytest_subprocess(str(REPO / "suites" / "dsr1"), "--collect-only", "-n", "2",
+                                        "--gpus-per-server", "4", "--gpu-env", "HIP_VISIBLE_DEVICES")
     out = run.stdout.str()
+    assert "2 server configuration(s)" in out
+    assert "GPUs per server (HIP_VISIBLE_DEVICES): gw0 0,1,2,3; gw1 4,5,6,7" in out
     recipes = {line.rsplit("server recipe ", 1)[1] for line in out.splitlines() if "server recipe " in line}
     assert len(recipes) == 2
     assert "TP 4" in out  # --gpus-per-server sets the servers' TP
