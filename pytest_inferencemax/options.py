@@ -174,6 +174,10 @@ OPTIONS: tuple[Option, ...] = (
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),
     Option("progress-interval", "seconds between progress lines when the output is not a terminal",
            positive_float, default=10.0, ini=True, metavar="S"),
+    Option("skip-accuracy", "run points without the accuracy gate (development only: every result says so, "
+           "and such results cannot be submitted)", flag=True),
+    Option("accuracy-dataset", "local .jsonl ({\"page\": text} per line) for a wikitext gate, for machines "
+           "without the Hugging Face dataset cache", str, ini=True, metavar="PATH"),
     Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
 )
 
@@ -238,6 +242,8 @@ class Settings:
     api_key_env: str
     progress_interval: float
     save_detailed: bool
+    skip_accuracy: bool
+    accuracy_dataset: str | None
     api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -262,5 +268,6 @@ class Settings:
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
-            save_detailed=get(config, "save-detailed"), api_key=os.environ.get(api_key_env) or None,
+            save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
+            accuracy_dataset=get(config, "accuracy-dataset"), api_key=os.environ.get(api_key_env) or None,
         )

@@ -12,6 +12,7 @@ import pytest
 
 from . import hookspecs
 from .devices import default_visibility_vars, device_slice, worker_index
+from .accuracy import AccuracyError, GateResult
 from .manifest import Manifest
 from .options import Settings, add_options
 from .points import Point
@@ -24,6 +25,7 @@ from .summary import load_records, summary_lines, write_summary
 
 SESSION = pytest.StashKey[BenchSession]()
 POINT_ARG = "inferencemax_point"
+GATE_ARG = "inferencemax_gate"  # one accuracy test per server configuration, before its points
 RECORD, FAILURE = "inferencemax_record", "inferencemax_failure"
 
 
@@ -38,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "inferencemax_point: one benchmark point of a suite (added automatically)")
+    config.addinivalue_line("markers", "inferencemax_gate: the accuracy gate of one server (added automatically)")
     settings = Settings.from_config(config)
     capman = config.pluginmanager.getplugin("capturemanager")
     reporter = config.pluginmanager.getplugin("terminalreporter")
@@ -95,34 +98,43 @@ def _suite_of(path: Path, session: BenchSession) -> Suite | None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if POINT_ARG not in metafunc.fixturenames:
+    arg = next((a for a in (POINT_ARG, GATE_ARG) if a in metafunc.fixturenames), None)
+    if arg is None:
         return
     session = _session(metafunc.config)
     suite = _suite_of(metafunc.definition.path, session)
     if suite is None:
-        raise SuiteError(f"{metafunc.definition.path}: a test taking {POINT_ARG} needs a {SUITE_FILE} "
+        raise SuiteError(f"{metafunc.definition.path}: a test taking {arg} needs a {SUITE_FILE} "
                          "in the same directory")
     points = session.plan(suite)
-    metafunc.parametrize(POINT_ARG, [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point)
-                                     for p in points])
+    if arg == POINT_ARG:
+        metafunc.parametrize(POINT_ARG, [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point)
+                                         for p in points])
+        return
+    groups = session.server_groups(suite, points)  # first point of each server configuration
+    for point in groups[:1]:
+        session.gate_spec(suite, point)  # a malformed gate is a collection error, before any server starts
+    metafunc.parametrize(GATE_ARG, [
+        pytest.param(p, id=f"{suite.name}-accuracy" + (f"-{p.isl}-{p.osl}-c{p.conc}" if n else ""),
+                     marks=pytest.mark.inferencemax_gate) for n, p in enumerate(groups)])
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep points that share a server configuration together, so it restarts only when it must."""
     bench = _session(config)
-    if bench.settings.server_url:
-        return
     first_seen: dict[tuple[str, str], int] = {}
 
-    def order(item: pytest.Item) -> int:
+    def order(item: pytest.Item) -> tuple[int, int]:
         point = _point_of(item)
         if point is None:
-            return -1
+            return (-1, 0)
         suite = _suite_of(item.path, bench)
-        key = (str(item.path), bench.recipe(suite, point).key) if suite else (str(item.path), "")
+        recipe = "external" if bench.settings.server_url or suite is None else bench.recipe(suite, point).key
+        key = (str(item.path.parent), recipe)
         # points of one server configuration stay on one xdist worker (--dist loadgroup)
-        item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{key[1]}"))
-        return first_seen.setdefault(key, len(first_seen))
+        item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{recipe}"))
+        gate_last = 0 if GATE_ARG in getattr(item, "callspec").params else 1  # the gate first
+        return (first_seen.setdefault(key, len(first_seen)), gate_last)
 
     items.sort(key=order)  # stable: file order within a group
 
@@ -143,6 +155,13 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
         if not server:
             recipes.add(key := bench.recipe(suite, point).key)
             server = f"recipe {key}"
+        if GATE_ARG in item.callspec.params:
+            spec = bench.gate_spec(suite, point)
+            what = (f"accuracy gate {spec.task} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
+            if bench.settings.skip_accuracy:
+                what += ", skipped (--skip-accuracy)"
+            lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")
+            continue
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
                      f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
                      f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
@@ -160,7 +179,9 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 
 def _point_of(item: pytest.Item) -> Point | None:
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get(POINT_ARG) if callspec is not None else None
+    if callspec is None:
+        return None
+    return callspec.params.get(POINT_ARG) or callspec.params.get(GATE_ARG)
 
 
 class SuiteBench:
@@ -172,9 +193,28 @@ class SuiteBench:
         self._node = node
         self._config = node.config
 
+    def gate(self, point: Point) -> GateResult | None:
+        """Run (once per server instance) and return the accuracy gate of ``point``'s server."""
+        try:
+            gate = self.session.gate(self.suite, point)
+        except AccuracyError as exc:
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, f"accuracy gate: {exc}")))
+            raise
+        if gate is not None and not gate.passed:
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate.message().splitlines()[0])))
+        return gate
+
     def run(self, point: Point) -> PointOutcome:
         # What the summary needs travels in user_properties, so it reaches the xdist controller too.
         props = self._node.user_properties
+        try:
+            gate = self.session.gate(self.suite, point)
+            not_run = None if gate is None or gate.passed else gate.message().splitlines()[0]
+        except AccuracyError as exc:
+            not_run = f"the accuracy gate could not run: {str(exc).splitlines()[0]}"
+        if not_run:
+            props.append((FAILURE, (point.id, f"not run: {not_run}")))
+            pytest.skip(f"not run: {not_run}")
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
         except BaseException as exc:

@@ -137,3 +137,27 @@ def write_json_atomic(path: Path, data: Any) -> Path:
             pass
         raise
     return path
+
+
+def accuracy_fields(gate: Any, skipped_why: str | None) -> dict[str, Any]:
+    """The bounty's ``accuracy`` and ``accuracy_validation`` fields, with the limits really enforced.
+
+    ``gate`` is the server's :class:`~pytest_inferencemax.accuracy.GateResult` (a point only runs
+    after its gate passed); ``skipped_why`` says why there is none.
+    """
+    if gate is None:
+        return {"accuracy": None, "accuracy_validation": {"status": "SKIPPED", "reason": skipped_why}}
+    spec = gate.spec
+    validation: dict[str, Any] = {
+        "status": "PASSED" if gate.passed else "FAILED", "task": spec.task, "rule": spec.rule.value,
+        "limits": {v.metric: {"op": v.op, "limit": v.limit, "margin": v.margin} for v in gate.verdicts},
+        "lm_eval_version": gate.lm_eval_version, "dataset": gate.dataset, "dataset_sha256": gate.dataset_sha256,
+        "provenance": spec.provenance,
+    }
+    if spec.rule.value == "max_ratio":
+        accuracy = {v.metric: v.value for v in gate.verdicts}
+        validation.update(baselines=dict(spec.baselines), threshold_multiplier=spec.threshold_multiplier)
+    else:
+        accuracy = {f"{spec.task}_metric": gate.verdicts[0].value, "task": spec.task}
+        validation.update(minimum_accepted=spec.minimum, metric=spec.metric, num_fewshot=spec.num_fewshot)
+    return {"accuracy": accuracy, "accuracy_validation": validation}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .accuracy import AccuracyError, GateResult, GateSpec, run_gate
 from .baseline import BaselineTable, comparison, load_baseline
 from .devices import DeviceSlice
 from .manifest import Manifest, engine_version
@@ -17,7 +18,7 @@ from .options import Settings
 from .points import PlanOptions, Point, plan_points
 from .progress import Progress
 from .recipe import Recipe, RecipeContext, render_recipe, resolve_model
-from .record import redact_argv, redact_env
+from .record import accuracy_fields, redact_argv, redact_env
 from .runner import PointAborted, PointOutcome, RunSettings, run_point
 from .server import Server, ServerPool, check_external
 from .suite import Suite, load_suite
@@ -36,6 +37,7 @@ class BenchSession:
     record_paths: list[Path] = field(default_factory=list)  # every finished point's JSON (all workers)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
     _tokenizers: dict[str, Any] = field(default_factory=dict)
+    _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
     _external: Server | None = None
     pool: ServerPool | None = None
@@ -82,6 +84,62 @@ class BenchSession:
             env = {**dict(recipe.env), **self.devices.env()}
             recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
         return recipe
+
+    def server_groups(self, suite: Suite, points: list[Point]) -> list[Point]:
+        """The first point of each server configuration (one with --server-url)."""
+        if self.settings.server_url:
+            return points[:1]
+        seen: dict[str, Point] = {}
+        for p in points:
+            seen.setdefault(self.recipe(suite, p).key, p)
+        return list(seen.values())
+
+    # -- accuracy gate -------------------------------------------------------------------------
+    def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
+        _, stage = suite.stage(point.stage)
+        if not stage.accuracy:
+            return None
+        return GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{point.stage}.accuracy]",
+                                   base_dir=suite.directory)
+
+    def gate(self, suite: Suite, point: Point) -> GateResult | None:
+        """The accuracy gate of the server this point runs on: run once per server instance.
+
+        ``None`` when the stage has no gate or --skip-accuracy is given. Raises
+        :class:`AccuracyError` when the gate cannot run (then for every point of that server).
+        """
+        spec = self.gate_spec(suite, point)
+        if spec is None or self.settings.skip_accuracy:
+            return None
+        server = self.server(suite, point)
+        key = id(server)
+        if key not in self._gates:
+            self.progress.line(f"inferencemax: accuracy gate ({spec.task}, {spec.rule.value}) on {server.base_url}")
+            try:
+                result: GateResult | str = run_gate(
+                    spec, server.base_url, server.model, self.tokenizer_id(suite),
+                    dataset=self.settings.accuracy_dataset if spec.task == "wikitext" else None,
+                    api_key=self.settings.api_key)
+            except AccuracyError as exc:
+                result = str(exc)
+            self._gates[key] = result
+            if self.manifest is not None:
+                entry = result.to_dict() if isinstance(result, GateResult) else {"error": result}
+                self.manifest.extra.setdefault("accuracy_gates", []).append(
+                    {"server": server.base_url, "pid": server.pid, **entry})
+            if isinstance(result, GateResult):
+                self.progress.line(result.message())
+        result = self._gates[key]
+        if isinstance(result, str):
+            raise AccuracyError(result)
+        return result
+
+    def accuracy_record(self, suite: Suite, point: Point) -> dict[str, Any]:
+        """Fields for a point's JSON; call after the point's gate passed (or was skipped)."""
+        if self.settings.skip_accuracy:
+            return accuracy_fields(None, "--skip-accuracy: run without the accuracy gate (development only)")
+        gate = self.gate(suite, point)
+        return accuracy_fields(gate, None if gate else "this stage defines no accuracy gate")
 
     # -- resources ----------------------------------------------------------------------------
     def prepare_model(self, suite: Suite) -> None:
@@ -172,5 +230,6 @@ class BenchSession:
             progress=self.progress, context=context, abort_check=server.death_reason,
             server_log=server.log_path,
             extra_fields=lambda rec: {**comparison(table, model_key, point.isl, point.osl, point.conc, rec),
+                                      **self.accuracy_record(suite, point),
                                       **(record_hook(point, rec) if record_hook else {})},
         )

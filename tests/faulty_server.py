@@ -3,6 +3,10 @@
 Modes: ``hang`` accepts streaming completions and never answers; ``midstream`` sends a few
 token events and then goes silent; ``ok`` streams normally. Non-streaming requests (the
 readiness check) and ``/health`` always work, so the fault shows only during a point.
+Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
+except in mode ``logprobs``, which answers ``echo``/``logprobs`` requests like vLLM (one
+made-up logprob of -1.0 per whitespace-separated prompt word). ``/v1/models`` reports
+``max_model_len`` (4096) for the model ``faulty``.
 Runs in a background thread on 127.0.0.1 with a free port.
 """
 from __future__ import annotations
@@ -45,6 +49,7 @@ class FaultyServer:
         self._stop = asyncio.Event()
         app = web.Application()
         app.router.add_get("/health", _health)
+        app.router.add_get("/v1/models", _models)
         app.router.add_post("/v1/completions", self._completions)
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
@@ -58,6 +63,8 @@ class FaultyServer:
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if not body.get("stream"):
+            if self.mode == "logprobs" and body.get("echo") and body.get("logprobs"):
+                return web.json_response(_echo_logprobs(str(body.get("prompt", ""))))
             return web.json_response({"choices": [{"index": 0, "text": "x"}],
                                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         if self.mode == "hang":
@@ -80,3 +87,18 @@ class FaultyServer:
 
 async def _health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+async def _models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "faulty", "object": "model", "max_model_len": 4096}]})
+
+
+def _echo_logprobs(prompt: str) -> dict:
+    """vLLM's shape for echo=true, logprobs=1, max_tokens=1: the prompt's tokens (first without a logprob) + one."""
+    tokens = prompt.split() + ["x"]
+    lps = [None] + [-1.0] * (len(tokens) - 1)
+    top = [None] + [{t: -1.0} for t in tokens[1:]]
+    return {"choices": [{"index": 0, "text": prompt + "x",
+                         "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": top,
+                                      "text_offset": list(range(len(tokens)))}}],
+            "usage": {"prompt_tokens": len(tokens) - 1, "completion_tokens": 1}}

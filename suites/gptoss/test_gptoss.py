@@ -1,4 +1,10 @@
-"""The points of suite.toml beside this file, one test each (ids like gptoss-1024-1024-c4)."""
+"""The suite.toml beside this file as tests: the accuracy gate of each server first, then one
+test per point (ids like gptoss-1024-1024-c4); a point whose server failed its gate is not run."""
+
+
+def test_accuracy(inferencemax, inferencemax_gate):
+    gate = inferencemax.gate(inferencemax_gate)
+    assert gate is None or gate.passed, gate.message()
 
 
 def test_point(inferencemax, inferencemax_point):
