@@ -28,6 +28,14 @@ def _ratio(rec: dict[str, Any], prefix: str) -> str:
     return "n/a"
 
 
+def _accuracy_line(rec: dict[str, Any]) -> str:
+    val = rec.get("accuracy_validation") or {}
+    if val.get("status") != "PASSED":
+        return f"{val.get('status', 'unknown')} ({val.get('reason', '')})"
+    values = ", ".join(f"{k} {v:.4g}" for k, v in (rec.get("accuracy") or {}).items() if isinstance(v, float))
+    return f"gate {val['task']} PASSED: {values}"
+
+
 def table_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = [[c[0] for c in COLUMNS]]
     for rec in records:
@@ -63,6 +71,7 @@ def summary_lines(records: Sequence[dict[str, Any]], failures: Sequence[tuple[st
         lines.extend(render_table(table_rows(records)).splitlines())
         notes = {r.get("baseline_note") for r in records if r.get("baseline_note")}
         lines.extend(f"  baseline: {n}" for n in sorted(notes))
+        lines.extend(f"  accuracy: {a}" for a in sorted({_accuracy_line(r) for r in records}))
         lines.append("")
     for point_id, reason in failures:
         lines.append(f"FAILED {point_id}: {reason.splitlines()[0] if reason else 'see above'}")
