@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .devices import default_visibility_vars, device_slice, worker_index
 from .accuracy import AccuracyError, GateResult
-from .manifest import Manifest
+from .devices import default_visibility_vars, device_slice
 from .options import Settings, add_options
 from .points import Point
 from .progress import StreamProgress
 from .runner import PointOutcome
-from .server import ServerError
 from .session import BenchSession
 from .suite import SUITE_FILE, Suite, SuiteError
 from .summary import load_records, summary_lines, write_summary
@@ -48,23 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
         quiet=config.get_verbosity() < 0, interval=settings.progress_interval,
         tty=bool(getattr(reporter, "isatty", False)),
         uncaptured=capman.global_and_fixture_disabled if capman is not None else None)
-    bench = BenchSession(settings=settings, progress=progress, rootdir=Path(config.rootpath))
-    workerid = getattr(config, "workerinput", {}).get("workerid")
-    bench.worker = worker_index(workerid)
-    if settings.gpus_per_server:
-        env_vars = settings.gpu_env or default_visibility_vars()
-        workers = getattr(config.option, "numprocesses", None)
-        try:
-            if workerid is None and isinstance(workers, int):  # check every worker's share up front
-                for w in range(workers):
-                    device_slice(w, settings.gpus_per_server, settings.gpus, env_vars)
-            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus, env_vars)
-        except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    name = f"manifest-{workerid}.json" if workerid else "manifest.json"
-    bench.manifest = Manifest(rootdir=bench.rootdir, path=bench.run_dir / name,
-                              settings={k: (str(v) if isinstance(v, Path) else v)
-                                        for k, v in vars(settings).items() if k != "api_key"})
+    workers = getattr(config.option, "numprocesses", None)
+    try:
+        bench = BenchSession.create(settings, progress, Path(config.rootpath),
+                                    workerid=getattr(config, "workerinput", {}).get("workerid"),
+                                    workers=workers if isinstance(workers, int) else None)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = bench
     config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
     if config.pluginmanager.hasplugin("xdist"):
@@ -133,7 +121,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         key = (str(item.path.parent), recipe)
         # points of one server configuration stay on one xdist worker (--dist loadgroup)
         item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{recipe}"))
-        gate_last = 0 if GATE_ARG in getattr(item, "callspec").params else 1  # the gate first
+        gate_last = 0 if GATE_ARG in item.callspec.params else 1  # the gate first
         return (first_seen.setdefault(key, len(first_seen)), gate_last)
 
     items.sort(key=order)  # stable: file order within a group
@@ -290,5 +278,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if bench is not None:
         bench.close()
 
-
-__all__ = ["inferencemax", "ServerError"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from .accuracy import AccuracyError, GateResult, GateSpec, run_gate
 from .baseline import BaselineTable, comparison, load_baseline
-from .devices import DeviceSlice
+from .devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from .manifest import Manifest, engine_version
 from .options import Settings
 from .points import PlanOptions, Point, plan_points
@@ -33,7 +33,6 @@ class BenchSession:
     progress: Progress
     rootdir: Path
     suites: dict[Path, Suite] = field(default_factory=dict)
-    outcomes: list[PointOutcome] = field(default_factory=list)  # points run in this process
     record_paths: list[Path] = field(default_factory=list)  # every finished point's JSON (all workers)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
     _tokenizers: dict[str, Any] = field(default_factory=dict)
@@ -44,6 +43,26 @@ class BenchSession:
     worker: int = 0  # xdist worker index (0 without xdist)
     devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
     manifest: Manifest | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, progress: Progress, rootdir: Path, *, workerid: str | None = None,
+               workers: int | None = None) -> "BenchSession":
+        """The session of one pytest process (an xdist worker, the controller, or a plain run).
+
+        Raises ValueError when --gpus-per-server cannot give every worker its share.
+        """
+        bench = cls(settings=settings, progress=progress, rootdir=rootdir, worker=worker_index(workerid))
+        if settings.gpus_per_server:
+            env_vars = settings.gpu_env or default_visibility_vars()
+            if workerid is None and workers:  # the controller checks every worker's share up front
+                for w in range(workers):
+                    device_slice(w, settings.gpus_per_server, settings.gpus, env_vars)
+            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus, env_vars)
+        name = f"manifest-{workerid}.json" if workerid else "manifest.json"
+        bench.manifest = Manifest(rootdir=rootdir, path=bench.run_dir / name,
+                                  settings={k: (str(v) if isinstance(v, Path) else v)
+                                            for k, v in vars(settings).items() if k != "api_key"})
+        return bench
 
     @property
     def run_dir(self) -> Path:
@@ -216,7 +235,6 @@ class BenchSession:
             if server.recipe is not None and server.death_reason() is None:
                 server.broken = f"it stalled during {point.id}"  # restart it for the next point
             raise
-        self.outcomes.append(outcome)
         return outcome
 
     def _run(self, suite: Suite, point: Point, server: Server, tokenizer: Any, context: dict[str, Any],
