@@ -103,6 +103,17 @@ def http_url(text: str) -> str:
     return text.rstrip("/")
 
 
+def percentage(text: str) -> float:
+    """``5`` or ``5%`` -> 0.05."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 5 or 5%") from None
+    if not (math.isfinite(value) and 0 <= value < 100):
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value / 100.0
+
+
 def json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -178,6 +189,11 @@ OPTIONS: tuple[Option, ...] = (
            "and such results cannot be submitted)", flag=True),
     Option("accuracy-dataset", "local .jsonl ({\"page\": text} per line) for a wikitext gate, for machines "
            "without the Hugging Face dataset cache", str, ini=True, metavar="PATH"),
+    Option("compare-to", "a saved run folder (results/<run-id>): compare each point's tput/GPU, median E2E and "
+           "interactivity with it, knowing which direction is better", str, metavar="RUN"),
+    Option("compare-tolerance", "relative change that counts as a regression or improvement, e.g. 5 or 5%",
+           percentage, default=0.05, ini=True, metavar="PCT"),
+    Option("compare-fail", "fail points that regressed against --compare-to", flag=True),
     Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
 )
 
@@ -243,6 +259,9 @@ class Settings:
     progress_interval: float
     save_detailed: bool
     skip_accuracy: bool
+    compare_to: str | None
+    compare_tolerance: float
+    compare_fail: bool
     accuracy_dataset: str | None
     api_key: str | None = field(default=None, repr=False)
 
@@ -269,5 +288,6 @@ class Settings:
             extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
-            accuracy_dataset=get(config, "accuracy-dataset"), api_key=os.environ.get(api_key_env) or None,
+            accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),
+            compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"), api_key=os.environ.get(api_key_env) or None,
         )

@@ -12,6 +12,7 @@ import pytest
 
 from . import hookspecs
 from .accuracy import AccuracyError, GateResult
+from .compare import compare
 from .devices import default_visibility_vars, device_slice
 from .options import Settings, add_options
 from .points import Point
@@ -172,6 +173,17 @@ def _point_of(item: pytest.Item) -> Point | None:
     return callspec.params.get(POINT_ARG) or callspec.params.get(GATE_ARG)
 
 
+def benchmark_extra_info(record: dict[str, Any]) -> dict[str, Any]:
+    """The point's figures for pytest-benchmark's ``extra_info``: every number at the top level
+    (throughputs, latency statistics, tput_per_gpu, interactivity, baseline ratios) and the verdicts."""
+    info = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key in ("accuracy", "accuracy_validation", "benchmark_args", "baseline_note"):
+        info[key] = record.get(key)
+    info["point"] = record["inferencemax"]["point"]
+    info["tput_per_gpu_divisor"] = record["inferencemax"]["tput_per_gpu_divisor"]
+    return info
+
+
 class SuiteBench:
     """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
 
@@ -192,7 +204,16 @@ class SuiteBench:
             self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate.message().splitlines()[0])))
         return gate
 
-    def run(self, point: Point) -> PointOutcome:
+    def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
+        """Run ``point``; with pytest-benchmark's ``benchmark`` fixture, record it there too
+        (the point's wall time as the timing, every figure and ratio in ``extra_info``)."""
+        if benchmark is None:
+            return self._run(point)
+        outcome = benchmark.pedantic(self._run, args=(point,), rounds=1, iterations=1)
+        benchmark.extra_info.update(benchmark_extra_info(outcome.record))
+        return outcome
+
+    def _run(self, point: Point) -> PointOutcome:
         # What the summary needs travels in user_properties, so it reaches the xdist controller too.
         props = self._node.user_properties
         try:
@@ -211,7 +232,26 @@ class SuiteBench:
         props.append((RECORD, str(outcome.path)))
         if outcome.failed:
             props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
+        self._compare(point, outcome)
         return outcome
+
+    def _compare(self, point: Point, outcome: PointOutcome) -> None:
+        s = self.session.settings
+        if not s.compare_to:
+            return
+        old = self.session.compared_run().get(point.id)
+        if old is None:
+            self.session.progress.line(f"inferencemax: {point.id}: not in {s.compare_to}, nothing to compare")
+            return
+        changes = compare(outcome.record, old, s.compare_tolerance)
+        text = "; ".join(c.describe() for c in changes)
+        self.session.progress.line(f"inferencemax: {point.id} vs {s.compare_to}: {text}")
+        regressed = [c for c in changes if c.regressed]
+        if regressed:
+            self._node.user_properties.append((FAILURE, (point.id, f"regressed vs {s.compare_to}: " + "; ".join(
+                c.describe() for c in regressed))))
+            if s.compare_fail:
+                pytest.fail(f"{point.id} regressed against {s.compare_to}: {text}", pytrace=False)
 
     def _record_hook(self, point: Point, record: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {}

@@ -37,6 +37,7 @@ class BenchSession:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
     _tokenizers: dict[str, Any] = field(default_factory=dict)
     _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
+    _compared: dict[str, dict[str, Any]] | None = None
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
     _external: Server | None = None
     pool: ServerPool | None = None
@@ -112,6 +113,17 @@ class BenchSession:
         for p in points:
             seen.setdefault(self.recipe(suite, p).key, p)
         return list(seen.values())
+
+    def compared_run(self) -> dict[str, dict[str, Any]]:
+        """The point records of --compare-to, read once."""
+        if self._compared is None:
+            from .compare import load_run
+
+            path = Path(self.settings.compare_to).expanduser()
+            if not path.is_absolute() and not path.exists():
+                path = self.settings.results_dir / path  # a bare run id
+            self._compared = load_run(path)
+        return self._compared
 
     # -- accuracy gate -------------------------------------------------------------------------
     def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
