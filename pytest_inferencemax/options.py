@@ -104,14 +104,14 @@ def http_url(text: str) -> str:
 
 
 def percentage(text: str) -> float:
-    """``5`` or ``5%`` -> 0.05."""
+    """``5`` or ``5%`` -> 5.0 (percent)."""
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 5 or 5%") from None
     if not (math.isfinite(value) and 0 <= value < 100):
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
-    return value / 100.0
+    return value
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -192,8 +192,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("compare-to", "a saved run folder (results/<run-id>): compare each point's tput/GPU, median E2E and "
            "interactivity with it, knowing which direction is better", str, metavar="RUN"),
     Option("compare-tolerance", "relative change that counts as a regression or improvement, e.g. 5 or 5%",
-           percentage, default=0.05, ini=True, metavar="PCT"),
+           percentage, default=5.0, ini=True, metavar="PCT"),
     Option("compare-fail", "fail points that regressed against --compare-to", flag=True),
+    Option("submit-team", "after the session, submit each qualifying configuration's points to its "
+           "leaderboard as this team", str, metavar="TEAM"),
+    Option("submit-dry-run", "with --submit-team: save and print the payloads, send nothing", flag=True),
+    Option("submit-unqualified", "with --submit-team: also send configurations that did not qualify", flag=True),
+    Option("submit-force", "with --submit-team: also send points whose accuracy gate was skipped or whose "
+           "requests failed", flag=True),
+    Option("leaderboard-url", "leaderboard to submit to instead of the stage's (also $LB_URL_OVERRIDE)",
+           http_url, metavar="URL"),
     Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
 )
 
@@ -260,8 +268,13 @@ class Settings:
     save_detailed: bool
     skip_accuracy: bool
     compare_to: str | None
-    compare_tolerance: float
+    compare_tolerance: float  # percent
     compare_fail: bool
+    submit_team: str | None
+    submit_dry_run: bool
+    submit_unqualified: bool
+    submit_force: bool
+    leaderboard_url: str | None
     accuracy_dataset: str | None
     api_key: str | None = field(default=None, repr=False)
 
@@ -289,5 +302,8 @@ class Settings:
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
             accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),
-            compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"), api_key=os.environ.get(api_key_env) or None,
+            compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"),
+            submit_team=get(config, "submit-team"), submit_dry_run=get(config, "submit-dry-run"),
+            submit_unqualified=get(config, "submit-unqualified"), submit_force=get(config, "submit-force"),
+            leaderboard_url=get(config, "leaderboard-url"), api_key=os.environ.get(api_key_env) or None,
         )

@@ -13,6 +13,7 @@ import pytest
 from . import hookspecs
 from .accuracy import AccuracyError, GateResult
 from .compare import compare
+from .conclude import Conclusion, SubmitOptions, conclude
 from .devices import default_visibility_vars, device_slice
 from .options import Settings, add_options
 from .points import Point
@@ -26,6 +27,7 @@ SESSION = pytest.StashKey[BenchSession]()
 POINT_ARG = "inferencemax_point"
 GATE_ARG = "inferencemax_gate"  # one accuracy test per server configuration, before its points
 RECORD, FAILURE = "inferencemax_record", "inferencemax_failure"
+CONCLUSION = pytest.StashKey[Conclusion]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -243,7 +245,7 @@ class SuiteBench:
         if old is None:
             self.session.progress.line(f"inferencemax: {point.id}: not in {s.compare_to}, nothing to compare")
             return
-        changes = compare(outcome.record, old, s.compare_tolerance)
+        changes = compare(outcome.record, old, s.compare_tolerance / 100.0)
         text = "; ".join(c.describe() for c in changes)
         self.session.progress.line(f"inferencemax: {point.id} vs {s.compare_to}: {text}")
         regressed = [c for c in changes if c.regressed]
@@ -301,7 +303,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
         bench.manifest.write(finished=True)
         if not _is_worker(session.config):
-            write_summary(load_records(bench.record_paths), bench.failures, bench.run_dir)
+            records = load_records(bench.record_paths)
+            write_summary(records, bench.failures, bench.run_dir)
+            s = bench.settings
+            submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
+                                    unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
+                      if s.submit_team else None)
+            session.config.stash[CONCLUSION] = conclude(
+                bench.run_dir, records, bench.verdict_rules(), bench.rootdir / "baselines", submit,
+                echo=bench.progress.line)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -310,6 +320,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.section("inferencemax summary")
     for line in summary_lines(load_records(bench.record_paths), bench.failures, bench.run_dir):
+        terminalreporter.write_line(line)
+    conclusion = config.stash.get(CONCLUSION, None)
+    for line in conclusion.lines() if conclusion else []:
         terminalreporter.write_line(line)
 
 

@@ -105,6 +105,10 @@ class BenchSession:
             recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
         return recipe
 
+    def verdict_rules(self) -> dict[tuple[str, str], Any]:
+        """Each loaded suite stage's verdict table, keyed by (suite name, stage name)."""
+        return {(s.name, name): st.verdict or None for s in self.suites.values() for name, st in s.stages.items()}
+
     def server_groups(self, suite: Suite, points: list[Point]) -> list[Point]:
         """The first point of each server configuration (one with --server-url)."""
         if self.settings.server_url:
@@ -235,7 +239,9 @@ class BenchSession:
         server = self.server(suite, point)
         tokenizer = self.tokenizer(suite)
         table, model_key = self.baseline(suite, point)
-        context: dict[str, Any] = {"server": {"base_url": server.base_url, "launched": server.recipe is not None}}
+        _, stage = suite.stage(point.stage)
+        context: dict[str, Any] = {"server": {"base_url": server.base_url, "launched": server.recipe is not None},
+                                   "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout}
         if server.recipe is not None:
             context["server"].update(
                 engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),

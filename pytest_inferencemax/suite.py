@@ -109,6 +109,8 @@ class Stage(_Strict):
     baseline: str | None = None  # a file name under baselines/ (without .toml)
     baseline_key: str | None = None  # the model's key inside that file
     leaderboard_url: str | None = None  # may use ${isl} ${osl}
+    payload_layout: Literal["s1", "s2"] | None = None  # the leaderboard's field order (docs/submission.md)
+    verdict: dict = Field(default_factory=dict)  # the qualification rule (docs/verdict.md)
     accuracy: dict = Field(default_factory=dict)  # the gate's parameters (issue 4)
     server: ServerOverride | None = None
 

@@ -1,0 +1,113 @@
+"""A stand-in for the bounty's Gradio leaderboard Space (``submit_results``), for submission tests.
+
+``POST /gradio_api/call/submit_results`` with ``{"data": [...]}`` answers ``{"event_id": ...}``;
+``GET /gradio_api/call/submit_results/<event_id>`` streams SSE the way Gradio does: a
+``heartbeat`` event, then ``event: complete`` with ``data: [...]`` (or ``event: error``).
+Every payload that reached the POST handler is kept in ``received`` (also those answered with an
+error status), every request's method, path and headers in ``requests``.
+
+Knobs: ``fail_first`` answers that many POSTs with 503 first; ``post_status`` answers every POST
+with that status (e.g. 400); ``outcome`` is ``complete``, ``error`` or ``none`` (the stream ends
+without a final event); ``on_post`` is called with the payload in the server thread before answering.
+Runs in a background thread on 127.0.0.1 with a free port.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+PATH = "/gradio_api/call/submit_results"
+
+
+class FakeLeaderboard:
+    def __init__(self, *, fail_first: int = 0, post_status: int | None = None, outcome: str = "complete",
+                 answer: Any = ("Submitted!",), on_post: Callable[[list], None] | None = None) -> None:
+        self.fail_first = fail_first
+        self.post_status = post_status
+        self.outcome = outcome
+        self.answer = list(answer) if isinstance(answer, tuple) else answer
+        self.on_post = on_post
+        self.received: list[list] = []
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.events: dict[str, list] = {}
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def posts(self) -> int:
+        return sum(1 for m, _, _ in self.requests if m == "POST")
+
+    def __enter__(self) -> FakeLeaderboard:  # noqa: PYI034
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("fake leaderboard did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_post(PATH, self._post)
+        app.router.add_get(PATH + "/{event_id}", self._get)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def _log(self, request: web.Request) -> None:
+        self.requests.append((request.method, request.path, dict(request.headers)))
+
+    async def _post(self, request: web.Request) -> web.Response:
+        self._log(request)
+        body = await request.json()
+        payload = body["data"]
+        self.received.append(payload)
+        if self.on_post is not None:
+            self.on_post(payload)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.Response(status=503, text="Service Unavailable (Space waking up)")
+        if self.post_status is not None:
+            return web.json_response({"detail": "bad request: wrong number of inputs"}, status=self.post_status)
+        event_id = uuid.uuid4().hex
+        self.events[event_id] = payload
+        return web.json_response({"event_id": event_id})
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        self._log(request)
+        if request.match_info["event_id"] not in self.events:
+            return web.json_response({"detail": "Event not found"}, status=404)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: heartbeat\ndata: null\n\n")
+        await asyncio.sleep(0.01)
+        await resp.write(b"event: generating\ndata: null\n\n")
+        if self.outcome == "complete":
+            await resp.write(b"event: complete\ndata: " + json.dumps(self.answer).encode() + b"\n\n")
+        elif self.outcome == "error":
+            await resp.write(b"event: error\ndata: \"submit_results: invalid submission\"\n\n")
+        await resp.write_eof()
+        return resp
