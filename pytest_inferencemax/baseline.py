@@ -54,13 +54,22 @@ class BaselineTable(_Strict):
         return None
 
 
+def find_baseline(suite_dir: Path, name: str) -> Path:
+    """``baselines/<name>.toml`` in the suite's folder or the nearest one above it (the repo's)."""
+    for folder in (suite_dir, *Path(suite_dir).resolve().parents):
+        candidate = folder / "baselines" / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    raise BaselineError(f"baseline {name!r}: no baselines/{name}.toml in {suite_dir} or above it; check the "
+                        "stage's 'baseline' (a file name under baselines/, without .toml)")
+
+
 def load_baseline(path: Path) -> BaselineTable:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BaselineError(f"baseline file {path} not found; check the suite's stage 'baseline' "
-                            "or --baselines-dir") from None
+        raise BaselineError(f"baseline file {path} not found; check the suite's stage 'baseline'") from None
     except tomllib.TOMLDecodeError as exc:
         raise BaselineError(f"{path}: not valid TOML: {exc}") from None
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .accuracy import AccuracyError, GateResult, GateSpec, run_gate
-from .baseline import BaselineTable, comparison, load_baseline
+from .baseline import BaselineTable, comparison, find_baseline, load_baseline
 from .devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from .manifest import Manifest, engine_version
 from .options import Settings
@@ -24,7 +24,6 @@ from .server import Server, ServerPool, check_external
 from .suite import Suite, load_suite
 from .workload import load_tokenizer
 
-BASELINES_DIR = "baselines"
 
 
 @dataclass
@@ -199,7 +198,7 @@ class BenchSession:
         if not stage.baseline:
             return None, None
         if stage.baseline not in self._baselines:
-            self._baselines[stage.baseline] = load_baseline(self.rootdir / BASELINES_DIR / f"{stage.baseline}.toml")
+            self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
         return self._baselines[stage.baseline], stage.baseline_key or suite.name
 
     def server(self, suite: Suite, point: Point) -> Server:
