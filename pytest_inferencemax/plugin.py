@@ -304,14 +304,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         bench.manifest.write(finished=True)
         if not _is_worker(session.config):
             records = load_records(bench.record_paths)
-            write_summary(records, bench.failures, bench.run_dir)
             s = bench.settings
             submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
                                     unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
                       if s.submit_team else None)
-            session.config.stash[CONCLUSION] = conclude(
-                bench.run_dir, records, bench.verdict_rules(), bench.rootdir / "baselines", submit,
-                echo=bench.progress.line)
+            conclusion = conclude(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
+                                  echo=bench.progress.line)
+            session.config.stash[CONCLUSION] = conclusion
+            write_summary(records, bench.failures, bench.run_dir, conclusion.lines())
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

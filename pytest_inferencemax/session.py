@@ -104,6 +104,14 @@ class BenchSession:
             recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
         return recipe
 
+    def baselines_dir(self) -> Path:
+        """The ``baselines/`` folder nearest above the loaded suites (the repository's)."""
+        for suite in self.suites.values():
+            for folder in (suite.directory, *suite.directory.resolve().parents):
+                if (folder / "baselines").is_dir():
+                    return folder / "baselines"
+        return self.rootdir / "baselines"
+
     def verdict_rules(self) -> dict[tuple[str, str], Any]:
         """Each loaded suite stage's verdict table, keyed by (suite name, stage name)."""
         return {(s.name, name): st.verdict or None for s in self.suites.values() for name, st in s.stages.items()}

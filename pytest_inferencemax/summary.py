@@ -18,7 +18,18 @@ COLUMNS = (
     ("E2E p50 ms", "{:.0f}", lambda r: r["median_e2el_ms"]),
     ("intvty tok/s/user", "{:.1f}", lambda r: r["interactivity"]),
     ("tput vs base", "{}", lambda r: _ratio(r, "tput_per_gpu_ratio_vs_")),
+    ("E2E vs base", "{}", lambda r: _ratio(r, "median_e2e_ratio_vs_")),
+    ("intvty vs base", "{}", lambda r: _ratio(r, "interactivity_ratio_vs_")),
+    ("beats base", "{}", lambda r: _mark(r)),
 )
+
+
+def _mark(rec: dict[str, Any]) -> str:
+    """yes / no on tput/GPU against the baseline at the same CONC; - without a baseline point."""
+    for key, value in rec.items():
+        if key.startswith("tput_per_gpu_ratio_vs_"):
+            return "-" if value is None else ("yes" if value > 1.0 else "NO")
+    return "-"
 
 
 def _ratio(rec: dict[str, Any], prefix: str) -> str:
@@ -79,8 +90,10 @@ def summary_lines(records: Sequence[dict[str, Any]], failures: Sequence[tuple[st
     return lines
 
 
-def write_summary(records: Sequence[dict[str, Any]], failures: Sequence[tuple[str, str]], run_dir: Path) -> Path:
+def write_summary(records: Sequence[dict[str, Any]], failures: Sequence[tuple[str, str]], run_dir: Path,
+                  conclusion: Sequence[str] = ()) -> Path:
     data = {
+        "conclusion": list(conclusion),  # verdicts, report, submissions
         "points": [{"point": rec["inferencemax"]["point"], "file": f"{rec['inferencemax']['point']}.json",
                     **{k: rec.get(k) for k in ("completed", "num_prompts", "request_throughput",
                                                     "output_throughput", "total_token_throughput", "tput_per_gpu",
