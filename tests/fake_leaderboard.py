@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from loopback_server import LoopbackServer
+
 PATH = "/gradio_api/call/submit_results"
 
 
-class FakeLeaderboard:
+class FakeLeaderboard(LoopbackServer):
     def __init__(self, *, fail_first: int = 0, post_status: int | None = None, outcome: str = "complete",
                  answer: Any = ("Submitted!",), on_post: Callable[[list], None] | None = None) -> None:
+        super().__init__()
         self.fail_first = fail_first
         self.post_status = post_status
         self.outcome = outcome
@@ -36,46 +38,13 @@ class FakeLeaderboard:
         self.received: list[list] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.events: dict[str, list] = {}
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def posts(self) -> int:
         return sum(1 for m, _, _ in self.requests if m == "POST")
 
-    def __enter__(self) -> FakeLeaderboard:  # noqa: PYI034
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("fake leaderboard did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(PATH, self._post)
         app.router.add_get(PATH + "/{event_id}", self._get)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
 
     def _log(self, request: web.Request) -> None:
         self.requests.append((request.method, request.path, dict(request.headers)))

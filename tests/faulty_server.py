@@ -13,52 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 
 from aiohttp import web
 
+from loopback_server import LoopbackServer
 
-class FaultyServer:
+
+class FaultyServer(LoopbackServer):
     def __init__(self, mode: str, tokens_before_stall: int = 3) -> None:
+        super().__init__()
         self.mode = mode
         self.tokens_before_stall = tokens_before_stall
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "FaultyServer":
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/health", _health)
         app.router.add_get("/v1/models", _models)
         app.router.add_post("/v1/completions", self._completions)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        self._started.set()
-        await self._stop.wait()
-        await runner.cleanup()
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -68,7 +38,7 @@ class FaultyServer:
             return web.json_response({"choices": [{"index": 0, "text": "x"}],
                                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         if self.mode == "hang":
-            await self._stop.wait()
+            await self.stopped()
             return web.Response(status=503)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -78,7 +48,7 @@ class FaultyServer:
             await resp.write(b"data: " + json.dumps({"choices": [{"index": 0, "text": "t"}]}).encode() + b"\n\n")
             await asyncio.sleep(0.01)
         if self.mode == "midstream":
-            await self._stop.wait()
+            await self.stopped()
             return resp
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
