@@ -1,6 +1,6 @@
 """The load generator: a closed loop of streaming ``/v1/completions`` requests.
 
-asyncio + aiohttp with one shared session. Semantics follow the InferenceMAX client
+asyncio (uvloop when installed) over the lean streaming client of ``http_stream``. Semantics follow the InferenceMAX client
 (docs/metrics.md): at most ``concurrency`` requests in flight, sent in workload order
 with no pacing (request rate inf); ``num_warmups`` copies of the first request run first
 under their own limit and are discarded; the timer starts after them. Each read's arrival
@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from array import array
 import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Coroutine, Sequence, TypeVar
 
-import aiohttp
+from .http_stream import HTTPStreamError, StreamingClient
+from .looplag import LoopLagMonitor, LoopLag
+from .sse import DONE_BYTES, SSEParser
 
-from .sse import SSEParser
+try:  # msgspec decodes an event several times faster than json; the client's CPU is its capacity
+    from msgspec.json import decode as decode_json
+except ImportError:  # pragma: no cover - msgspec is a dependency; kept working without it
+    decode_json = json.loads
 from .workload import RequestSpec
 
-READ_BUFSIZE = 1 << 20  # long prompts stream big first events; aiohttp's 64 KiB default splits them
+T = TypeVar("T")
+
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,16 @@ class RequestResult:
     start: float = 0.0
     ttft: float = 0.0
     latency: float = 0.0  # E2EL: last choices event minus start
-    itl: list[float] = field(default_factory=list)
+    # Per-event series are compact arrays (8 or 4 bytes an event, not a Python object each):
+    # thousands of streams of thousands of events must fit in a small client.
+    itl: Sequence[float] = field(default_factory=lambda: array("d"))  # gaps between events with choices
+    event_tokens: Sequence[int] = field(default_factory=lambda: array("l"))  # tokens per event, from usage on every event
+    event_text_ends: Sequence[int] = field(default_factory=lambda: array("l"))  # where each event's text ends
     output_tokens: int | None = None  # usage.completion_tokens from the server
     server_prompt_tokens: int | None = None  # usage.prompt_tokens from the server
     generated_text: str = ""
     events: int = 0  # SSE events with choices
+    response_id: str | None = None  # the "id" of the server's first chunk (matches server logs)
 
 
 @dataclass
@@ -105,80 +117,113 @@ class LoadResult:
     warmups: int
     warmup_failures: int
     aborted: str | None = None  # why the run was cut short, if it was
+    lag: LoopLag | None = None  # the client's own event-loop lag during the timed run
+    client_cpu_s: float = 0.0  # CPU seconds the client process(es) used during the timed run
+    client_procs: int = 1
+    t0: float = 0.0  # perf_counter() when the timed run began (one clock for all client processes)
+    arrival_clock: str = "read"  # "kernel": reads stamped with the kernel's receive time; "read": when read
 
 
 class RunAborted(Exception):
     """Raised inside the run when the abort check names a reason."""
 
 
-async def send_request(session: aiohttp.ClientSession, client: ClientConfig, spec: RequestSpec,
+async def send_request(http: StreamingClient, client: ClientConfig, spec: RequestSpec,
                        live: LiveStats | None = None) -> RequestResult:
     """Send one streaming request and measure it."""
     out = RequestResult(prompt_len=spec.prompt_len, output_len_requested=spec.output_len)
     parser = SSEParser()
-    last = 0.0
-    timeout = aiohttp.ClientTimeout(total=client.request_timeout)
-    out.start = time.perf_counter()
+    state = _StreamState(out, live)
+
+    def sink(body: bytes, arrived: float) -> None:
+        if live is not None:
+            live.last_progress = arrived
+        for event in parser.feed(body, arrived):
+            state.handle(event.raw, event.arrived)
+
+    def sent(at: float) -> None:
+        out.start = at
+
+    body = json.dumps(client.payload(spec)).encode()
+    out.start = time.perf_counter()  # until the request is on the socket (a failed connect keeps this)
     try:
-        async with session.post(client.url, json=client.payload(spec), headers=client.headers(),
-                                timeout=timeout) as resp:
-            if resp.status != 200:
-                body = (await resp.text())[:300]
-                out.error = f"HTTP {resp.status} {resp.reason}: {body}"
-                return out
-            async for chunk in resp.content.iter_any():
-                arrived = time.perf_counter()  # before any parsing
-                if live is not None:
-                    live.last_progress = arrived
-                for event in parser.feed(chunk, arrived):
-                    last = _handle_event(out, event.data, event.arrived, last, live)
-            for event in parser.close(time.perf_counter()):
-                last = _handle_event(out, event.data, event.arrived, last, live)
+        resp = await http.post(client.endpoint, body, sink, timeout=client.request_timeout, on_sent=sent)
+        if resp.status != 200:
+            out.error = f"HTTP {resp.status} {resp.reason}: {resp.body[:300].decode('utf-8', 'replace')}"
+            return out
+        for event in parser.close(time.perf_counter()):
+            state.handle(event.raw, event.arrived)
     except asyncio.TimeoutError:
         out.error = f"request timed out after {client.request_timeout:g} s"
         return out
-    except aiohttp.ClientError as exc:
+    except HTTPStreamError as exc:
         out.error = f"{type(exc).__name__}: {exc}"
         return out
+    out.generated_text = "".join(state.texts)
     if out.events == 0:
         out.error = out.error or "the stream ended without any event carrying choices"
         return out
     out.success = not out.error
-    out.latency = last - out.start
+    out.latency = state.last - out.start
+    if len(out.event_tokens) != out.events:
+        out.event_tokens = array("l")  # usage was not on every event: the counts would not line up
     return out
 
 
-def _handle_event(out: RequestResult, data: str, arrived: float, last: float, live: LiveStats | None) -> float:
-    if data == "[DONE]":
-        return last
-    try:
-        obj = json.loads(data)
-    except json.JSONDecodeError:
-        return last  # not JSON: skipped, as the reference client does
-    if not isinstance(obj, dict):
-        return last
-    if obj.get("error"):
-        err = obj["error"]
-        out.error = "server error in stream: " + (err.get("message", str(err)) if isinstance(err, dict) else str(err))
-        return last
-    choices = obj.get("choices")
-    if choices:
-        if out.events == 0:
-            out.ttft = arrived - out.start
-        else:
-            out.itl.append(arrived - last)
-        out.events += 1
-        out.generated_text += choices[0].get("text") or ""
-        if live is not None:
-            live.streamed_events += 1
-        last = arrived
-    usage = obj.get("usage")
-    if usage:
-        if usage.get("completion_tokens") is not None:
-            out.output_tokens = int(usage["completion_tokens"])
-        if usage.get("prompt_tokens") is not None:
-            out.server_prompt_tokens = int(usage["prompt_tokens"])
-    return last
+class _StreamState:
+    """What one stream has shown so far; ``handle`` takes each event's data as it arrives."""
+
+    __slots__ = ("out", "live", "last", "texts", "chars", "usage_seen")
+
+    def __init__(self, out: RequestResult, live: LiveStats | None) -> None:
+        self.out, self.live = out, live
+        self.last = 0.0
+        self.texts: list[str] = []
+        self.chars = 0
+        self.usage_seen = 0  # completion tokens the last usage said
+
+    def handle(self, data: bytes, arrived: float) -> None:
+        out = self.out
+        if data == DONE_BYTES:
+            return
+        try:
+            obj = decode_json(data)
+        except ValueError:
+            try:
+                obj = json.loads(data.decode("utf-8", errors="replace"))  # stray bytes in the text
+            except ValueError:
+                return  # not JSON: skipped, as the reference client does
+        if not isinstance(obj, dict):
+            return
+        if out.response_id is None:
+            out.response_id = obj.get("id")
+        if obj.get("error"):
+            err = obj["error"]
+            out.error = "server error in stream: " + (err.get("message", str(err)) if isinstance(err, dict) else str(err))
+            return
+        choices = obj.get("choices")
+        usage = obj.get("usage")
+        if choices:
+            if out.events == 0:
+                out.ttft = arrived - out.start
+            else:
+                out.itl.append(arrived - self.last)
+            out.events += 1
+            text = choices[0].get("text") or ""
+            self.texts.append(text)
+            self.chars += len(text)
+            out.event_text_ends.append(self.chars)
+            if self.live is not None:
+                self.live.streamed_events += 1
+            self.last = arrived
+            if usage and usage.get("completion_tokens") is not None:
+                tokens = int(usage["completion_tokens"])
+                out.event_tokens.append(tokens - self.usage_seen)
+        if usage:
+            if usage.get("completion_tokens") is not None:
+                out.output_tokens = self.usage_seen = int(usage["completion_tokens"])
+            if usage.get("prompt_tokens") is not None:
+                out.server_prompt_tokens = int(usage["prompt_tokens"])
 
 
 async def run_load(
@@ -191,13 +236,17 @@ async def run_load(
     abort_check: Callable[[], str | None] | None = None,
     tick_interval: float = 1.0,
     stall_timeout: float | None = None,
+    before_timed: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Run warmups, then every request of the workload with ``concurrency`` in flight."""
+    """Run warmups, then every request of the workload with ``concurrency`` in flight.
+
+    ``before_timed`` is called between the warmups and the timed run (``multiclient`` holds each
+    client process there until all are ready, so that their timed runs start together).
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE,
-                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+    http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers())
+    try:
         warm_fail = 0
         if num_warmups and requests:
             warm_sem = asyncio.Semaphore(concurrency)
@@ -205,7 +254,7 @@ async def run_load(
 
             async def warm() -> RequestResult:
                 async with warm_sem:
-                    return await _tracked(session, client, requests[0], warm_live)
+                    return await _tracked(http, client, requests[0], warm_live)
 
             try:
                 warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
@@ -219,11 +268,16 @@ async def run_load(
 
         async def limited(spec: RequestSpec) -> RequestResult:
             async with sem:
-                return await _tracked(session, client, spec, live)
+                return await _tracked(http, client, spec, live)
 
+        if before_timed is not None:
+            before_timed()
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         gc.collect()
         gc.freeze()  # keep the collector's pauses out of the timestamps
+        monitor = LoopLagMonitor()
+        monitor.start()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         live.started = live.last_progress = t0
         aborted = None
@@ -235,15 +289,29 @@ async def run_load(
             results = []
         finally:
             duration = time.perf_counter() - t0
+            cpu = time.process_time() - cpu0
+            lag = await monitor.stop()
             gc.unfreeze()
-    return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted)
+    finally:
+        await http.close()
+    return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted, lag=lag, client_cpu_s=cpu,
+                      t0=t0, arrival_clock="kernel" if http.kernel_stamps else "read")
 
 
-async def _tracked(session: aiohttp.ClientSession, client: ClientConfig, spec: RequestSpec,
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed (its I/O path costs the client less), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+async def _tracked(http: StreamingClient, client: ClientConfig, spec: RequestSpec,
                    live: LiveStats) -> RequestResult:
     live.in_flight += 1
     try:
-        res = await send_request(session, client, spec, live)
+        res = await send_request(http, client, spec, live)
     finally:
         live.in_flight -= 1
         live.last_progress = time.perf_counter()

@@ -1,8 +1,10 @@
 """Point metrics from request results, with the reference client's names and formulas.
 
 ``calculate_metrics`` semantics (docs/metrics.md): successful requests only; per-request
-TPOT = (E2EL - TTFT) / (output_tokens - 1) when output_tokens > 1; ITL pools every gap of
-every request; each metric gets mean, median, std (population) and the chosen percentiles
+TPOT = (E2EL - TTFT) / (output_tokens - 1) when output_tokens > 1; ITL pools every request's
+per-token gaps (an event's gap shared by the tokens it brought: issue 6; the same as the
+reference's per-event gaps when each event carries one token, as on vLLM), IEL the raw gaps
+between events (the reference's ITL); each metric gets mean, median, std (population) and the chosen percentiles
 in milliseconds, through numpy; throughputs are totals over the timed run's duration.
 On top: the bounty's ``tput_per_gpu`` and ``interactivity`` (1000 / median TPOT).
 """
@@ -15,7 +17,7 @@ import numpy as np
 
 from .loadgen import RequestResult
 
-PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
+PERCENTILE_METRICS = ("ttft", "tpot", "itl", "iel", "e2el")
 DEFAULT_PERCENTILES = (99.0,)
 
 
@@ -41,6 +43,46 @@ def output_token_counts(results: Sequence[RequestResult], count_tokens: Callable
         else:
             counts.append(0)
     return TokenCounts(counts, from_usage, retok)
+
+
+def event_token_counts(r: RequestResult, count_tokens: Callable[[str], int] | None) -> tuple[list[int], str]:
+    """Tokens in each event with choices, and where the counts came from.
+
+    ``usage``: the server's cumulative usage on every event (deltas); ``one_per_event``: as many
+    events as the final usage's tokens, so one each; ``tokenizer``: each event's text tokenized on
+    its own (a server that packs tokens and sends no usage per event); ``unknown``: none of these.
+    """
+    if r.event_tokens and len(r.event_tokens) == r.events:
+        return list(r.event_tokens), "usage"
+    if r.output_tokens == r.events:
+        return [1] * r.events, "one_per_event"
+    if count_tokens is not None and len(r.event_text_ends) == r.events:
+        text, start, counts = r.generated_text, 0, []
+        for end in r.event_text_ends:
+            counts.append(count_tokens(text[start:end]) if end > start else 0)
+            start = end
+        return counts, "tokenizer"
+    return [1] * r.events, "unknown"
+
+
+def per_token_itl(gaps: Sequence[float], counts: Sequence[int]) -> list[float]:
+    """Per-token ITL: each gap between events shared by the tokens the later event brought.
+
+    ``gaps[i]`` is the time from event ``i`` to event ``i+1``; event ``i+1`` brought ``counts[i+1]``
+    tokens, so each gets ``gaps[i] / counts[i+1]``. Tokens of the first event beyond the first one
+    arrived with it (a gap of 0). An event with no token hands its gap on to the next one. The
+    values sum to E2EL - TTFT and number output tokens - 1, so their mean is the request's TPOT.
+    """
+    out = [0.0] * max(0, (counts[0] if counts else 1) - 1)
+    carried = 0.0
+    for gap, n in zip(gaps, counts[1:]):
+        if n <= 0:
+            carried += gap
+            continue
+        share = (gap + carried) / n
+        out.extend([share] * n)
+        carried = 0.0
+    return out
 
 
 def _pct_key(p: float) -> str:
@@ -93,7 +135,15 @@ def compute_metrics(
     }
     m.update(distribution("ttft", (r.ttft for r in ok), percentiles))
     m.update(distribution("tpot", tpots, percentiles))
-    m.update(distribution("itl", (gap for r in ok for gap in r.itl), percentiles))
+    itl: list[float] = []
+    sources: dict[str, int] = {}
+    for r in ok:
+        counts, source = event_token_counts(r, count_tokens)
+        sources[source] = sources.get(source, 0) + 1
+        itl.extend(per_token_itl(r.itl, counts))
+    m.update(distribution("itl", itl, percentiles))
+    m.update(distribution("iel", (gap for r in ok for gap in r.itl), percentiles))
+    m["itl_token_counts_from"] = sources
     m.update(distribution("e2el", (r.latency for r in ok), percentiles))
     m["tput_per_gpu"] = m["total_token_throughput"] / tput_per_gpu_divisor
     m["tput_per_gpu_divisor"] = tput_per_gpu_divisor

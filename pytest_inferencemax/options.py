@@ -180,6 +180,11 @@ OPTIONS: tuple[Option, ...] = (
            ini=True, metavar="S"),
     Option("stall-timeout", "fail a point when no request receives a byte for this many seconds",
            positive_float, default=300.0, ini=True, metavar="S"),
+    Option("client-procs", "client processes to spread each point's concurrency over (one core reads about "
+           "50,000 events/s; see benchmarks/README.md)", positive_int, default=1, ini=True, metavar="N"),
+    Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
+           "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
+    Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
     Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
     Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),
@@ -214,6 +219,7 @@ def add_options(parser: pytest.Parser) -> None:
             help_text += f" (default: {opt.default})"
         if opt.ini:
             help_text += f" [ini: {opt.dest}]"
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help texts
         if opt.flag:
             group.addoption(f"--{opt.name}", action="store_true", default=False, dest=opt.dest, help=help_text)
         else:
@@ -262,6 +268,9 @@ class Settings:
     server_start_timeout: float
     request_timeout: float | None
     stall_timeout: float
+    client_procs: int
+    client_lag_limit_ms: float | None
+    fail_client_bound: bool
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float
@@ -298,7 +307,8 @@ class Settings:
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
-            extra_body=get(config, "extra-body") or {},
+            client_procs=get(config, "client-procs"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            fail_client_bound=get(config, "fail-client-bound"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
             accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),

@@ -235,6 +235,10 @@ class SuiteBench:
         if outcome.failed:
             props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
         self._compare(point, outcome)
+        client = outcome.record["inferencemax"]["client"]
+        if client["client_bound"] and self.session.settings.fail_client_bound:
+            props.append((FAILURE, (point.id, "client-bound: " + client["why"])))
+            pytest.fail(f"{point.id} is client-bound: {client['why']}", pytrace=False)
         return outcome
 
     def _compare(self, point: Point, outcome: PointOutcome) -> None:

@@ -111,7 +111,7 @@ def build_record(
         rec["input_lens"] = [r.prompt_len for r in load.results]
         rec["output_lens"] = [r.output_tokens for r in load.results]
         rec["ttfts"] = [r.ttft for r in load.results]
-        rec["itls"] = [r.itl for r in load.results]
+        rec["itls"] = [list(r.itl) for r in load.results]  # gaps between events, as the reference
         rec["e2els"] = [r.latency for r in load.results]
         rec["errors"] = [r.error for r in load.results]
     return rec
@@ -161,3 +161,15 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> dict[str, Any]:
         accuracy = {f"{spec.task}_metric": gate.verdicts[0].value, "task": spec.task}
         validation.update(minimum_accepted=spec.minimum, metric=spec.metric, num_fewshot=spec.num_fewshot)
     return {"accuracy": accuracy, "accuracy_validation": validation}
+
+
+def record_warnings(record: dict[str, Any]) -> list[str]:
+    """What the summary and the terminal warn about for one point's record."""
+    ours = record.get("inferencemax", {})
+    out = []
+    if (ours.get("client") or {}).get("client_bound"):
+        out.append("client-bound: " + ours["client"]["why"])
+    out += [f"token counts: {f}" for f in (ours.get("token_check") or {}).get("flagged", [])]
+    if (ours.get("prefix_cache") or {}).get("warning"):
+        out.append("prefix cache: " + ours["prefix_cache"]["warning"])
+    return out

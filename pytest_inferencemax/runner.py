@@ -4,16 +4,18 @@ Shared by the pytest fixture and the ad-hoc command line (``python -m pytest_inf
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .loadgen import ClientConfig, LoadResult, run_load
+from .loadgen import ClientConfig, LoadResult, run_async, run_load
+from .looplag import lag_limit_ms
 from .metrics import compute_metrics
+from .prefix_cache import cache_record, read_counters
 from .points import Point
 from .progress import Progress, log_tail, point_status
-from .record import build_record, write_json_atomic
+from .record import build_record, record_warnings, write_json_atomic
+from .token_check import check_tokens
 from .workload import Workload, random_workload
 
 
@@ -30,6 +32,8 @@ class RunSettings:
     request_timeout: float | None = None  # None: default_request_timeout(osl)
     save_detailed: bool = False
     stall_timeout: float | None = 300.0  # seconds without any bytes while requests are in flight
+    client_procs: int = 1  # client processes the load is spread over
+    client_lag_limit_ms: float | None = None  # None: looplag.lag_limit_ms of the point's median gap
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
 
@@ -77,10 +81,16 @@ def run_point(
                           extra_body=dict(settings.extra_body), api_key=settings.api_key)
     progress.line(f"inferencemax: {point.id}: {point.num_warmups} warmups, then {point.num_prompts} requests "
                   f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl})")
-    load = asyncio.run(run_load(
-        client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
-        on_tick=lambda live: progress.status(point_status(point.id, live, server_log)),
-        abort_check=abort_check, stall_timeout=settings.stall_timeout))
+    cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
+    on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
+    if settings.client_procs > 1:
+        from .multiclient import run_load_multiprocess
+        load = run_load_multiprocess(client, workload.requests, concurrency=point.conc,
+                                     num_warmups=point.num_warmups, procs=settings.client_procs, on_tick=on_tick,
+                                     abort_check=abort_check, stall_timeout=settings.stall_timeout)
+    else:
+        load = run_async(run_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
+                                  on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout))
     progress.done()
     if not load.aborted and abort_check is not None:
         # the server may have died faster than the periodic check: requests then fail at once
@@ -88,8 +98,13 @@ def run_point(
     if load.aborted:
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
         raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)
+    count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
-                              count_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
+                              count_tokens=count_tokens)
+    cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
+    first_len = workload.requests[0].prompt_len if workload.requests else 0
+    prefix = cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups > 0)
+    client_check = client_record(load, metrics, settings)
     run_args = {
         "model": served_model, "tokenizer": tokenizer_id, "backend": backend, "base_url": base_url,
         "dataset_name": "random", "random_input_len": point.isl, "random_output_len": point.osl,
@@ -101,6 +116,7 @@ def run_point(
         "suite": point.suite, "stage": point.stage, "isl": point.isl, "osl": point.osl, "conc": point.conc,
         "tp": point.tp, "request_timeout_s": timeout, "num_prompts_overridden": point.num_prompts_overridden,
         "prompt_length_mismatches": workload.length_mismatches,
+        "client": client_check, "token_check": check_tokens(load.results, count_tokens), "prefix_cache": prefix,
         **(context or {}),
     }
     record = build_record(point_id=point.id, load=load, metrics=metrics, run_args=run_args, context=ctx,
@@ -113,7 +129,24 @@ def run_point(
         f"{metrics['output_throughput']:.1f} out tok/s, {metrics['tput_per_gpu']:.1f} tok/s/GPU "
         f"(/{point.tput_per_gpu_divisor}), median TTFT {metrics['median_ttft_ms']:.0f} ms, "
         f"median E2E {metrics['median_e2el_ms']:.0f} ms -> {out_path}")
+    for warning in record_warnings(record):
+        progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
     return PointOutcome(point, record, out_path, load, workload)
+
+
+def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+    """The client's self-check: its loop lag, CPU and whether it could have distorted the figures."""
+    limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_iel_ms") or 0.0))
+    lag = load.lag
+    bound = bool(lag and lag.p99_ms > limit)
+    return {
+        "processes": load.client_procs, "arrival_clock": load.arrival_clock,
+        "loop_lag": lag.as_dict() if lag else None, "lag_limit_ms": limit,
+        "cpu_share": load.client_cpu_s / load.duration / load.client_procs if load.duration else None,
+        "client_bound": bound,
+        "why": (f"the client's event loop lagged {lag.p99_ms:.2f} ms at p99 (limit {limit:.2f} ms): its timestamps "
+                f"may be late by as much; use --client-procs to spread the load" if bound and lag else None),
+    }
 
 
 class PointAborted(RuntimeError):

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .record import write_json_atomic
+from .record import record_warnings, write_json_atomic
 
 COLUMNS = (
     ("point", "{}", lambda r: r["inferencemax"]["point"]),
@@ -84,6 +84,8 @@ def summary_lines(records: Sequence[dict[str, Any]], failures: Sequence[tuple[st
         lines.extend(f"  baseline: {n}" for n in sorted(notes))
         lines.extend(f"  accuracy: {a}" for a in sorted({_accuracy_line(r) for r in records}))
         lines.append("")
+    for rec in records:
+        lines.extend(f"WARNING {rec['inferencemax']['point']}: {w}" for w in record_warnings(rec))
     for point_id, reason in failures:
         lines.append(f"FAILED {point_id}: {reason.splitlines()[0] if reason else 'see above'}")
     lines.append(f"results: {run_dir}")
@@ -101,5 +103,7 @@ def write_summary(records: Sequence[dict[str, Any]], failures: Sequence[tuple[st
                                                     "interactivity")}}
                    for rec in records],
         "failures": [{"point": p, "reason": r} for p, r in failures],
+        "warnings": [{"point": rec["inferencemax"]["point"], "warning": w} for rec in records
+                     for w in record_warnings(rec)],
     }
     return write_json_atomic(run_dir / "summary.json", data)

@@ -257,3 +257,14 @@ def test_good_options_pass(pytester):
                                            "--extra-body", '{"top_k": 1}', "--run-id", "r1")
     assert result.ret == 0
     result.assert_outcomes(passed=1)
+
+
+def test_help_lists_every_option_and_renders(pytester_help=None):
+    # argparse %-formats help texts: a bare "%" in one of them broke `pytest --help` once.
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name in ("--client-procs", "--client-lag-limit-ms", "--fail-client-bound", "--compare-tolerance"):
+        assert name in out.stdout
+    assert "5% of the point's median gap" in out.stdout

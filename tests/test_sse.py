@@ -221,8 +221,8 @@ def test_done_event():
     events = feed_all(SSEParser(), [b"data: {}\n\ndata: [DONE]\n\n"])
     assert [e.is_done for e in events] == [False, True]
     assert events[1].data == "[DONE]" == DONE
-    assert not SSEEvent("[DONE] ", 0.0).is_done
-    assert not SSEEvent("[done]", 0.0).is_done
+    assert not SSEEvent(b"[DONE] ", 0.0).is_done
+    assert not SSEEvent(b"[done]", 0.0).is_done
 
 
 def test_usage_only_event():
@@ -282,15 +282,15 @@ def test_event_carries_arrival_of_the_read_that_completed_it():
     assert parser.feed(b"ta: {\"x\": 1}", 11.0) == []
     assert parser.feed(b"\n", 12.0) == []
     events = parser.feed(b"\n", 13.0)
-    assert events == [SSEEvent('{"x": 1}', 13.0)]
+    assert events == [SSEEvent(b'{"x": 1}', 13.0)]
 
 
 def test_events_completed_by_one_read_share_its_stamp_and_the_rest_waits():
     parser = SSEParser()
     assert parser.feed(b"data: a\n", 1.0) == []
     events = parser.feed(b"\ndata: b\n\ndata: c\n", 2.0)
-    assert events == [SSEEvent("a", 2.0), SSEEvent("b", 2.0)]
-    assert parser.feed(b"\n", 3.0) == [SSEEvent("c", 3.0)]
+    assert events == [SSEEvent(b"a", 2.0), SSEEvent(b"b", 2.0)]
+    assert parser.feed(b"\n", 3.0) == [SSEEvent(b"c", 3.0)]
 
 
 def test_realistic_token_by_token_arrival():
@@ -305,6 +305,22 @@ def test_realistic_token_by_token_arrival():
 
 
 def test_event_is_frozen():
-    e = SSEEvent("a", 1.0)
+    e = SSEEvent(b"a", 1.0)
     with pytest.raises(AttributeError):
-        e.data = "b"  # type: ignore[misc]
+        e.raw = b"b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_path_and_general_path_agree_on_any_split(seed):
+    # The LF-only fast path must give exactly what the line-by-line path gives, whatever the reads.
+    import random
+    rng = random.Random(seed)
+    stream = b"".join(rng.choice([b"data: {\"i\": %d}\n\n" % i, b": keep-alive\n\n", b"event: x\ndata: %d\n\n" % i,
+                                  b"data: a\ndata: b\n\n", b"data:%d\n\n" % i, b"\n"]) for i in range(60))
+    cuts = sorted(rng.sample(range(1, len(stream)), 15))
+    fast, general = SSEParser(), SSEParser()
+    got_fast, got_general = [], []
+    for i, (a, b) in enumerate(zip([0] + cuts, cuts + [len(stream)])):
+        got_fast += fast.feed(stream[a:b], float(i))
+        got_general += general._feed_general(stream[a:b], float(i))
+    assert got_fast == got_general and got_fast

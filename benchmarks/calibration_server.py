@@ -1,0 +1,459 @@
+"""A calibration server: OpenAI-compatible streaming completions on a known schedule.
+
+It answers ``POST /v1/completions`` (streamed or not) like vLLM, but instead of running a model it
+sends its events on a schedule you choose, and it records when it really sent each one, so a
+client's figures can be checked against the truth:
+
+- TTFT: the first event (one token) goes ``ttft_ms`` after the request was read;
+- ITL: later events carry ``tokens_per_event`` tokens each, one every ``itl_ms x tokens_per_event``,
+  so the true per-token ITL is ``itl_ms`` whatever the packing;
+- usage: ``final`` (one usage event at the end when ``stream_options.include_usage`` is set, as
+  vLLM), ``every`` (cumulative usage on every event too, as vLLM's ``continuous_usage_stats``) or
+  ``none``;
+- ``stop_after``: end the stream early with ``finish_reason: stop`` (the server produced fewer
+  tokens than requested); ``usage_offset``: add this to the completion tokens the usage reports
+  (a server whose counts are wrong).
+
+Each field can be set for the whole server on the command line or per request in the body's
+``calibration`` object (``pytest --extra-body '{"calibration": {"itl_ms": 5}}'``).
+
+Other routes: ``GET /health``, ``GET /v1/models``, ``GET /metrics`` (Prometheus text with vLLM's or
+SGLang's prefix-cache counters; ``--prefix-hit-rate`` sets the share of prompt tokens counted as
+hits), ``GET /calibration/truth`` (per response id: when the request was read, when each event was
+written, the tokens in each) and ``POST /calibration/reset``.
+
+Hand-written on asyncio protocols with httptools' parser (uvloop when installed) instead of a web
+framework: at tens of thousands of events per second a framework's per-write overhead would make
+the server the bottleneck it exists to rule out. Times are ``time.perf_counter()``, which on Linux
+is CLOCK_MONOTONIC and so comparable with the client's in another process.
+
+    python benchmarks/calibration_server.py --port 8300 --ttft-ms 50 --itl-ms 10
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import httptools
+
+USAGE_MODES = ("final", "every", "none")
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+STAMP_FLAGS = (1 << 3) | (1 << 4)  # SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE
+
+
+@dataclass(frozen=True)
+class Schedule:
+    ttft_ms: float = 50.0
+    itl_ms: float = 10.0
+    tokens_per_event: int = 1
+    usage: str = "final"
+    stop_after: int | None = None
+    usage_offset: int = 0
+    prompt_tokens: int | None = None  # reported as usage.prompt_tokens; None: a word count of the prompt
+    jitter: float = 0.0  # each event interval drawn from [1-jitter, 1+jitter] x its mean: streams drift apart
+
+    def override(self, body: dict[str, Any]) -> "Schedule":
+        extra = body.get("calibration") or {}
+        if not isinstance(extra, dict):
+            raise ValueError("'calibration' must be an object")
+        known = {f.name for f in fields(self)}
+        unknown = set(extra) - known
+        if unknown:
+            raise ValueError(f"unknown calibration fields {sorted(unknown)}; known: {sorted(known)}")
+        sched = replace(self, **extra)
+        if (sched.tokens_per_event < 1 or sched.itl_ms < 0 or sched.ttft_ms < 0 or sched.usage not in USAGE_MODES
+                or not 0 <= sched.jitter < 1):
+            raise ValueError(f"bad calibration schedule {sched}")
+        return sched
+
+
+@dataclass
+class Truth:
+    received: float
+    sent: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ServerState:
+    schedule: Schedule
+    model: str
+    flavor: str = "vllm"
+    prefix_hit_rate: float = 0.0
+    truth: dict[str, Truth] = field(default_factory=dict)
+    truth_file: Any = None  # with --truth-dir: finished requests' truth goes here, a JSON line each
+    next_id: int = 0
+    prompt_tokens_seen: int = 0
+    prefix_hits: int = 0
+
+    def finished(self, rid: str, truth: Truth) -> None:
+        if self.truth_file is not None:
+            self.truth_file.write(json.dumps({"id": rid, "received": truth.received, "sent": truth.sent,
+                                              "tokens": truth.tokens}) + "\n")
+            self.truth_file.flush()
+            del self.truth[rid]  # on disk now; keeps a long run's memory flat
+
+    def new_id(self) -> str:
+        self.next_id += 1
+        return f"cmpl-cal-{os.getpid()}-{self.next_id}"
+
+    def metrics_text(self) -> str:
+        q, h = self.prompt_tokens_seen, self.prefix_hits
+        if self.flavor == "sglang":
+            return (f'sglang:prompt_tokens_total{{model_name="{self.model}"}} {q}.0\n'
+                    f'sglang:cached_tokens_total{{model_name="{self.model}",cache_source="device"}} {h}.0\n')
+        return ("# TYPE vllm:prefix_cache_queries counter\n"
+                f'vllm:prefix_cache_queries_total{{engine="0",model_name="{self.model}"}} {q}.0\n'
+                "# TYPE vllm:prefix_cache_hits counter\n"
+                f'vllm:prefix_cache_hits_total{{engine="0",model_name="{self.model}"}} {h}.0\n')
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection; requests on it are answered one after another."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.body = bytearray()
+        self.queue: list[tuple[str, bytes, bytes, float]] = []
+        self.busy = False
+        self.read_at = 0.0  # when the bytes being parsed arrived (the kernel's stamp when there is one)
+
+    # httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.queue.append((self.parser.get_method().decode(), bytes(self.url), bytes(self.body), self.read_at))
+        self.url, self.body = b"", bytearray()
+        self._next()
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes, arrived: float | None = None) -> None:
+        self.read_at = arrived if arrived is not None else time.perf_counter()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._reply(400, b"bad request", "text/plain")
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def _next(self) -> None:
+        if self.busy or not self.queue or self.transport is None:
+            return
+        method, url, body, received = self.queue.pop(0)
+        self.busy = True
+        path = url.split(b"?")[0]
+        if path == b"/v1/completions" and method == "POST":
+            try:
+                payload = json.loads(body)
+                sched = self.state.schedule.override(payload)
+            except (ValueError, TypeError) as exc:
+                self._reply(400, json.dumps({"error": {"message": str(exc)}}).encode())
+                return self._done()
+            Completion(self, payload, sched, received).start()
+            return
+        if path == b"/health":
+            self._reply(200, b"")
+        elif path == b"/v1/models":
+            self._reply(200, json.dumps({"object": "list", "data": [{"id": self.state.model, "object": "model"}]}).encode())
+        elif path == b"/metrics":
+            self._reply(200, self.state.metrics_text().encode(), "text/plain; version=0.0.4")
+        elif path == b"/calibration/truth":
+            truth = {k: {"received": t.received, "sent": t.sent, "tokens": t.tokens} for k, t in self.state.truth.items()}
+            self._reply(200, json.dumps({"requests": truth}).encode())
+        elif path == b"/calibration/reset" and method == "POST":
+            self.state.truth.clear()
+            self._reply(200, b"{}")
+        else:
+            self._reply(404, b'{"error": {"message": "not found"}}')
+        self._done()
+
+    def _done(self) -> None:
+        self.busy = False
+        if self.queue:
+            self._next()
+
+    def _reply(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        if self.transport is not None:
+            self.transport.write(head + body)
+
+
+class Completion:
+    """One completion request, streamed on its schedule through the connection's transport."""
+
+    def __init__(self, conn: Connection, payload: dict[str, Any], sched: Schedule, received: float) -> None:
+        self.conn, self.sched = conn, sched
+        self.loop = asyncio.get_running_loop()
+        self.id = conn.state.new_id()
+        self.max_tokens = int(payload.get("max_tokens") or 16)
+        self.total = min(self.max_tokens, sched.stop_after) if sched.stop_after is not None else self.max_tokens
+        self.stream = bool(payload.get("stream"))
+        opts = payload.get("stream_options") or {}
+        self.include_usage = bool(opts.get("include_usage")) and sched.usage != "none"
+        prompt = payload.get("prompt") or ""
+        self.prompt_tokens = sched.prompt_tokens if sched.prompt_tokens is not None else len(str(prompt).split())
+        self.truth = Truth(received)
+        conn.state.truth[self.id] = self.truth
+        conn.state.prompt_tokens_seen += self.prompt_tokens
+        conn.state.prefix_hits += int(self.prompt_tokens * conn.state.prefix_hit_rate)
+        self.sent_tokens = 0
+        self.t_first = 0.0  # loop time of the first event
+        self.step = sched.tokens_per_event * sched.itl_ms / 1000
+        self.middle: bytes | None = None
+        self.due = 0.0
+        self.head = ('data: {"id":"%s","object":"text_completion","created":0,"model":"%s","choices":'
+                     % (self.id, conn.state.model))
+
+    def start(self) -> None:
+        if not self.stream:
+            self.loop.call_at(self.loop.time() + (self.sched.ttft_ms + self.sched.itl_ms * (self.total - 1)) / 1000,
+                              self._whole)
+            return
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        self.conn.transport.write(head)
+        self.loop.call_at(self.loop.time() + self.sched.ttft_ms / 1000, self._event)
+
+    def _usage(self, completion: int) -> str:
+        c = completion + self.sched.usage_offset
+        return '{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}' % (
+            self.prompt_tokens, c, self.prompt_tokens + c)
+
+    def _whole(self) -> None:
+        body = {"id": self.id, "object": "text_completion", "model": self.conn.state.model,
+                "choices": [{"index": 0, "text": " tok" * self.total, "finish_reason": self._finish()}],
+                "usage": json.loads(self._usage(self.total))}
+        self.truth.sent.append(time.perf_counter())
+        self.truth.tokens.append(self.total)
+        self.conn._reply(200, json.dumps(body).encode())
+        self.conn._done()
+
+    def _finish(self) -> str:
+        return "stop" if self.total < self.max_tokens else "length"
+
+    def _frame(self, n: int, last: bool) -> bytes:
+        """The chunked-encoding frame of one event carrying ``n`` tokens."""
+        finish = '"%s"' % self._finish() if last else "null"
+        usage = self._usage(self.sent_tokens) if self.include_usage and self.sched.usage == "every" else "null"
+        data = '%s[{"index":0,"text":"%s","logprobs":null,"finish_reason":%s}],"usage":%s}\n\n' % (
+            self.head, " tok" * n, finish, usage)
+        if last and self.include_usage:
+            data += '%s[],"usage":%s}\n\n' % (self.head, self._usage(self.sent_tokens))
+        if last:
+            data += "data: [DONE]\n\n"
+        raw = data.encode()
+        return b"%x\r\n%s\r\n" % (len(raw), raw) + (b"0\r\n\r\n" if last else b"")
+
+    def _event(self) -> None:
+        transport = self.conn.transport
+        if transport is None:  # the client went away
+            return
+        k = self.sched.tokens_per_event
+        n = 1 if self.sent_tokens == 0 else min(k, self.total - self.sent_tokens)
+        self.sent_tokens += n
+        last = self.sent_tokens >= self.total
+        if n == k and not last and self.sched.usage != "every":
+            if self.middle is None:
+                self.middle = self._frame(n, False)  # the same bytes for every full event in the middle
+            frame = self.middle
+        else:
+            frame = self._frame(n, last)
+        sent = self.truth.sent
+        sent.append(time.perf_counter())
+        transport.write(frame)
+        self.truth.tokens.append(n)
+        if last:
+            self.conn.state.finished(self.id, self.truth)
+            self.conn._done()
+            return
+        if len(sent) == 1:
+            self.t_first = self.loop.time()
+        # each event is due one step after the last one's due time, however late that one was
+        self.due = (self.due or self.t_first) + self.step * (
+            1.0 + self.sched.jitter * (2.0 * random.random() - 1.0) if self.sched.jitter else 1.0)
+        self.loop.call_at(self.due, self._event)
+
+
+class StampedSocket:
+    """The transport of one accepted connection, read with ``recvmsg`` so that each request is
+    stamped with the kernel's receive time (SO_TIMESTAMPING), not with when this server's loop,
+    busy writing thousands of events, came round to it. Writes go straight to the socket, the
+    rest (a client slower than the stream) when it drains."""
+
+    def __init__(self, sock: socket.socket, conn: Connection) -> None:
+        self.sock, self.conn = sock, conn
+        self.loop = asyncio.get_running_loop()
+        self.pending = bytearray()
+        self.loop.add_reader(sock.fileno(), self._readable)
+        conn.connection_made(self)  # type: ignore[arg-type]
+
+    def _readable(self) -> None:
+        try:
+            data, anc, _, _ = self.sock.recvmsg(1 << 18, 256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, anc = b"", []
+        if not data:
+            self.close()
+            return
+        now = time.perf_counter()
+        arrived = now
+        for level, kind, cmsg in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(cmsg) >= 16:
+                sec, nsec = struct.unpack_from("qq", cmsg)
+                if sec or nsec:
+                    arrived = min(now, sec + nsec * 1e-9 - (time.time() - now))
+        self.conn.data_received(data, arrived)
+
+    def write(self, data: bytes) -> None:
+        if self.pending:
+            self.pending += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return self.close()
+        if sent < len(data):
+            self.pending += data[sent:]
+            self.loop.add_writer(self.sock.fileno(), self._drain)
+
+    def _drain(self) -> None:
+        try:
+            sent = self.sock.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return self.close()
+        del self.pending[:sent]
+        if not self.pending:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        self.loop.remove_reader(self.sock.fileno())
+        self.loop.remove_writer(self.sock.fileno())
+        self.sock.close()
+        self.conn.connection_lost(None)
+
+
+async def serve(sock: socket.socket, state: ServerState) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, STAMP_FLAGS)
+        probe.close()
+    except OSError:  # no kernel stamps here (gVisor, macOS): plain transports, stamped when read
+        server = await loop.create_server(lambda: Connection(state), sock=sock, backlog=4096)
+        async with server:
+            await server.serve_forever()
+        return
+    sock.setblocking(False)
+    while True:
+        client, _ = await loop.sock_accept(sock)
+        client.setblocking(False)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, STAMP_FLAGS)
+        StampedSocket(client, Connection(state))
+
+
+def listen(host: str, port: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    return sock
+
+
+def run_worker(sock: socket.socket, state: ServerState, truth_dir: str | None, use_uvloop: bool) -> None:
+    if truth_dir:
+        state.truth_file = open(os.path.join(truth_dir, f"truth-{os.getpid()}.jsonl"), "a", encoding="utf-8")
+    runner = asyncio.run
+    if use_uvloop:
+        try:
+            import uvloop
+            runner = uvloop.run
+        except ImportError:
+            pass
+    try:
+        runner(serve(sock, state))
+    except KeyboardInterrupt:
+        pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8300)
+    p.add_argument("--model", default="calibration", help="the served model name (default: calibration)")
+    p.add_argument("--ttft-ms", type=float, default=50.0, help="default: 50")
+    p.add_argument("--itl-ms", type=float, default=10.0, help="true per-token ITL (default: 10)")
+    p.add_argument("--tokens-per-event", type=int, default=1, help="tokens per event after the first (default: 1)")
+    p.add_argument("--jitter", type=float, default=0.0,
+                   help="spread of each event interval, a fraction of it: 0.5 draws from 0.5x to 1.5x (default: 0)")
+    p.add_argument("--usage", choices=USAGE_MODES, default="final", help="default: final")
+    p.add_argument("--prefix-hit-rate", type=float, default=0.0, help="share of prompt tokens counted as prefix-cache hits")
+    p.add_argument("--metrics-flavor", choices=("vllm", "sglang"), default="vllm")
+    p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port (SO_REUSEPORT); with more than one, the truth "
+                        "is only in --truth-dir (default: 1)")
+    p.add_argument("--truth-dir", help="write each finished request's truth to DIR/truth-<pid>.jsonl")
+    args = p.parse_args(argv)
+    if args.workers > 1 and not args.truth_dir:
+        p.error("--workers above 1 needs --truth-dir (each worker only knows its own requests)")
+    state = ServerState(Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter), args.model,
+                        args.metrics_flavor, args.prefix_hit_rate)
+    socks = [listen(args.host, args.port, args.workers > 1) for _ in range(args.workers)]
+    print(f"calibration server on http://{args.host}:{socks[0].getsockname()[1]} ({args.workers} worker(s)), "
+          f"schedule {state.schedule}", flush=True)
+    children = []
+    signal.signal(signal.SIGTERM, _interrupt)  # so that the workers below are stopped too
+    for sock in socks[1:]:
+        pid = os.fork()
+        if pid == 0:
+            run_worker(sock, state, args.truth_dir, not args.no_uvloop)
+            os._exit(0)
+        children.append(pid)
+    try:
+        run_worker(socks[0], state, args.truth_dir, not args.no_uvloop)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()
