@@ -59,8 +59,9 @@ def client_run(args: argparse.Namespace) -> None:
         load = run_load_multiprocess(client, reqs, concurrency=args.conc, num_warmups=args.conc, procs=args.procs)
     else:
         load = run_async(run_load(client, reqs, concurrency=args.conc, num_warmups=args.conc))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {"duration": load.duration, "cpu_s": load.client_cpu_s, "rss_mb": rss_mb,
+    # the largest client process: this one, or with --procs the biggest of its children
+    rss_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    out = {"duration": load.duration, "cpu_s": load.client_cpu_s, "rss_mb": rss_mb, "clock": load.arrival_clock,
            "lag_p99_ms": load.lag.p99_ms if load.lag else None,
            "requests": [{"id": r.response_id, "ok": r.success, "ttft": r.ttft, "start": r.start, "itl": list(r.itl),
                          "events": r.events} for r in load.results]}
@@ -106,7 +107,8 @@ def level(args: argparse.Namespace, conc: int, truth_dir: Path) -> dict:
             "ttft_med": ms(ttft_err, 50), "ttft_p99": ms(ttft_err, 99),
             "itl_med": ms(itl_err, 50), "itl_p99": ms(itl_err, 99),
             "req_med": ms(req_path, 50), "resp_med": ms(resp_path, 50),
-            "cpu": got["cpu_s"] / got["duration"], "rss": got["rss_mb"], "lag_p99": got["lag_p99_ms"]}
+            "cpu": got["cpu_s"] / got["duration"], "rss": got["rss_mb"], "lag_p99": got["lag_p99_ms"],
+            "clock": got["clock"]}
 
 
 def main() -> None:
@@ -154,13 +156,13 @@ def main() -> None:
               f"OSL {args.osl}, CONC x {args.requests_per_slot} requests\n")
         print("| CONC | offered ev/s | achieved ev/s | TTFT err median ms | TTFT err p99 ms "
               "| request / response path median ms | ITL err median ms "
-              "| ITL err p99 ms | client CPU | peak RSS MB | loop lag p99 ms | failed |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| ITL err p99 ms | client CPU | peak RSS MB | loop lag p99 ms | stamps | failed |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for conc in (int(c) for c in args.levels.split(",")):
             r = level(args, conc, truth_dir)
             print(f"| {r['conc']} | {r['offered']:,.0f} | {r['achieved']:,.0f} | {r['ttft_med']:.3f} | {r['ttft_p99']:.3f} "
                   f"| {r['req_med']:.3f} / {r['resp_med']:.3f} | {r['itl_med']:.3f} | {r['itl_p99']:.3f} | {r['cpu']:.0%} "
-                  f"| {r['rss']:.0f} | {r['lag_p99']:.2f} | {r['failed']} |", flush=True)
+                  f"| {r['rss']:.0f} | {r['lag_p99']:.2f} | {r['clock']} | {r['failed']} |", flush=True)
     finally:
         server.terminate()
         server.wait(10)

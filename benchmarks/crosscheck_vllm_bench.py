@@ -58,7 +58,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pytest_inferencemax.loadgen import ClientConfig, run_load
+from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
 from pytest_inferencemax.metrics import compute_metrics
 from pytest_inferencemax.workload import Workload, load_tokenizer, random_workload
 
@@ -135,7 +135,7 @@ def extra_body(args: argparse.Namespace) -> dict[str, str]:
 def run_ours(args: argparse.Namespace, workload: Workload, tokenizer: Any) -> dict[str, Any]:
     client = ClientConfig(base_url=args.base_url, model=args.served_model_name,
                           request_timeout=300.0 + 0.5 * args.osl, extra_body=extra_body(args))
-    load = asyncio.run(run_load(client, workload.requests, concurrency=args.conc, num_warmups=args.num_warmups))
+    load = run_async(run_load(client, workload.requests, concurrency=args.conc, num_warmups=args.num_warmups))
     ok = [r for r in load.results if r.success]
     for r in load.results:
         if not r.success:

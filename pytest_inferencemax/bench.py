@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="vllm", help="backend label written to the JSON (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True,
                    help="result file; with several CONC values, '-c<CONC>' is added before the suffix")
+    p.add_argument("--client-procs", type=positive_int, default=1,
+                   help="client processes to spread the concurrency over (default: %(default)s)")
     p.add_argument("--save-detailed", action="store_true", help="keep per-request arrays in the JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
     return p
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = RunSettings(seed=args.seed, request_timeout=args.request_timeout, save_detailed=args.save_detailed,
-                           extra_body=args.extra_body, api_key=api_key)
+                           extra_body=args.extra_body, api_key=api_key, client_procs=args.client_procs)
     failed = 0
     for conc in args.conc:
         point = Point(suite="adhoc", stage="adhoc", isl=args.isl, osl=args.osl, conc=conc,

@@ -44,6 +44,7 @@ class ClientConfig:
     ignore_eos: bool = True
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)  # never printed or saved
+    kernel_stamps: bool | None = None  # stamp reads with the kernel's receive time; None: where supported
 
     @property
     def url(self) -> str:
@@ -245,7 +246,8 @@ async def run_load(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers())
+    http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers(),
+                           kernel_stamps=client.kernel_stamps)
     try:
         warm_fail = 0
         if num_warmups and requests:

@@ -52,17 +52,18 @@ def event_token_counts(r: RequestResult, count_tokens: Callable[[str], int] | No
     events as the final usage's tokens, so one each; ``tokenizer``: each event's text tokenized on
     its own (a server that packs tokens and sends no usage per event); ``unknown``: none of these.
     """
-    if r.event_tokens and len(r.event_tokens) == r.events:
+    events = len(r.itl) + 1  # the gaps are the truth about how many events came
+    if len(r.event_tokens) == events:
         return list(r.event_tokens), "usage"
-    if r.output_tokens == r.events:
-        return [1] * r.events, "one_per_event"
-    if count_tokens is not None and len(r.event_text_ends) == r.events:
+    if r.output_tokens == events:
+        return [1] * events, "one_per_event"
+    if count_tokens is not None and len(r.event_text_ends) == events:
         text, start, counts = r.generated_text, 0, []
         for end in r.event_text_ends:
             counts.append(count_tokens(text[start:end]) if end > start else 0)
             start = end
         return counts, "tokenizer"
-    return [1] * r.events, "unknown"
+    return [1] * events, "unknown"
 
 
 def per_token_itl(gaps: Sequence[float], counts: Sequence[int]) -> list[float]:

@@ -4,6 +4,7 @@ Shared by the pytest fixture and the ad-hoc command line (``python -m pytest_inf
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,9 @@ from .progress import Progress, log_tail, point_status
 from .record import build_record, record_warnings, write_json_atomic
 from .token_check import check_tokens
 from .workload import Workload, random_workload
+
+
+DEATH_GRACE_S = 3.0  # after a run with failed requests: how long to watch for the server's death
 
 
 def default_request_timeout(osl: int) -> float:
@@ -93,8 +97,13 @@ def run_point(
                                   on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout))
     progress.done()
     if not load.aborted and abort_check is not None:
-        # the server may have died faster than the periodic check: requests then fail at once
+        # the server may have died faster than the periodic check: requests then fail at once,
+        # while the dying process may take a moment to be seen as gone
         load.aborted = abort_check()
+        deadline = time.monotonic() + (DEATH_GRACE_S if any(not r.success for r in load.results) else 0.0)
+        while not load.aborted and time.monotonic() < deadline:
+            time.sleep(0.1)
+            load.aborted = abort_check()
     if load.aborted:
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
         raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)

@@ -48,10 +48,16 @@ def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_mode
         assert rec["request_throughput"] == pytest.approx(num_prompts / duration)
         assert rec["tput_per_gpu"] == pytest.approx(rec["total_token_throughput"])
         assert rec["interactivity"] == pytest.approx(1000 / rec["median_tpot_ms"])
-        missing = [k for k in documented_keys() if k not in rec and not k.startswith(("b200_", "median_e2e_ratio",
-                                                                                       "tput_per_gpu_ratio",
-                                                                                       "interactivity_ratio"))]
+        missing = [k for k in documented_keys() if not has_path(rec, k) and not k.startswith((
+            "b200_", "median_e2e_ratio", "tput_per_gpu_ratio", "interactivity_ratio"))]
         assert not missing, f"documented keys missing from the result: {missing}"
+        # the client's self-checks on a real server: kernel stamps, a calm loop, honest token counts
+        ours = rec["inferencemax"]
+        assert ours["client"]["client_bound"] is False and ours["client"]["loop_lag"]["samples"] > 0
+        assert ours["token_check"]["output"]["mismatched_requests"] == 0
+        assert ours["token_check"]["input"]["mismatched_requests"] == 0  # SmolLM2 adds no BOS
+        assert ours["prefix_cache"]["available"] is True and ours["prefix_cache"]["engine"] == "vllm"
+        assert ours["prefix_cache"]["hit_tokens"] == 0  # the recipe disables prefix caching
         server = rec["inferencemax"]["server"]
         assert server["launched"] is True and server["argv"][1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
 
@@ -68,6 +74,15 @@ def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_mode
         "inferencemax"]["server"]["argv"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [p["point"] for p in summary["points"]] == ["mini-64-24-c1", "mini-64-24-c3"]
+
+
+def has_path(rec: dict, dotted: str) -> bool:
+    node = rec
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def test_server_url_mode_launches_nothing(pytester, vllm_server, tmp_path):

@@ -114,12 +114,13 @@ def test_every_key_is_present_and_plain(m):
     expected = {"duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
                 "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
                 "output_tokens_from_usage", "output_tokens_retokenized", "tput_per_gpu",
-                "tput_per_gpu_divisor", "interactivity"}
-    for name in ("ttft", "tpot", "itl", "e2el"):
+                "tput_per_gpu_divisor", "interactivity", "itl_token_counts_from"}
+    for name in ("ttft", "tpot", "itl", "iel", "e2el"):
         expected |= {f"mean_{name}_ms", f"median_{name}_ms", f"std_{name}_ms", f"p99_{name}_ms"}
     assert set(m) == expected
+    assert m["itl_token_counts_from"] == {"one_per_event": 3, "unknown": 1}  # R4 sent no usage
     for k, v in m.items():
-        if k != "request_goodput:":
+        if k not in ("request_goodput:", "itl_token_counts_from"):
             assert type(v) in (int, float), k  # JSON-ready, no numpy scalars
 
 
@@ -219,3 +220,28 @@ def test_distribution_of_one_value_and_of_none():
     assert d == {"mean_x_ms": 250.0, "median_x_ms": 250.0, "std_x_ms": 0.0, "p50_x_ms": 250.0, "p99_x_ms": 250.0}
     empty = distribution("y", [], (99.0,))
     assert empty == {"mean_y_ms": 0.0, "median_y_ms": 0.0, "std_y_ms": 0.0, "p99_y_ms": 0.0}
+
+
+def test_per_token_itl_shares_each_gap_among_the_tokens_of_the_later_event():
+    from pytest_inferencemax.metrics import per_token_itl
+    # first event 2 tokens (one extra arrived with it: gap 0), then 4 tokens after 0.2 s,
+    # an empty event after 0.1 s (its gap goes on), then 1 token after 0.3 s
+    gaps = [0.2, 0.1, 0.3]
+    counts = [2, 4, 0, 1]
+    assert per_token_itl(gaps, counts) == [0.0, 0.05, 0.05, 0.05, 0.05, approx(0.4)]
+    assert sum(per_token_itl(gaps, counts)) == approx(sum(gaps))  # adds up to E2EL - TTFT
+    assert per_token_itl([0.1, 0.1], [1, 1, 1]) == [0.1, 0.1]  # one token per event: the gaps themselves
+    assert per_token_itl([], [1]) == []
+
+
+def test_event_token_counts_prefer_usage_then_one_each_then_the_tokenizer():
+    from pytest_inferencemax.metrics import event_token_counts
+    packed = RequestResult(prompt_len=1, output_len_requested=9, success=True, itl=[0.1, 0.1],
+                           output_tokens=9, generated_text="a b c d e f g h i")
+    assert event_token_counts(packed, None) == ([1, 1, 1], "unknown")
+    packed.event_text_ends = [1, 9, 17]  # "a", " b c d e", " f g h i"
+    assert event_token_counts(packed, words) == ([1, 4, 4], "tokenizer")
+    packed.event_tokens = [1, 4, 4]
+    assert event_token_counts(packed, words) == ([1, 4, 4], "usage")
+    single = ok(1, 3, 0.1, 0.3, [0.1, 0.1])
+    assert event_token_counts(single, words) == ([1, 1, 1], "one_per_event")
