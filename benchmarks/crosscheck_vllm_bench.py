@@ -47,7 +47,6 @@ Run (server already up)::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
