@@ -99,7 +99,7 @@ def _ratio(rec: Mapping[str, Any], prefix: str) -> tuple[bool, float | None]:
     return False, None
 
 
-def _baseline_group(rec: Mapping[str, Any]) -> tuple[str | None, dict[str, float] | None, str, str]:
+def baseline_group(rec: Mapping[str, Any]) -> tuple[str | None, dict[str, float] | None, str, str]:
     """The baseline group's name, its fields, and the file's prefix and tag (from the ratio key)."""
     suffix = next((k[len(TPUT_RATIO):] for k in rec if k.startswith(TPUT_RATIO)), None)
     for key, value in rec.items():
@@ -136,7 +136,7 @@ def curve_point(rec: Mapping[str, Any]) -> tuple[CurveKey, CurvePoint, list[str]
     if isinstance(total, (int, float)) and divisor > 0 and not math.isclose(tput, total / divisor, rel_tol=1e-6):
         notes.append(f"{point}: tput_per_gpu {tput:.6g} is not total_token_throughput {total:.6g} / "
                      f"divisor {divisor:g}")
-    group, fields, prefix, tag = _baseline_group(rec)
+    group, fields, prefix, tag = baseline_group(rec)
     base = None
     if fields is not None:
         try:
@@ -178,7 +178,7 @@ def build_curves(records: Iterable[Mapping[str, Any]]) -> list[Curve]:
         if pt.conc in bucket:
             curve_notes.append(f"CONC {pt.conc} was measured more than once; the later record is used")
         bucket[pt.conc] = pt
-        group = _baseline_group(rec)[0]
+        group = baseline_group(rec)[0]
         prev_group, prev_note = names.get(key, (None, None))
         names[key] = (prev_group or group, prev_note or rec.get("baseline_note"))
     curves = []

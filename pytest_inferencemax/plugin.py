@@ -18,6 +18,7 @@ from .devices import default_visibility_vars, device_slice
 from .options import Settings, add_options
 from .points import Point
 from .progress import StreamProgress
+from .record import junit_properties
 from .runner import PointOutcome
 from .session import BenchSession
 from .suite import SUITE_FILE, Suite, SuiteError
@@ -232,6 +233,7 @@ class SuiteBench:
             props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
             raise
         props.append((RECORD, str(outcome.path)))
+        props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
         if outcome.failed:
             props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
         self._compare(point, outcome)

@@ -174,3 +174,22 @@ def record_warnings(record: dict[str, Any]) -> list[str]:
     if (ours.get("prefix_cache") or {}).get("warning"):
         out.append("prefix cache: " + ours["prefix_cache"]["warning"])
     return out
+
+
+# The figures a CI's test view shows for each point (pytest --junitxml writes them as <property>).
+JUNIT_FIGURES = ("completed", "num_prompts", "max_concurrency", "output_throughput", "total_token_throughput",
+                 "tput_per_gpu", "interactivity", "median_ttft_ms", "median_tpot_ms", "median_itl_ms",
+                 "median_e2el_ms", "p99_e2el_ms")
+
+
+def junit_properties(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A point's key figures, its baseline ratios, accuracy status and self-check flags, as
+    (name, value) pairs for the JUnit XML of the CI's test view."""
+    ours = record.get("inferencemax", {})
+    props: list[tuple[str, Any]] = [(k, record[k]) for k in JUNIT_FIGURES if record.get(k) is not None]
+    props += [(k, v) for k, v in record.items() if "_ratio_vs_" in k and v is not None]
+    props.append(("accuracy", (record.get("accuracy_validation") or {}).get("status", "unknown")))
+    props.append(("failed_requests", ours.get("failed", 0)))
+    props.append(("client_bound", bool((ours.get("client") or {}).get("client_bound"))))
+    props += [("warning", w) for w in record_warnings(record)]
+    return props

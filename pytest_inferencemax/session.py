@@ -248,7 +248,10 @@ class BenchSession:
         table, model_key = self.baseline(suite, point)
         _, stage = suite.stage(point.stage)
         context: dict[str, Any] = {"server": {"base_url": server.base_url, "launched": server.recipe is not None},
-                                   "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout}
+                                   "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout,
+                                   # so that results merged from several runs or nodes are judged alike
+                                   "baseline": stage.baseline, "baseline_key": stage.baseline_key,
+                                   "verdict_rule": stage.verdict or None}
         if server.recipe is not None:
             context["server"].update(
                 engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
