@@ -1,7 +1,10 @@
 """Baseline tables (``baselines/*.toml``): the reference points a result is compared with."""
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
+    import tomli as tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator

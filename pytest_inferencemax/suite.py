@@ -5,7 +5,10 @@ back to a default). See docs/suites.md for the format.
 """
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
+    import tomli as tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
