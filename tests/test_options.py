@@ -78,10 +78,9 @@ def test_positive_float_rejects(text, message):
 
 @pytest.mark.parametrize("text", ["inf", "Infinity", "1e400"])
 def test_positive_float_rejects_infinity(text):
-    # --request-timeout inf would reach aiohttp.ClientTimeout(total=inf), whose timer does
-    # ceil(loop.time() + inf) -> OverflowError on every request (not caught by the load
-    # generator), and the record's request_timeout_s would make write_json_atomic fail
-    # (allow_nan=False). A seconds value must be finite.
+    # --request-timeout inf would become a request deadline of loop.time() + inf, which the
+    # event loop's timer cannot hold, and the record's request_timeout_s would make
+    # write_json_atomic fail (allow_nan=False). A seconds value must be finite.
     assert math.isinf(float(text))
     with pytest.raises(Bad, match=repr(text)):
         positive_float(text)
