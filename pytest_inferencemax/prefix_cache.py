@@ -9,8 +9,9 @@ before and after the timed run give the point's own hit rate:
 - SGLang: ``sglang:prompt_tokens_total`` (queries) and ``sglang:cached_tokens_total`` (hits, summed
   over cache sources).
 
-The warmups send copies of the first request, so that one prompt may hit the cache in the timed
-run; the warning discounts it.
+The counters are read before the warmups, which send copies of the first request: every copy
+after the first, and the timed run's first request, may be served from the cache. The warning
+discounts those (warmups x the first prompt's tokens) and is raised only beyond them.
 """
 from __future__ import annotations
 
@@ -64,18 +65,19 @@ def read_counters(base_url: str, *, timeout: float = 10.0, api_key: str | None =
 
 
 def cache_record(before: CacheCounters | None, after: CacheCounters | None, why: str,
-                 first_prompt_tokens: int, warmed: bool) -> dict[str, Any]:
+                 first_prompt_tokens: int, warmups: int) -> dict[str, Any]:
     """The point's ``prefix_cache`` record; ``warning`` is set when a random workload hit the cache."""
     if before is None or after is None or before.engine != after.engine:
         return {"available": False, "why": why or "the counters changed engine between readings"}
     queries, hits = after.queries - before.queries, after.hits - before.hits
     rate = hits / queries if queries > 0 else None
-    explained = first_prompt_tokens if warmed else 0
+    explained = first_prompt_tokens * warmups  # warmup copies 2..n and the first timed request
     excess = max(0.0, hits - explained) / queries if queries > 0 else 0.0
     rec: dict[str, Any] = {"available": True, "engine": after.engine, "query_tokens": queries, "hit_tokens": hits,
                            "hit_rate": rate, "warning": None}
     if excess > WARN_ABOVE:
         rec["warning"] = (f"the prefix cache served {hits:.0f} of {queries:.0f} prompt tokens ({rate:.1%}) of a "
-                          f"random workload: an earlier run's prompts or a repeated seed; TTFT and throughput "
+                          f"random workload beyond the warmed first prompt: an earlier run's prompts or a repeated "
+                          f"seed; TTFT and throughput "
                           f"are flattered (restart the server, change --seed, or disable prefix caching)")
     return rec

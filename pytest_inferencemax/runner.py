@@ -112,7 +112,7 @@ def run_point(
                               count_tokens=count_tokens)
     cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
     first_len = workload.requests[0].prompt_len if workload.requests else 0
-    prefix = cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups > 0)
+    prefix = cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups)
     client_check = client_record(load, metrics, settings)
     run_args = {
         "model": served_model, "tokenizer": tokenizer_id, "backend": backend, "base_url": base_url,

@@ -214,7 +214,7 @@ def test_prefix_cache_hit_rate_is_read_from_metrics():
         assert why == "" and before.engine == "sglang"
         load(base, {"ttft_ms": 5, "itl_ms": 1}, n=4, osl=4)
         after, _ = read_counters(base)
-        rec = cache_record(before, after, "", first_prompt_tokens=4, warmed=True)
+        rec = cache_record(before, after, "", first_prompt_tokens=4, warmups=1)
     assert rec["available"] and rec["query_tokens"] == 16 and rec["hit_tokens"] == 8
     assert rec["hit_rate"] == pytest.approx(0.5)
     assert "served 8 of 16 prompt tokens" in rec["warning"]
@@ -223,9 +223,12 @@ def test_prefix_cache_hit_rate_is_read_from_metrics():
 def test_prefix_cache_record_rules(server):
     counters, why = read_counters(server)
     assert counters is not None and counters.engine == "vllm"
-    a, b = CacheCounters("vllm", 1000, 0), CacheCounters("vllm", 2000, 128)
-    assert cache_record(a, b, "", first_prompt_tokens=128, warmed=True)["warning"] is None  # the warmed prompt
-    assert cache_record(a, b, "", first_prompt_tokens=128, warmed=False)["warning"]
+    # 8 warmups of a 100-token first prompt: 7 copies and the first timed request may hit (800 tokens)
+    a, b = CacheCounters("vllm", 1000, 0), CacheCounters("vllm", 11000, 800)
+    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=8)["warning"] is None
+    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=0)["warning"]
+    more = CacheCounters("vllm", 11000, 800 + 200)  # 2% of the queries beyond the warmed prompt
+    assert cache_record(a, more, "", first_prompt_tokens=100, warmups=8)["warning"]
     missing = cache_record(None, None, "GET /metrics answered HTTP 404", 0, False)
     assert missing == {"available": False, "why": "GET /metrics answered HTTP 404"}
     none, why = read_counters("http://127.0.0.1:9")
