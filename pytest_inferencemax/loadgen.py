@@ -166,9 +166,7 @@ async def send_request(http: StreamingClient, client: ClientConfig, spec: Reques
         return out
     out.success = not out.error
     out.latency = state.last - out.start
-    if len(out.event_tokens) != out.events:
-        out.event_tokens = array("l")  # usage was not on every event: the counts would not line up
-    return out
+    return out  # event_tokens is used only when usage came on every event (metrics.event_token_counts)
 
 
 class _StreamState:

@@ -37,23 +37,20 @@ CONFIG_MAP = {CONFIG_PATH: "${files_dir}/vllm_config.yaml"}
 # command early. We do not reproduce that bug, so the golden comes from a copy without it.
 STRAY_COMMENT = "# --max-seq-len-to-capture $MAX_MODEL_LEN \\ deprecated"
 
+def _source(commit: str, folder: str, script: str, engine: str, per_point_inputs: bool,
+            drop_line: str | None = None) -> dict:
+    """One launch script of the bounty repo and the two variable scripts beside it."""
+    return dict(commit=commit, script=f"{folder}/{script}",
+                var_scripts=[f"{folder}/all_conc_var.sh", f"{folder}/specific_conc_var.sh"],
+                engine=engine, per_point_inputs=per_point_inputs, drop_line=drop_line)
+
+
 SOURCES = {
-    ("gptoss", "s1"): dict(commit="9f4fc0d", script="gptoss-fp4-vllm-mi355x/launch_vllm_server.sh",
-                           var_scripts=["gptoss-fp4-vllm-mi355x/all_conc_var.sh",
-                                        "gptoss-fp4-vllm-mi355x/specific_conc_var.sh"],
-                           engine="vllm", per_point_inputs=False, drop_line=STRAY_COMMENT),
-    ("gptoss", "s2"): dict(commit="56dc686", script="gptoss-fp4-vllm-mi355x/launch_vllm_server.sh",
-                           var_scripts=["gptoss-fp4-vllm-mi355x/all_conc_var.sh",
-                                        "gptoss-fp4-vllm-mi355x/specific_conc_var.sh"],
-                           engine="vllm", per_point_inputs=False, drop_line=None),
-    ("dsr1", "s1"): dict(commit="9f4fc0d", script="dsr1-fp4-sglang-mi355x/launch_sglang_server.sh",
-                         var_scripts=["dsr1-fp4-sglang-mi355x/all_conc_var.sh",
-                                      "dsr1-fp4-sglang-mi355x/specific_conc_var.sh"],
-                         engine="python3", per_point_inputs=True, drop_line=None),
-    ("dsr1", "s2"): dict(commit="56dc686", script="dsr1-fp4-sglang-mtp-mi355x/launch_sglang_server.sh",
-                         var_scripts=["dsr1-fp4-sglang-mtp-mi355x/all_conc_var.sh",
-                                      "dsr1-fp4-sglang-mtp-mi355x/specific_conc_var.sh"],
-                         engine="python3", per_point_inputs=True, drop_line=None),
+    ("gptoss", "s1"): _source("9f4fc0d", "gptoss-fp4-vllm-mi355x", "launch_vllm_server.sh", "vllm", False,
+                              drop_line=STRAY_COMMENT),
+    ("gptoss", "s2"): _source("56dc686", "gptoss-fp4-vllm-mi355x", "launch_vllm_server.sh", "vllm", False),
+    ("dsr1", "s1"): _source("9f4fc0d", "dsr1-fp4-sglang-mi355x", "launch_sglang_server.sh", "python3", True),
+    ("dsr1", "s2"): _source("56dc686", "dsr1-fp4-sglang-mtp-mi355x", "launch_sglang_server.sh", "python3", True),
 }
 
 FAKE = '''#!{python}
