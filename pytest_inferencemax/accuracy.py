@@ -29,7 +29,7 @@ DEFAULT_METRIC = {"gsm8k": "exact_match,flexible-extract"}
 HF_DATASETS = {"wikitext": ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1"),
                "gsm8k": ("openai/gsm8k", "main")}
 LOGPROB_TASKS = {"wikitext"}  # loglikelihood tasks: the server must return prompt logprobs
-RUNNER_KEYS = {"model", "base_url", "tokenizer", "tokenizer_backend"}  # set by run_gate, not by suites
+RUNNER_KEYS = {"model", "base_url", "tokenizer"}  # set by run_gate from the server and --tokenizer, not by suites
 BUILTIN_MODULES = ("argparse", "json", "re", "statistics", "configparser", "fileinput", "shelve", "wave", "timeit")
 
 
@@ -264,13 +264,32 @@ def _prepare_task(spec: GateSpec, ds: str | None, tmp: Path, allow_download: boo
     return "wikitext_local", render_wikitext_task(data_file, tmp / "tasks").parent, str(data_file)
 
 
-def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: str, max_length: int | None = None,
+def gate_model_args(spec: GateSpec, root: str, served_model: str, tokenizer_path: str | None,
+                    num_concurrent: int | None = None) -> dict[str, Any]:
+    """lm-eval's ``--model_args`` for the gate: exactly the bounty runner's, nothing more.
+
+    The runner passed ``model=$MODEL,base_url=…/v1/completions`` plus the stage's own arguments
+    (stage 1: ``num_concurrent=10,max_retries=3``), so lm-eval's ``local-completions`` defaults hold:
+    ``max_length`` 2048, ``tokenized_requests`` true, the tokenizer named by ``model``. A suite adds
+    keys only by writing them in its ``model_args``. ``tokenizer`` is passed only when the served
+    model name is not the tokenizer's path or id (a server started with ``--served-model-name``): the
+    runner's ``$MODEL`` named both, so this loads the same tokenizer lm-eval loaded there."""
+    args: dict[str, Any] = {"model": served_model, "base_url": f"{root}/v1/completions"}
+    if tokenizer_path and str(tokenizer_path) != served_model:
+        args["tokenizer"] = str(tokenizer_path)
+    args.update(spec.model_args)
+    if num_concurrent:
+        args["num_concurrent"] = num_concurrent
+    return args
+
+
+def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: str | None,
              num_concurrent: int | None = None, *, dataset: str | None = None, api_key: str | None = None,
              allow_download: bool = False, check_logprobs: bool = True, work_dir: Path | None = None) -> GateResult:
     """Run the gate's lm-eval task against the server at ``base_url`` (``http://host:port``) and judge it.
 
-    ``max_length`` defaults to the server's max_model_len (else 2048); ``num_concurrent``/``dataset`` override
-    the spec's. Raises :class:`AccuracyError` when the gate cannot run (dataset, logprobs, metric)."""
+    lm-eval gets :func:`gate_model_args` (the runner's arguments; ``num_concurrent``/``dataset``
+    override the spec's). Raises :class:`AccuracyError` when the gate cannot run (dataset, logprobs, metric)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
     root, ds = _root(base_url), dataset or spec.dataset
@@ -278,11 +297,7 @@ def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: s
         task_name, include, data_file = _prepare_task(spec, ds, Path(tmp), allow_download)
         if check_logprobs and spec.task in LOGPROB_TASKS and (e := probe_prompt_logprobs(root, served_model, api_key)):
             raise AccuracyError(e)
-        max_length = max_length or server_max_model_len(root, served_model, api_key) or 2048
-        model_args: dict[str, Any] = {
-            "model": served_model, "base_url": f"{root}/v1/completions", "tokenizer": str(tokenizer_path),
-            "tokenizer_backend": "huggingface", "tokenized_requests": False, "max_length": max_length, "max_retries": 3,
-            "num_concurrent": 1, **spec.model_args, **({"num_concurrent": num_concurrent} if num_concurrent else {})}
+        model_args = gate_model_args(spec, root, served_model, tokenizer_path, num_concurrent)
         t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(
             model="local-completions", model_args={**model_args, **({"header": _headers(api_key)} if api_key else {})},

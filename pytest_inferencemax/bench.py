@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{point.id}: {rec['completed']}/{point.num_prompts} ok, {rec['output_throughput']:.1f} out tok/s, "
               f"{rec['total_token_throughput']:.1f} total tok/s, median TTFT {rec['median_ttft_ms']:.1f} ms, "
               f"median TPOT {rec['median_tpot_ms']:.2f} ms, median E2E {rec['median_e2el_ms']:.0f} ms -> {path}")
-        failed += outcome.failed
+        failed += outcome.failed + len(outcome.invalid)
     return 1 if failed else 0
 
 

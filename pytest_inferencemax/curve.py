@@ -56,6 +56,7 @@ class CurvePoint:
     baseline: BaselinePoint | None
     accuracy_status: str  # accuracy_validation.status: PASSED, FAILED, SKIPPED or "unknown"
     failed_requests: int = 0
+    invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
 
     @property
     def median_e2e_s(self) -> float:
@@ -159,6 +160,7 @@ def curve_point(rec: Mapping[str, Any]) -> tuple[CurveKey, CurvePoint, list[str]
         conc=conc, point_id=point, tput_per_gpu=tput, divisor=divisor, median_e2e_ms=e2e,
         interactivity=intvty, tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
         baseline=base, accuracy_status=status, failed_requests=int(failed) if isinstance(failed, int) else 0,
+        invalid=bool((info.get("token_check") or {}).get("failures")),
     ), notes
 
 

@@ -47,10 +47,10 @@ class LoopLag:
         return asdict(self)
 
 
-def lag_limit_ms(median_iel_ms: float, floor_ms: float = 1.0, share: float = 0.05) -> float:
+def lag_limit_ms(median_event_gap_ms: float, floor_ms: float = 1.0, share: float = 0.05) -> float:
     """The lag above which a point counts as client-bound: 5% of its median gap between events,
     and never below ``floor_ms`` (a lag below 1 ms is within the run-to-run noise of any server)."""
-    return max(floor_ms, share * median_iel_ms)
+    return max(floor_ms, share * median_event_gap_ms)
 
 
 class LoopLagMonitor:

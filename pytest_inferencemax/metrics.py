@@ -2,10 +2,11 @@
 
 ``calculate_metrics`` semantics (docs/metrics.md): successful requests only; per-request
 TPOT = (E2EL - TTFT) / (output_tokens - 1) when output_tokens > 1; ITL pools every request's
-per-token gaps (an event's gap shared by the tokens it brought: issue 6; the same as the
-reference's per-event gaps when each event carries one token, as on vLLM), IEL the raw gaps
-between events (the reference's ITL); each metric gets mean, median, std (population) and the chosen percentiles
-in milliseconds, through numpy; throughputs are totals over the timed run's duration.
+gaps between stream events, as the reference does (so ``*_itl_ms`` mean what the reference's mean);
+our per-token ITL (each event's gap shared by the tokens it brought; equal to ITL when every event
+carries one token, as on vLLM) goes under keys of its own, ``*_token_itl_ms``; each metric gets
+mean, median, std (population) and the chosen percentiles in milliseconds, through numpy;
+throughputs are totals over the timed run's duration.
 On top: the bounty's ``tput_per_gpu`` and ``interactivity`` (1000 / median TPOT).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from .loadgen import RequestResult
 
-PERCENTILE_METRICS = ("ttft", "tpot", "itl", "iel", "e2el")
+PERCENTILE_METRICS = ("ttft", "tpot", "itl", "token_itl", "e2el")
 DEFAULT_PERCENTILES = (99.0,)
 
 
@@ -136,15 +137,15 @@ def compute_metrics(
     }
     m.update(distribution("ttft", (r.ttft for r in ok), percentiles))
     m.update(distribution("tpot", tpots, percentiles))
-    itl: list[float] = []
+    m.update(distribution("itl", (gap for r in ok for gap in r.itl), percentiles))  # per event: the reference's
+    token_itl: list[float] = []
     sources: dict[str, int] = {}
     for r in ok:
         counts, source = event_token_counts(r, count_tokens)
         sources[source] = sources.get(source, 0) + 1
-        itl.extend(per_token_itl(r.itl, counts))
-    m.update(distribution("itl", itl, percentiles))
-    m.update(distribution("iel", (gap for r in ok for gap in r.itl), percentiles))
-    m["itl_token_counts_from"] = sources
+        token_itl.extend(per_token_itl(r.itl, counts))
+    m.update(distribution("token_itl", token_itl, percentiles))  # per token: ours
+    m["token_itl_counts_from"] = sources
     m.update(distribution("e2el", (r.latency for r in ok), percentiles))
     m["tput_per_gpu"] = m["total_token_throughput"] / tput_per_gpu_divisor
     m["tput_per_gpu_divisor"] = tput_per_gpu_divisor

@@ -236,6 +236,10 @@ class SuiteBench:
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
         if outcome.failed:
             props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
+        if outcome.invalid:
+            props.append((FAILURE, (point.id, "invalid workload: " + outcome.invalid[0])))
+            pytest.fail(f"{point.id} did not run the workload it names:\n  " + "\n  ".join(outcome.invalid),
+                        pytrace=False)
         self._compare(point, outcome)
         client = outcome.record["inferencemax"]["client"]
         if client["client_bound"] and self.session.settings.fail_client_bound:

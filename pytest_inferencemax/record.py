@@ -83,7 +83,7 @@ def build_record(
     }
     rec.update({k: v for k, v in metrics.items() if k not in ("tput_per_gpu", "interactivity", "tput_per_gpu_divisor",
                                                                "failed", "output_tokens_from_usage",
-                                                               "output_tokens_retokenized", "itl_token_counts_from")})
+                                                               "output_tokens_retokenized", "token_itl_counts_from")})
     rec["benchmark_args"] = {k: run_args[k] for k in (
         "model", "backend", "base_url", "dataset_name", "random_input_len", "random_output_len",
         "random_range_ratio", "num_prompts", "max_concurrency", "request_rate", "num_warmups", "seed")}
@@ -102,7 +102,7 @@ def build_record(
         "warmup_failures": load.warmup_failures,
         "output_tokens_from_usage": metrics["output_tokens_from_usage"],
         "output_tokens_retokenized": metrics["output_tokens_retokenized"],
-        "itl_token_counts_from": metrics.get("itl_token_counts_from"),
+        "token_itl_counts_from": metrics.get("token_itl_counts_from"),
         "output_tokens_requested": requested,
         "output_token_mismatches": sum(
             1 for r in ok if r.output_tokens is not None and r.output_tokens != r.output_len_requested),

@@ -54,6 +54,11 @@ class PointOutcome:
     def failed(self) -> int:
         return self.record["inferencemax"]["failed"]
 
+    @property
+    def invalid(self) -> list[str]:
+        """Why the point did not measure the workload it names (its token counts), if it did not."""
+        return list(self.record["inferencemax"]["token_check"].get("failures", []))
+
     def failure_report(self) -> str:
         errs = self.record["inferencemax"]["errors"]
         lines = [f"{self.failed} of {self.point.num_prompts} requests failed ({self.path}):"]
@@ -125,7 +130,10 @@ def run_point(
         "suite": point.suite, "stage": point.stage, "isl": point.isl, "osl": point.osl, "conc": point.conc,
         "tp": point.tp, "request_timeout_s": timeout, "num_prompts_overridden": point.num_prompts_overridden,
         "prompt_length_mismatches": workload.length_mismatches,
-        "client": client_check, "token_check": check_tokens(load.results, count_tokens), "prefix_cache": prefix,
+        "client": client_check, "prefix_cache": prefix,
+        "token_check": check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
+                                    ignore_eos=bool(client.payload(workload.requests[0]).get("ignore_eos"))
+                                    if workload.requests else True),
         **(context or {}),
     }
     record = build_record(point_id=point.id, load=load, metrics=metrics, run_args=run_args, context=ctx,
@@ -140,12 +148,24 @@ def run_point(
         f"median E2E {metrics['median_e2el_ms']:.0f} ms -> {out_path}")
     for warning in record_warnings(record):
         progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
-    return PointOutcome(point, record, out_path, load, workload)
+    outcome = PointOutcome(point, record, out_path, load, workload)
+    for why in outcome.invalid:
+        progress.line(f"inferencemax: {point.id}: INVALID: {why}")
+    return outcome
+
+
+def special_token_count(tokenizer: Any) -> int:
+    """Tokens the tokenizer adds around a text (a BOS): the server counts them in usage.prompt_tokens,
+    the reference client's prompt length does not."""
+    try:
+        return max(0, len(tokenizer.encode("hello")) - len(tokenizer.encode("hello", add_special_tokens=False)))
+    except (TypeError, ValueError):
+        return 0
 
 
 def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
     """The client's self-check: its loop lag, CPU and whether it could have distorted the figures."""
-    limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_iel_ms") or 0.0))
+    limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_itl_ms") or 0.0))
     lag = load.lag
     bound = bool(lag and lag.p99_ms > limit)
     return {

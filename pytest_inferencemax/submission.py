@@ -105,6 +105,8 @@ def check_submittable(record: dict[str, Any]) -> list[str]:
                         "gate count (--skip-accuracy runs are for development)")
     if failed := (record.get("inferencemax") or {}).get("failed"):
         problems.append(f"{failed} request(s) failed in this point")
+    for why in ((record.get("inferencemax") or {}).get("token_check") or {}).get("failures", []):
+        problems.append(f"the point did not run the workload it names: {why}")
     return problems
 
 

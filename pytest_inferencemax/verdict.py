@@ -133,11 +133,13 @@ def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[Po
         mark, status = DASH, "no baseline"
     else:
         ours, theirs = ours_of(p), base_of(p.baseline)
-        beats = _better(ours, theirs, higher) and p.failed_requests == 0
+        beats = _better(ours, theirs, higher) and p.failed_requests == 0 and not p.invalid
         mark = CHECK if beats else CROSS
         status = f"{words} {ours:.6g} vs baseline {theirs:.6g}: " + ("beats" if beats else "does not beat")
         if p.failed_requests and _better(ours, theirs, higher):
             status += f" ({p.failed_requests} failed requests: not counted)"
+        elif p.invalid and _better(ours, theirs, higher):
+            status += " (invalid workload, see token_check: not counted)"
     amd: BaselinePoint | None = curve.amd_at(p.conc)
     if curve.amd_source is None or amd is None:
         amd_result = "not checked"
@@ -214,11 +216,12 @@ def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
                          + ("met" if p.tput_per_gpu >= t.tput_per_gpu else "missed")),
         )
         n_met = sum(c[1].endswith(": met") for c in checks)
-        ok = n_met == 3 and p.failed_requests == 0
+        ok = n_met == 3 and p.failed_requests == 0 and not p.invalid
         met_all += ok
         status = "meets all three targets" if ok else f"meets {n_met} of 3 targets"
         if n_met == 3 and not ok:
-            status += f" but had {p.failed_requests} failed requests"
+            status += (f" but had {p.failed_requests} failed requests" if p.failed_requests
+                       else " but its workload was invalid (token_check)")
         rows.append(PointRow(p.conc, CHECK if ok else CROSS, status, checks + (("accuracy", p.accuracy_status),)))
     acc_ok, acc_words = accuracy_summary(curve)
     enough = met_all >= rule.min_points

@@ -101,3 +101,32 @@ def test_skip_accuracy_is_marked_in_every_result(pytester, vllm_server, tmp_path
     rec = json.loads((tmp_path / "skip" / "mini-16-4-c1.json").read_text())
     assert rec["accuracy"] is None and rec["accuracy_validation"]["status"] == "SKIPPED"
     assert "--skip-accuracy" in rec["accuracy_validation"]["reason"]
+
+
+def test_gate_equals_the_stage1_lm_eval_command_line_to_the_last_digit(pytester, vllm_server, tmp_path):
+    """The plugin's gate and the bounty runner's own command line, on the same server and documents."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pytest_inferencemax.accuracy import builtin_documents, render_wikitext_task, write_jsonl
+
+    gate = _embedded_gate()
+    assert gate["model_args"] == {"num_concurrent": 10, "max_retries": 3}  # stage 1's, nothing more
+    _suite(pytester, gate)
+    _run(pytester, vllm_server.base_url, tmp_path, "cli").assert_outcomes(passed=3)
+    ours = json.loads((tmp_path / "cli" / "manifest.json").read_text())["accuracy_gates"][0]["values"]
+
+    data = write_jsonl(builtin_documents(8), tmp_path / "builtin.jsonl")  # what dataset = "builtin" builds
+    tasks = render_wikitext_task(data, tmp_path / "tasks").parent
+    model = str(MODELS_DIR / "SmolLM2-135M-Instruct")  # the server also serves under its path: $MODEL
+    cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "local-completions", "--model_args",
+           f"model={model},base_url={vllm_server.base_url}/v1/completions,num_concurrent=10,max_retries=3",
+           "--tasks", "wikitext_local", "--include_path", str(tasks), "--output_path", str(tmp_path / "cli-out")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (result_file,) = (tmp_path / "cli-out").rglob("results_*.json")
+    theirs = json.loads(result_file.read_text())["results"]["wikitext_local"]
+    for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
+        assert ours[metric] == theirs[f"{metric},none"], metric  # equal floats, every digit

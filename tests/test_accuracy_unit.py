@@ -255,9 +255,28 @@ def test_run_gate_end_to_end_on_made_up_logprobs(smollm2_model, tmp_path):
     assert result.passed and result.task_name == "wikitext_local" and result.lm_eval_version == "0.4.13"
     assert set(result.values) == {"bits_per_byte", "byte_perplexity", "word_perplexity"}
     assert all(math.isfinite(v) and v > 0 for v in result.values.values())
-    assert result.model_args["max_length"] == 4096  # from /v1/models
-    assert result.model_args["num_concurrent"] == 2 and result.model_args["max_retries"] == 1
-    assert result.model_args["tokenized_requests"] is False and result.model_args["base_url"].endswith("/v1/completions")
+    # the runner's arguments and nothing more: lm-eval's defaults (max_length 2048, tokenized requests) hold
+    assert result.model_args == {"model": "faulty", "base_url": f"{server.base_url}/v1/completions",
+                                 "tokenizer": str(smollm2_model), "max_retries": 1, "num_concurrent": 2}
     assert result.dataset == "builtin:3" and len(result.dataset_sha256) == 64
     assert result.task_config["dataset_path"] == "json" and result.task_config["output_type"] == "loglikelihood_rolling"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gate_passes_exactly_the_runners_model_args():
+    """Stage 1 ran ``lm_eval --model local-completions --model_args model=$MODEL,base_url=…/v1/completions,
+    num_concurrent=10,max_retries=3 --tasks wikitext``: lm-eval's own defaults for the rest."""
+    s1 = GateSpec.from_table({**WIKITEXT, "model_args": {"num_concurrent": 10, "max_retries": 3}})
+    args = accuracy.gate_model_args(s1, "http://h:8888", "openai/gpt-oss-120b", "openai/gpt-oss-120b")
+    assert args == {"model": "openai/gpt-oss-120b", "base_url": "http://h:8888/v1/completions",
+                    "num_concurrent": 10, "max_retries": 3}
+    assert "max_length" not in args and "tokenized_requests" not in args  # lm-eval's 2048 and True
+    # a server started with --served-model-name: the tokenizer the runner's $MODEL named, by its path
+    named = accuracy.gate_model_args(s1, "http://h:1", "smollm2", "/m/SmolLM2")
+    assert named == {"model": "smollm2", "base_url": "http://h:1/v1/completions", "tokenizer": "/m/SmolLM2",
+                     "num_concurrent": 10, "max_retries": 3}
+    # a suite adds keys only by writing them; stage 2's tokenized_requests=False is such a key
+    s2 = GateSpec.from_table({"task": "gsm8k", "rule": "min_score", "minimum": 0.38, "num_fewshot": 3,
+                              "model_args": {"num_concurrent": 65, "max_retries": 1, "tokenized_requests": False}})
+    assert accuracy.gate_model_args(s2, "http://h:1", "m", "m")["tokenized_requests"] is False
+    assert accuracy.gate_model_args(s1, "http://h:1", "m", "m", num_concurrent=2)["num_concurrent"] == 2

@@ -100,7 +100,8 @@ def test_ttft_and_itl_within_2ms_of_the_truth_at_low_load(server, kernel_stamps)
     true_ttfts = [t["sent"][0] - t["received"] for t in true.values()]
     assert abs(m["median_ttft_ms"] - 1000 * float(np.median(true_ttfts))) < 2.0
     assert m["median_itl_ms"] == pytest.approx(10.0, abs=2.0)  # the schedule itself, give or take a timer tick
-    assert m["itl_token_counts_from"] == {"one_per_event": 12}
+    assert m["token_itl_counts_from"] == {"one_per_event": 12}
+    assert m["median_token_itl_ms"] == m["median_itl_ms"]  # one token per event: the two ITLs agree
 
 
 @pytest.mark.parametrize("usage", ["every", "final"])
@@ -112,12 +113,13 @@ def test_per_token_itl_is_right_when_each_event_carries_4_tokens(server, usage):
     # per event, the truth: each later event's gap shared by its 4 tokens
     true_per_token = [g / 4 for t in true.values() for g in np.diff(t["sent"]) for _ in range(4)]
     m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1, count_tokens=words)
-    assert m["itl_token_counts_from"] == {"usage" if usage == "every" else "tokenizer": 12}
-    assert m["median_itl_ms"] == pytest.approx(1000 * float(np.median(true_per_token)), abs=2.0)
-    assert m["median_itl_ms"] == pytest.approx(5.0, abs=1.5)
-    assert m["median_iel_ms"] == pytest.approx(20.0, abs=2.0)  # the gaps between events, as sent
-    # per request the per-token gaps add up to E2EL - TTFT over output - 1 tokens: mean ITL is TPOT
-    assert m["mean_itl_ms"] == pytest.approx(m["mean_tpot_ms"], rel=1e-6)
+    assert m["token_itl_counts_from"] == {"usage" if usage == "every" else "tokenizer": 12}
+    assert m["median_token_itl_ms"] == pytest.approx(1000 * float(np.median(true_per_token)), abs=2.0)
+    assert m["median_token_itl_ms"] == pytest.approx(5.0, abs=1.5)
+    # the reference keys keep the reference's meaning: the gaps between events, as sent
+    assert m["median_itl_ms"] == pytest.approx(20.0, abs=2.0)
+    # per request the per-token gaps add up to E2EL - TTFT over output - 1 tokens: mean per-token ITL is TPOT
+    assert m["mean_token_itl_ms"] == pytest.approx(m["mean_tpot_ms"], rel=1e-6)
 
 
 def test_client_bound_flag_is_raised_when_the_client_is_overloaded_on_purpose(server):
@@ -233,3 +235,40 @@ def test_prefix_cache_record_rules(server):
     assert missing == {"available": False, "why": "GET /metrics answered HTTP 404"}
     none, why = read_counters("http://127.0.0.1:9")
     assert none is None and "GET /metrics failed" in why
+
+
+def test_a_workload_the_server_counts_otherwise_is_a_failure_not_a_warning(server):
+    # the server counts 5 tokens for each 4-token prompt: 25% off, the tokenizers differ
+    other = load(server, {"ttft_ms": 5, "itl_ms": 1, "prompt_tokens": 5}, n=4, osl=10)
+    rec = check_tokens(other.results, words)
+    assert rec["input"]["mean_relative_gap"] == pytest.approx(0.25)
+    assert len(rec["failures"]) == 1 and "did not run the ISL it names" in rec["failures"][0]
+    assert "transformers 5" in rec["failures"][0] and "--tokenizer" in rec["failures"][0]
+    # ... unless it is the BOS the tokenizer adds, which the server counts and the client does not
+    assert check_tokens(other.results, words, special_tokens=1)["failures"] == []
+
+    short = load(server, {"ttft_ms": 5, "itl_ms": 1, "stop_after": 6}, n=4, osl=10)
+    rec = check_tokens(short.results, words)
+    assert len(rec["failures"]) == 1 and "did not run the OSL it names" in rec["failures"][0]
+    assert "ignore_eos" in rec["failures"][0]
+    assert check_tokens(short.results, words, ignore_eos=False)["failures"] == []  # then short answers are fine
+
+    # below 1% on average: flagged as a mismatch, not a failure (1 token off in one of 4 x 100-token answers)
+    one_off = load(server, {"ttft_ms": 1, "itl_ms": 0.1}, n=4, osl=100)
+    one_off.results[0].output_tokens = 99
+    rec = check_tokens(one_off.results, words)
+    assert rec["failures"] == [] and rec["output"]["mismatched_requests"] == 1 and rec["flagged"]
+
+
+def test_bench_cli_fails_a_point_whose_prompts_the_server_counts_otherwise(server, smollm2_model, tmp_path, capsys):
+    from pytest_inferencemax import bench
+    out = tmp_path / "r.json"
+    rc = bench.main(["--base-url", server, "--model", "calibration", "--tokenizer", str(smollm2_model),
+                     "--isl", "16", "--osl", "4", "--conc", "1", "--num-prompts", "2", "--num-warmups", "0",
+                     "--extra-body", '{"calibration": {"ttft_ms": 1, "itl_ms": 1, "prompt_tokens": 80}}',
+                     "--out", str(out), "-q"])
+    assert rc == 1
+    import json
+    rec = json.loads(out.read_text())  # the record is on disk all the same, saying why
+    assert rec["inferencemax"]["token_check"]["input"]["mean_relative_gap"] == pytest.approx(4.0)
+    assert "did not run the ISL it names" in rec["inferencemax"]["token_check"]["failures"][0]

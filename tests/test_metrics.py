@@ -114,13 +114,13 @@ def test_every_key_is_present_and_plain(m):
     expected = {"duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
                 "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
                 "output_tokens_from_usage", "output_tokens_retokenized", "tput_per_gpu",
-                "tput_per_gpu_divisor", "interactivity", "itl_token_counts_from"}
-    for name in ("ttft", "tpot", "itl", "iel", "e2el"):
+                "tput_per_gpu_divisor", "interactivity", "token_itl_counts_from"}
+    for name in ("ttft", "tpot", "itl", "token_itl", "e2el"):
         expected |= {f"mean_{name}_ms", f"median_{name}_ms", f"std_{name}_ms", f"p99_{name}_ms"}
     assert set(m) == expected
-    assert m["itl_token_counts_from"] == {"one_per_event": 3, "unknown": 1}  # R4 sent no usage
+    assert m["token_itl_counts_from"] == {"one_per_event": 3, "unknown": 1}  # R4 sent no usage
     for k, v in m.items():
-        if k not in ("request_goodput:", "itl_token_counts_from"):
+        if k not in ("request_goodput:", "token_itl_counts_from"):
             assert type(v) in (int, float), k  # JSON-ready, no numpy scalars
 
 
@@ -245,3 +245,15 @@ def test_event_token_counts_prefer_usage_then_one_each_then_the_tokenizer():
     assert event_token_counts(packed, words) == ([1, 4, 4], "usage")
     single = ok(1, 3, 0.1, 0.3, [0.1, 0.1])
     assert event_token_counts(single, words) == ([1, 1, 1], "one_per_event")
+
+
+def test_reference_itl_keys_hold_gaps_between_events_and_ours_hold_per_token_gaps():
+    """Speculative decoding or a stream interval > 1 packs several tokens in an event: the reference's
+    ``*_itl_ms`` keys are still the gaps between events; the per-token figures go under ``*_token_itl_ms``."""
+    packed = RequestResult(prompt_len=4, output_len_requested=9, success=True, ttft=0.1, latency=0.5,
+                           itl=[0.2, 0.2], output_tokens=9, event_tokens=[1, 4, 4])
+    m = compute_metrics([packed], 1.0, tput_per_gpu_divisor=1)
+    assert m["mean_itl_ms"] == m["median_itl_ms"] == m["p99_itl_ms"] == approx(200.0)
+    assert m["std_itl_ms"] == approx(0.0)
+    assert m["median_token_itl_ms"] == approx(50.0)  # each 200 ms gap shared by the 4 tokens it brought
+    assert m["mean_token_itl_ms"] == approx(m["mean_tpot_ms"]) == approx(400 / 8)

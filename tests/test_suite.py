@@ -299,3 +299,24 @@ def test_point_id_selects_with_k():
     p = Point("gptoss", "s1", 1024, 8192, 16, 160, 32, 1.0, 8, 8)
     assert p.id == "gptoss-1024-8192-c16"
     assert not p.num_prompts_overridden
+
+
+# --- the shipped suites keep the bounty runner's semantics ----------------------------------------
+
+
+@pytest.mark.parametrize("suite_dir", ["gptoss", "dsr1"])
+def test_stage1_sends_no_warmups_and_stage2_sends_two_per_conc(suite_dir):
+    """Stage 1's perf command had no --num-warmups (bench_serving's default: 0); stage 2's has 2 x CONC."""
+    suite = load_suite(REPO / "suites" / suite_dir)
+    s1, s2 = plan_points(suite, PlanOptions(stage="s1")), plan_points(suite, PlanOptions(stage="s2"))
+    assert s1 and all(p.num_warmups == 0 for p in s1)
+    assert s2 and all(p.num_warmups == 2 * p.conc for p in s2)
+
+
+@pytest.mark.parametrize("stage, expected", [("s1", {"gptoss-1024-1024-c4": 0}), ("s2", {"gptoss-8192-1024-c32": 64})])
+def test_collect_only_plan_shows_the_stage_warmups(pytester, stage, expected):
+    result = pytester.runpytest_inprocess(str(REPO / "suites" / "gptoss"), "--collect-only", "--stage", stage,
+                                          "-p", "no:cacheprovider", "-k", "1024-1024-c4 or c32")
+    shown = {line.split(":")[0].strip(): int(line.split("requests after ")[1].split(" warmups")[0])
+             for line in result.stdout.lines if "requests after" in line}
+    assert shown == expected, result.stdout.str()
