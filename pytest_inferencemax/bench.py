@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .options import conc_list, http_url, json_object, non_negative_int, positive_float, positive_int
+from .options import client_kind, conc_list, http_url, json_object, non_negative_int, positive_float, positive_int
 from .points import Point
 from .progress import StreamProgress
 from .runner import PointAborted, RunSettings, run_point
@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
                    help="result file; with several CONC values, '-c<CONC>' is added before the suffix")
     p.add_argument("--client-procs", type=positive_int, default=1,
                    help="client processes to spread the concurrency over (default: %(default)s)")
+    p.add_argument("--client", type=client_kind, default="precise",
+                   help="load generator: precise (default) or reference (the bounty client's semantics, aiohttp)")
     p.add_argument("--save-detailed", action="store_true", help="keep per-request arrays in the JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
     return p
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = RunSettings(seed=args.seed, request_timeout=args.request_timeout, save_detailed=args.save_detailed,
-                           extra_body=args.extra_body, api_key=api_key, client_procs=args.client_procs)
+                           extra_body=args.extra_body, api_key=api_key, client_procs=args.client_procs,
+                           client=args.client)
     failed = 0
     for conc in args.conc:
         point = Point(suite="adhoc", stage="adhoc", isl=args.isl, osl=args.osl, conc=conc,

@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Coroutine, Sequence, TypeVar
+from typing import Any, Callable, Coroutine, Protocol, Sequence, TypeVar
 
 from .http_stream import HTTPStreamError, StreamingClient
 from .looplag import LoopLagMonitor, LoopLag
@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; kept working 
 from .workload import RequestSpec
 
 T = TypeVar("T")
+CLIENTS = ("precise", "reference")  # the load generators a point can run with (docs/metrics.md)
 
 
 
@@ -45,6 +46,11 @@ class ClientConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)  # never printed or saved
     kernel_stamps: bool | None = None  # stamp reads with the kernel's receive time; None: where supported
+    client: str = "precise"  # which load generator: "precise" (this module) or "reference" (refclient)
+
+    def __post_init__(self) -> None:
+        if self.client not in CLIENTS:
+            raise ValueError(f"unknown client {self.client!r}: choose one of {', '.join(CLIENTS)}")
 
     @property
     def url(self) -> str:
@@ -123,6 +129,42 @@ class LoadResult:
     client_procs: int = 1
     t0: float = 0.0  # perf_counter() when the timed run began (one clock for all client processes)
     arrival_clock: str = "read"  # "kernel": reads stamped with the kernel's receive time; "read": when read
+    client: str = "precise"  # the load generator that made it (ClientConfig.client)
+
+
+class Sender(Protocol):
+    """One load generator's way of sending a request and measuring it: the precise client below, or the
+    reference-parity client (``refclient.ReferenceSender``). ``run_load`` drives either the same way."""
+
+    arrival_clock: str  # how arrival times were taken: "kernel", "read" or "reference"
+
+    async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult: ...
+
+    async def close(self) -> None: ...
+
+
+class PreciseSender:
+    """Our client: pooled keep-alive connections over ``http_stream``, reads stamped on arrival."""
+
+    def __init__(self, client: ClientConfig, concurrency: int) -> None:
+        self.client = client
+        self.http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers(),
+                                    kernel_stamps=client.kernel_stamps)
+        self.arrival_clock = "kernel" if self.http.kernel_stamps else "read"
+
+    async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult:
+        return await send_request(self.http, self.client, spec, live)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def make_sender(client: ClientConfig, concurrency: int) -> Sender:
+    """The load generator ``client.client`` names."""
+    if client.client == "reference":
+        from .refclient import ReferenceSender  # aiohttp is imported only when asked for
+        return ReferenceSender(client)
+    return PreciseSender(client, concurrency)
 
 
 class RunAborted(Exception):
@@ -244,8 +286,7 @@ async def run_load(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers(),
-                           kernel_stamps=client.kernel_stamps)
+    sender = make_sender(client, concurrency)
     try:
         warm_fail = 0
         if num_warmups and requests:
@@ -254,13 +295,14 @@ async def run_load(
 
             async def warm() -> RequestResult:
                 async with warm_sem:
-                    return await _tracked(http, client, requests[0], warm_live)
+                    return await _tracked(sender, requests[0], warm_live)
 
             try:
                 warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
                                               abort_check, None, warm_live, tick_interval, stall_timeout)
             except RunAborted as exc:
-                return LoadResult([], 0.0, "", num_warmups, num_warmups, f"during warmups: {exc}")
+                return LoadResult([], 0.0, "", num_warmups, num_warmups, f"during warmups: {exc}",
+                                  client=client.client)
             warm_fail = sum(not r.success for r in warm_results)
 
         live = LiveStats(total=len(requests))
@@ -268,7 +310,7 @@ async def run_load(
 
         async def limited(spec: RequestSpec) -> RequestResult:
             async with sem:
-                return await _tracked(http, client, spec, live)
+                return await _tracked(sender, spec, live)
 
         if before_timed is not None:
             before_timed()
@@ -293,9 +335,9 @@ async def run_load(
             lag = await monitor.stop()
             gc.unfreeze()
     finally:
-        await http.close()
+        await sender.close()
     return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted, lag=lag, client_cpu_s=cpu,
-                      t0=t0, arrival_clock="kernel" if http.kernel_stamps else "read")
+                      t0=t0, arrival_clock=sender.arrival_clock, client=client.client)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -307,11 +349,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-async def _tracked(http: StreamingClient, client: ClientConfig, spec: RequestSpec,
-                   live: LiveStats) -> RequestResult:
+async def _tracked(sender: Sender, spec: RequestSpec, live: LiveStats) -> RequestResult:
     live.in_flight += 1
     try:
-        res = await send_request(http, client, spec, live)
+        res = await sender.send(spec, live)
     finally:
         live.in_flight -= 1
         live.last_progress = time.perf_counter()

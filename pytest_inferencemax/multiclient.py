@@ -154,4 +154,5 @@ def merge(parts: Sequence[LoadResult], aborted: str | None = None) -> LoadResult
         warmups=sum(p.warmups for p in parts), warmup_failures=sum(p.warmup_failures for p in parts),
         aborted=reason, lag=LoopLag.merge(p.lag for p in parts if p.lag is not None),
         client_cpu_s=sum(p.client_cpu_s for p in parts), client_procs=len(parts), t0=start,
-        arrival_clock="kernel" if parts and all(p.arrival_clock == "kernel" for p in parts) else "read")
+        arrival_clock=parts[0].arrival_clock if parts and len({p.arrival_clock for p in parts}) == 1 else "read",
+        client=parts[0].client if parts else "precise")

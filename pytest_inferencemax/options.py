@@ -124,6 +124,14 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def client_kind(text: str) -> str:
+    from .loadgen import CLIENTS
+    if text not in CLIENTS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a client: choose one of {', '.join(CLIENTS)} "
+                                         "(precise is the default)")
+    return text
+
+
 def run_name(text: str) -> str:
     if not text or any(c in text for c in "/\\") or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"{text!r} cannot name a folder; use letters, digits, - and _")
@@ -182,6 +190,9 @@ OPTIONS: tuple[Option, ...] = (
            positive_float, default=300.0, ini=True, metavar="S"),
     Option("client-procs", "client processes to spread each point's concurrency over (one core reads about "
            "50,000 events/s; see benchmarks/README.md)", positive_int, default=1, ini=True, metavar="N"),
+    Option("client", "load generator: 'precise' (ours: kernel receive stamps, pooled connections) or "
+           "'reference' (the bounty client's semantics on aiohttp, for numbers comparable with its runner)",
+           client_kind, default="precise", ini=True, metavar="NAME"),
     Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
            "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
     Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
@@ -269,6 +280,7 @@ class Settings:
     request_timeout: float | None
     stall_timeout: float
     client_procs: int
+    client: str
     client_lag_limit_ms: float | None
     fail_client_bound: bool
     extra_body: dict[str, Any]
@@ -307,7 +319,7 @@ class Settings:
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
-            client_procs=get(config, "client-procs"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            client_procs=get(config, "client-procs"), client=get(config, "client"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
             fail_client_bound=get(config, "fail-client-bound"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),

@@ -37,6 +37,7 @@ class RunSettings:
     save_detailed: bool = False
     stall_timeout: float | None = 300.0  # seconds without any bytes while requests are in flight
     client_procs: int = 1  # client processes the load is spread over
+    client: str = "precise"  # the load generator: "precise" or "reference" (loadgen.CLIENTS)
     client_lag_limit_ms: float | None = None  # None: looplag.lag_limit_ms of the point's median gap
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
@@ -87,9 +88,9 @@ def run_point(
                                num_prompts=point.num_prompts, range_ratio=point.range_ratio, seed=settings.seed)
     timeout = settings.request_timeout or default_request_timeout(point.osl)
     client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
-                          extra_body=dict(settings.extra_body), api_key=settings.api_key)
+                          extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client)
     progress.line(f"inferencemax: {point.id}: {point.num_warmups} warmups, then {point.num_prompts} requests "
-                  f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl})")
+                  f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
     cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
     on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
     if settings.client_procs > 1:
@@ -169,7 +170,7 @@ def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettin
     lag = load.lag
     bound = bool(lag and lag.p99_ms > limit)
     return {
-        "processes": load.client_procs, "arrival_clock": load.arrival_clock,
+        "load_generator": load.client, "processes": load.client_procs, "arrival_clock": load.arrival_clock,
         "loop_lag": lag.as_dict() if lag else None, "lag_limit_ms": limit,
         "cpu_share": load.client_cpu_s / load.duration / load.client_procs if load.duration else None,
         "client_bound": bound,

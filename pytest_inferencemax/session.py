@@ -272,7 +272,7 @@ class BenchSession:
             point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
             tokenizer_id=self.tokenizer_id(suite), backend="vllm", out_path=self.run_dir / f"{point.id}.json",
             settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
-                                 stall_timeout=s.stall_timeout, client_procs=s.client_procs,
+                                 stall_timeout=s.stall_timeout, client_procs=s.client_procs, client=s.client,
                                  client_lag_limit_ms=s.client_lag_limit_ms, extra_body=s.extra_body, api_key=s.api_key),
             progress=self.progress, context=context, abort_check=server.death_reason,
             server_log=server.log_path,

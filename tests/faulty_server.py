@@ -1,7 +1,10 @@
 """A deliberately faulty OpenAI-compatible server for fault tests (no real server misbehaves on cue).
 
 Modes: ``hang`` accepts streaming completions and never answers; ``midstream`` sends a few
-token events and then goes silent; ``ok`` streams normally. Non-streaming requests (the
+token events and then goes silent; ``ok`` streams normally; ``quirky`` streams what clients must
+survive (usage on token events that disagrees with the final usage, an error event without
+choices, a malformed event, a comment line); ``error500`` answers streaming requests with HTTP 500.
+Every completion request's client port and headers are kept in ``peers`` and ``headers``. Non-streaming requests (the
 readiness check) and ``/health`` always work, so the fault shows only during a point.
 Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
 except in mode ``logprobs``, which answers ``echo``/``logprobs`` requests like vLLM (one
@@ -24,6 +27,8 @@ class FaultyServer(LoopbackServer):
         super().__init__()
         self.mode = mode
         self.tokens_before_stall = tokens_before_stall
+        self.peers: list[int] = []
+        self.headers: list[dict[str, str]] = []
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/health", _health)
@@ -32,6 +37,8 @@ class FaultyServer(LoopbackServer):
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        self.peers.append(request.transport.get_extra_info("peername")[1])
+        self.headers.append(dict(request.headers))
         if not body.get("stream"):
             if self.mode == "logprobs" and body.get("echo") and body.get("logprobs"):
                 return web.json_response(_echo_logprobs(str(body.get("prompt", ""))))
@@ -40,6 +47,10 @@ class FaultyServer(LoopbackServer):
         if self.mode == "hang":
             await self.stopped()
             return web.Response(status=503)
+        if self.mode == "error500":
+            return web.Response(status=500, text="boom")
+        if self.mode == "quirky":
+            return await _quirky(request, body.get("max_tokens", 1))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         n = body.get("max_tokens", 1)
@@ -53,6 +64,20 @@ class FaultyServer(LoopbackServer):
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
+
+
+async def _quirky(request: web.Request, n: int) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for i in range(n):  # usage on token events claims 999 tokens: only the final usage event counts
+        event = {"id": "q-1", "choices": [{"index": 0, "text": "t"}], "usage": {"completion_tokens": 999}}
+        await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        if i == 0:
+            await resp.write(b": ping\n\ndata: {\"error\": {\"message\": \"transient\"}}\n\ndata: {not json\n\n")
+        await asyncio.sleep(0.01)
+    usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
+    await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+    return resp
 
 
 async def _health(request: web.Request) -> web.Response:

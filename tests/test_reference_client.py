@@ -1,0 +1,133 @@
+"""The reference-parity client (``--client reference``): the bounty client's semantics on aiohttp, checked
+against the calibration server's known schedule, a deliberately quirky stream and a real vLLM server."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml
+from faulty_server import FaultyServer
+from pytest_inferencemax import bench
+from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.metrics import compute_metrics
+from pytest_inferencemax.refclient import reference_headers, reference_payload, sse_data
+from pytest_inferencemax.workload import RequestSpec
+from test_client_truth import calibration_server, specs, truth
+
+SPEC = RequestSpec(prompt="one two", prompt_len=2, output_len=5, target_prompt_len=2)
+
+
+def run(base: str, n: int = 4, osl: int = 5, conc: int = 2, warmups: int = 0, **kw):
+    client = ClientConfig(base_url=base, model="m", client="reference", **kw)
+    return run_async(run_load(client, specs(n, osl), concurrency=conc, num_warmups=warmups))
+
+
+def test_payload_and_headers_are_the_references():
+    client = ClientConfig(base_url="http://h", model="gpt", extra_body={"top_k": 1, "temperature": 0.5})
+    body = reference_payload(client, SPEC)
+    assert list(body) == ["model", "prompt", "temperature", "best_of", "max_tokens", "logprobs", "stream",
+                          "stream_options", "ignore_eos", "top_k"]
+    assert body == {"model": "gpt", "prompt": "one two", "temperature": 0.5, "best_of": 1, "max_tokens": 5,
+                    "logprobs": None, "stream": True, "stream_options": {"include_usage": True},
+                    "ignore_eos": True, "top_k": 1}  # extra_body merged last, as there
+    assert reference_headers(client) == {"Authorization": "Bearer None"}  # sent even without a key, as there
+    assert reference_headers(ClientConfig(base_url="http://h", model="m", api_key="k")) == {"Authorization": "Bearer k"}
+
+
+@pytest.mark.parametrize("line, data", [
+    ('data: {"a": 1}', '{"a": 1}'), ('data:{"a": 1}', '{"a": 1}'), ('  {"a": 1}  ', '{"a": 1}'),
+    ("data: [DONE]", None), (": ping", None), ("", None), ("data: ", None), ("   ", None)])
+def test_sse_lines_are_read_as_the_reference_reads_them(line, data):
+    assert sse_data(line) == data
+
+
+def test_unknown_client_is_refused():
+    with pytest.raises(ValueError, match="unknown client 'fast': choose one of precise, reference"):
+        ClientConfig(base_url="http://h", model="m", client="fast")
+
+
+def test_quirky_stream_usage_only_from_the_event_without_choices_errors_and_junk_ignored():
+    with FaultyServer("quirky") as server:
+        res = run(server.base_url, n=3)
+        peers = list(server.peers)
+        headers = server.headers[0]
+    assert res.client == "reference" and res.arrival_clock == "reference"
+    for r in res.results:
+        assert r.success and r.error == "" and r.events == 5  # the error event and the junk were skipped
+        assert r.output_tokens == 5  # not the 999 that rode on the token events
+        assert len(r.itl) == 4 and r.latency >= r.ttft > 0
+        assert r.generated_text == "ttttt" and r.response_id == "q-1"
+    assert len(set(peers)) == len(peers) == 3  # a new session, so a new connection, per request
+    assert headers["Authorization"] == "Bearer None"
+
+
+def test_precise_client_reuses_connections_where_the_reference_opens_new_ones():
+    with FaultyServer("ok") as server:
+        client = ClientConfig(base_url=server.base_url, model="m")
+        run_async(run_load(client, specs(4, 2), concurrency=1))
+        assert len(set(server.peers)) == 1
+
+
+def test_http_500_fails_with_the_reason_and_warmups_are_discarded():
+    with FaultyServer("error500") as server:
+        res = run(server.base_url, n=2, warmups=2)
+        assert len(server.peers) == 4  # two warmups, then the two timed requests
+    assert res.warmups == 2 and res.warmup_failures == 2 and len(res.results) == 2
+    assert all(not r.success and r.error == "HTTP 500 Internal Server Error" for r in res.results)
+
+
+def test_events_of_four_tokens_give_per_event_itl_and_usage_from_the_final_event():
+    with calibration_server() as base:
+        res = run(base, n=6, osl=41, conc=3,
+                  extra_body={"calibration": {"ttft_ms": 20, "itl_ms": 5, "tokens_per_event": 4, "usage": "every"}})
+        true = truth(base)
+    assert all(r.success and r.events == 11 and r.output_tokens == 41 for r in res.results)
+    m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1)
+    assert m["total_output_tokens"] == 6 * 41
+    # ITL is the gap between events (4 tokens x 5 ms), as sent; stamps are taken after parsing, so late a little
+    sent_gaps = [g for t in true.values() for g in np.diff(t["sent"])]
+    assert m["median_itl_ms"] == pytest.approx(1000 * float(np.median(sent_gaps)), abs=3.0)
+    assert m["median_itl_ms"] == pytest.approx(20.0, abs=3.0)
+    # TTFT includes connecting (a new connection per request) and is never earlier than the truth
+    for r in res.results:
+        t = true[r.response_id]
+        assert r.ttft >= t["sent"][0] - t["received"]
+
+
+def test_bench_cli_runs_a_point_with_the_reference_client(tmp_path, smollm2_model):
+    with calibration_server() as base:
+        out = tmp_path / "r.json"
+        rc = bench.main(["--base-url", base, "--model", "calibration", "--tokenizer", str(smollm2_model),
+                         "--isl", "16", "--osl", "8", "--conc", "2", "--num-prompts", "4", "--client", "reference",
+                         "--extra-body", '{"calibration": {"ttft_ms": 2, "itl_ms": 1, "prompt_tokens": 16}}', "--out", str(out), "-q"])
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["inferencemax"]["client"]["load_generator"] == "reference"
+    assert rec["inferencemax"]["client"]["arrival_clock"] == "reference"
+    assert rec["completed"] == 4 and rec["total_output_tokens"] == 32
+
+
+def test_bench_cli_refuses_an_unknown_client(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--base-url", "http://127.0.0.1:1", "--model", "m", "--tokenizer", "t", "--isl", "1",
+                    "--osl", "1", "--conc", "1", "--out", "x.json", "--client", "fast"])
+    assert exc.value.code == 2
+    assert "'fast' is not a client: choose one of precise, reference" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_suite_point_with_the_reference_client_on_vllm(pytester, vllm_server, tmp_path):
+    d = pytester.mkdir("mini")
+    (d / "suite.toml").write_text(mini_suite_toml("{ isl = 16, osl = 4, conc = [2], prompts_per_conc = 1 }"))
+    (d / "test_mini.py").write_text(SUITE_TEST)
+    run_ = pytester.runpytest_subprocess(
+        "mini", "--server-url", vllm_server.base_url, "--served-model-name", "smollm2", "--tokenizer",
+        str(MODELS_DIR / "SmolLM2-135M-Instruct"), "--results-dir", str(tmp_path), "--run-id", "ref",
+        "--client", "reference", timeout=300)
+    run_.assert_outcomes(passed=1)
+    rec = json.loads((tmp_path / "ref" / "mini-16-4-c2.json").read_text())
+    assert rec["inferencemax"]["client"]["load_generator"] == "reference"
+    assert rec["completed"] == 2 and rec["total_output_tokens"] == 8
+    assert rec["inferencemax"]["token_check"]["failures"] == []
