@@ -52,13 +52,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
 from pytest_inferencemax.metrics import compute_metrics
+from pytest_inferencemax.server_metrics import read_totals, server_view
 from pytest_inferencemax.workload import Workload, load_tokenizer, random_workload
 
 LAUNCHER = """
@@ -94,36 +94,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.num_warmups is None:
         args.num_warmups = 2 * args.conc
     return args
-
-
-SERVER_COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:inter_token_latency_seconds_sum",
-                   "vllm:inter_token_latency_seconds_count", "vllm:time_to_first_token_seconds_sum",
-                   "vllm:time_to_first_token_seconds_count")
-
-
-def server_counters(base_url: str) -> dict[str, float]:
-    """Some of the server's Prometheus counters (summed over labels); empty if /metrics is unavailable."""
-    try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in SERVER_COUNTERS:
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-def server_view(before: dict[str, float], after: dict[str, float]) -> str:
-    """What the server itself measured during one run (warmups included), from counter deltas."""
-    if not before or not after:
-        return "n/a"
-    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in SERVER_COUNTERS}
-    itl = d["vllm:inter_token_latency_seconds_sum"] / max(d["vllm:inter_token_latency_seconds_count"], 1) * 1e3
-    ttft = d["vllm:time_to_first_token_seconds_sum"] / max(d["vllm:time_to_first_token_seconds_count"], 1) * 1e3
-    return f"mean ITL {itl:.2f} ms, mean TTFT {ttft:.2f} ms, prefix-cache hits {int(d['vllm:prefix_cache_hits_total'])}"
 
 
 def extra_body(args: argparse.Namespace) -> dict[str, str]:
@@ -239,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             for side in order:
                 print(f"running {'our load generator' if side == 'ours' else 'vllm bench serve'} "
                       f"(load average {os.getloadavg()[0]:.2f}) ...", flush=True)
-                before = server_counters(args.base_url)
+                before, _ = read_totals(args.base_url)
                 got[side] = run_ours(args, workload, tokenizer) if side == "ours" else run_vllm(args, dataset, workdir)
-                got[side]["server_view"] = server_view(before, server_counters(args.base_url))
+                got[side]["server_view"] = server_view(before, read_totals(args.base_url)[0]).describe()
             ours, theirs = got["ours"], got["vllm"]
             print(f"\norder: {' then '.join(order)}")
             print(render(ours, theirs))

@@ -124,6 +124,10 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def at_least_two(text: str) -> int:
+    return _whole_number(text, 2, "at least 2 (one run per client shows no run-to-run spread)")
+
+
 def client_kind(text: str) -> str:
     from .loadgen import CLIENTS
     if text not in CLIENTS:
@@ -193,6 +197,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("client", "load generator: 'precise' (ours: kernel receive stamps, pooled connections) or "
            "'reference' (the bounty client's semantics on aiohttp, for numbers comparable with its runner)",
            client_kind, default="precise", ini=True, metavar="NAME"),
+    Option("parity", "after each point, run it again with both clients alternating (--parity-rounds each) and "
+           "fail the point when their token totals differ or their throughputs/TPOT differ beyond run-to-run "
+           "spread; writes <point>.parity.md/.json", flag=True),
+    Option("parity-rounds", "runs per client for --parity (at least 2)", at_least_two, default=3, ini=True,
+           metavar="N"),
     Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
            "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
     Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
@@ -281,6 +290,8 @@ class Settings:
     stall_timeout: float
     client_procs: int
     client: str
+    parity: bool
+    parity_rounds: int
     client_lag_limit_ms: float | None
     fail_client_bound: bool
     extra_body: dict[str, Any]
@@ -319,7 +330,8 @@ class Settings:
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
-            client_procs=get(config, "client-procs"), client=get(config, "client"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            client_procs=get(config, "client-procs"), client=get(config, "client"),
+            parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
             fail_client_bound=get(config, "fail-client-bound"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),

@@ -241,6 +241,12 @@ class SuiteBench:
             pytest.fail(f"{point.id} did not run the workload it names:\n  " + "\n  ".join(outcome.invalid),
                         pytrace=False)
         self._compare(point, outcome)
+        if self.session.settings.parity:
+            report = self.session.parity(self.suite, point, outcome)
+            if not report.passed:
+                why = "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)
+                props.append((FAILURE, (point.id, f"parity: {why}")))
+                pytest.fail(f"{point.id}: the two clients disagree: {why}", pytrace=False)
         client = outcome.record["inferencemax"]["client"]
         if client["client_bound"] and self.session.settings.fail_client_bound:
             props.append((FAILURE, (point.id, "client-bound: " + client["why"])))

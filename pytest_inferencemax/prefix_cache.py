@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from prometheus_client.parser import text_string_to_metric_families
+from .server_metrics import read_totals
 
 COUNTERS = {  # engine: (queries, hits), family names as the parser gives them (no _total)
     "vllm": ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"),
@@ -35,13 +34,8 @@ class CacheCounters:
     hits: float
 
 
-def parse_counters(text: str) -> CacheCounters | None:
-    """The prefix-cache counters in a ``/metrics`` page, or None when it has neither engine's."""
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:  # with or without TYPE lines: "x_total" and "x" are one counter
-            name = sample.name[:-6] if sample.name.endswith("_total") else sample.name
-            totals[name] = totals.get(name, 0.0) + float(sample.value)
+def counters_from(totals: dict[str, float]) -> CacheCounters | None:
+    """The prefix-cache counters among a ``/metrics`` page's totals, or None when it has neither engine's."""
     for engine, (queries, hits) in COUNTERS.items():
         if queries in totals and hits in totals:
             return CacheCounters(engine, totals[queries], totals[hits])
@@ -50,17 +44,10 @@ def parse_counters(text: str) -> CacheCounters | None:
 
 def read_counters(base_url: str, *, timeout: float = 10.0, api_key: str | None = None) -> tuple[CacheCounters | None, str]:
     """Counters from ``base_url``/metrics, with why they are missing when they are."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        resp = requests.get(base_url.rstrip("/") + "/metrics", timeout=timeout, headers=headers)
-    except requests.RequestException as exc:
-        return None, f"GET /metrics failed: {type(exc).__name__}"
-    if resp.status_code != 200:
-        return None, f"GET /metrics answered HTTP {resp.status_code}"
-    try:
-        counters = parse_counters(resp.text)
-    except ValueError as exc:
-        return None, f"/metrics is not Prometheus text: {exc}"
+    totals, why = read_totals(base_url, timeout=timeout, api_key=api_key)
+    if totals is None:
+        return None, why
+    counters = counters_from(totals)
     return counters, "" if counters else "/metrics has no prefix-cache counters of vLLM or SGLang"
 
 

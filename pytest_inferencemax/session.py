@@ -241,6 +241,24 @@ class BenchSession:
         if self.pool is not None:
             self.pool.release()
 
+    # -- parity (--parity) -------------------------------------------------------------------
+    def parity(self, suite: Suite, point: Point, outcome: PointOutcome) -> Any:
+        """The point's workload again with both clients, alternating, on the same server (pytest_inferencemax.parity)."""
+        from .parity import run_parity, save
+        server, tokenizer = self.server(suite, point), self.tokenizer(suite)
+        s = self.settings
+        self.progress.line(f"inferencemax: {point.id}: parity, {s.parity_rounds} rounds of each client")
+        report = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,
+                            concurrency=point.conc, num_warmups=point.num_warmups, rounds=s.parity_rounds,
+                            count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)),
+                            api_key=s.api_key, extra_body=s.extra_body,
+                            on_run=lambda run: self.progress.line(
+                                f"inferencemax: {point.id}: parity round {run.round} {run.client}: "
+                                f"{run.figures['output_throughput']:.1f} out tok/s, {run.failed} failed"))
+        _, md = save(report, self.run_dir, f"{point.id}.parity")
+        self.progress.line(f"inferencemax: {point.id}: parity {'PASSED' if report.passed else 'FAILED'} -> {md}")
+        return report
+
     # -- run ----------------------------------------------------------------------------------
     def run(self, suite: Suite, point: Point, record_hook: Any = None) -> PointOutcome:
         server = self.server(suite, point)

@@ -85,35 +85,87 @@ def random_workload(
     # reference client does, so the main stream's later draws stay the same however many retries run.
     pad_rng = np.random.RandomState(rng.get_state()[1][:4].tolist())
 
+    def first_ids(i: int) -> list[int]:
+        start = int(offsets[i]) + i  # Python ints: the same values as numpy's, without a numpy scalar per token
+        return prefix + [(start + j) % vocab for j in range(input_lens[i])]
+
+    ahead = _Ahead(tokenizer)
     requests = []
     for i in range(num_prompts):
         target = prefix_len + input_lens[i]
-        ids = prefix + [int((offsets[i] + i + j) % vocab) for j in range(input_lens[i])]
-        prompt = tokenizer.decode(ids)
+        if ahead.batched and i % PREFETCH_CHUNK == 0:
+            hi = min(i + PREFETCH_CHUNK, num_prompts)
+            ahead.prefetch([first_ids(k) for k in range(i, hi)], [prefix_len + n for n in input_lens[i:hi]], pad_rng, vocab)
+        ids = first_ids(i)
+        prompt = ahead.decode(ids)
+        prompt_len = None
         for _ in range(max_retries):
-            ids = tokenizer.encode(prompt, add_special_tokens=False)
+            ids = ahead.encode(prompt)
             if len(ids) < target:
                 ids.extend(pad_rng.randint(0, vocab, size=target - len(ids)).tolist())
             elif len(ids) > target:
                 ids = ids[:target]
             else:
+                prompt_len = target  # this prompt encodes to exactly its target
                 break
-            prompt = tokenizer.decode(ids)
-        prompt_len = len(tokenizer.encode(prompt, add_special_tokens=False))
+            prompt = ahead.decode(ids)
+        if prompt_len is None:
+            prompt_len = len(ahead.encode(prompt))
         requests.append(RequestSpec(prompt, prompt_len, int(output_lens[i]), target))
     return Workload(tuple(requests), seed, range_ratio)
 
 
+PREFETCH_CHUNK = 256  # prompts whose encodings are worked out ahead at a time
+
+
+class _Ahead:
+    """The workload's encode/decode, with answers worked out ahead in batches when the tokenizer has
+    ``encode_batch``/``decode_batch`` (the lean tokenizer: every core at once). Ahead of each chunk of
+    prompts it encodes their first texts and guesses their first retry from a copy of the padding stream;
+    the loop then takes an answer only for the very text (or ids) it asks about, so the prompts are the
+    same as without it, and a wrong guess (a prompt needing a second retry, ~1%) only costs a plain call."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tok = tokenizer
+        self.batched = callable(getattr(tokenizer, "encode_batch", None)) and callable(
+            getattr(tokenizer, "decode_batch", None))
+        self.encoded: dict[str, list[int]] = {}
+        self.decoded: dict[tuple[int, ...], str] = {}
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.encoded.pop(text, None)
+        return self.tok.encode(text, add_special_tokens=False) if ids is None else ids
+
+    def decode(self, ids: list[int]) -> str:
+        text = self.decoded.pop(tuple(ids), None) if self.decoded else None
+        return self.tok.decode(ids) if text is None else text
+
+    def _learn(self, many_ids: list[list[int]]) -> list[list[int]]:
+        texts = self.tok.decode_batch(many_ids)
+        self.decoded.update(zip(map(tuple, many_ids), texts))
+        encodings = self.tok.encode_batch(texts, add_special_tokens=False)
+        self.encoded.update(zip(texts, encodings))
+        return encodings
+
+    def prefetch(self, firsts: list[list[int]], targets: list[int], pad_rng: np.random.RandomState, vocab: int) -> None:
+        self.encoded.clear()
+        self.decoded.clear()
+        guess = np.random.RandomState()
+        guess.set_state(pad_rng.get_state())
+        retries = []
+        for ids, target in zip(self._learn(firsts), targets):
+            if len(ids) < target:
+                retries.append(ids + guess.randint(0, vocab, size=target - len(ids)).tolist())
+            elif len(ids) > target:
+                retries.append(ids[:target])
+        if retries:
+            self._learn(retries)
+
+
 def load_tokenizer(name_or_path: str):
-    """The served model's tokenizer through transformers (offline when HF_HUB_OFFLINE=1)."""
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - transformers is a dependency
-        raise RuntimeError("transformers is needed to build the random workload: pip install transformers") from exc
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as exc:
-        raise RuntimeError(
-            f"cannot load the tokenizer {name_or_path!r}: {exc}. Give a local folder with "
-            "--tokenizer PATH, or make it available in the Hugging Face cache."
-        ) from exc
+    """The served model's tokenizer: a lean fast tokenizer (``tokenizers`` on its tokenizer.json, no transformers
+    or torch), from a local folder or the Hugging Face cache (offline when HF_HUB_OFFLINE=1); see tokenizer.py.
+    Raises RuntimeError naming the path and the fix."""
+    from .tokenizer import load_tokenizer as load_lean
+
+    return load_lean(name_or_path)
