@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .loadgen import CLIENTS, ClientConfig, run_async, run_load
-from .metrics import compute_metrics
+from .metrics import PERCENTILE_METRICS, compute_metrics
 from .record import write_json_atomic
 from .server_metrics import read_totals, server_view
 from .workload import RequestSpec
 
 COUNT_KEYS = ("completed", "total_input_tokens", "total_output_tokens")
 RATE_KEYS = ("duration", "request_throughput", "output_throughput", "total_token_throughput")
-LATENCY_KEYS = tuple(f"{stat}_{m}_ms" for m in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "std", "p99"))
+# The latency keys compute_metrics writes (the reference's ttft/tpot/itl/e2el, and our token_itl)
+LATENCY_KEYS = tuple(f"{stat}_{m}_ms" for m in PERCENTILE_METRICS for stat in ("mean", "median", "std", "p99"))
 REFERENCE_KEYS = COUNT_KEYS + RATE_KEYS + LATENCY_KEYS
 JUDGED_WITHIN_SPREAD = ("request_throughput", "output_throughput", "total_token_throughput",
                         "mean_tpot_ms", "median_tpot_ms")
@@ -41,6 +42,8 @@ EXPLAINED = {
             "decoding and parsing it; ours writes on pooled connections and stamps reads on arrival",
     "itl": "both stamp every event; the reference's stamps wait for its event loop and JSON parsing, so its gaps "
            "carry the client's own jitter",
+    "token_itl": "ours, not a reference key: each event's gap shared by the tokens it brought (equal to ITL where "
+                 "every event carries one token, as on vLLM)",
     "e2el": "TTFT's connect difference plus the last event's stamping delay",
 }
 
@@ -119,8 +122,9 @@ def render(report: ParityReport) -> str:
              "|" + "---|" * 7]
     for r in report.rows:
         pct = f" ({r.diff_pct:+.1f}%)" if r.diff_pct is not None else ""
+        num = "{:.0f}".format if r.key in COUNT_KEYS else "{:.4g}".format
         verdict = r.judged if r.judged == "shown" else f"{r.judged}: {'ok' if r.ok else 'FAIL ' + r.why}"
-        lines.append(f"| {r.key} | {r.means.get('precise', 0):.4g} | {r.means.get('reference', 0):.4g} | "
+        lines.append(f"| {r.key} | {num(r.means.get('precise', 0))} | {num(r.means.get('reference', 0))} | "
                      f"{r.diff:+.4g}{pct} | {r.spreads.get('precise', 0):.3g} / {r.stdevs.get('precise', 0):.3g} | "
                      f"{r.spreads.get('reference', 0):.3g} / {r.stdevs.get('reference', 0):.3g} | {verdict} |")
     lines += ["", "Server's own view of each run (/metrics deltas, warmups included):", ""]
@@ -154,6 +158,13 @@ def run_parity(point: str, base_url: str, model: str, requests: Sequence[Request
             if on_run is not None:
                 on_run(run)
     return judge(point, runs)
+
+
+def load(path: Path) -> ParityReport:
+    """A report saved by :func:`save` (its ``.json``)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return ParityReport(data["point"], data["rounds"], [ParityRun(**r) for r in data["runs"]],
+                        [ParityRow(**r) for r in data["rows"]])
 
 
 def save(report: ParityReport, out_dir: Path, stem: str = "parity") -> tuple[Path, Path]:

@@ -17,23 +17,27 @@ the bounty's runner would have written for the same server. Read from its source
 - ``usage`` is read only from a chunk without ``choices``; an error chunk (no ``choices``, no
   ``usage``) is ignored; success means a ``choices`` chunk arrived; a non-200 answer fails with its
   reason;
-- the payload is the reference's, and the header ``Authorization: Bearer <key>`` is sent always, with
-  ``None`` for a missing key, as there (the key itself is never logged or saved).
+- the payload is the reference's, with ``Authorization: Bearer <key>`` (the reference reads
+  ``$OPENAI_API_KEY`` and sends ``Bearer None`` without one; we send the header only when our
+  ``--api-key-env`` names a key, and never log or save the key).
 
 What it adds, without changing a figure: live progress counters, the stall and abort checks of
-``loadgen.run_load`` (which drives it), the response id and ``usage.prompt_tokens`` for our token
-checks, and the count of chunks skipped as malformed.
+``loadgen.run_load`` (which drives it; ``run_load_reference`` below is the same with the client
+forced to this one), the response id and ``usage.prompt_tokens`` for our token checks, and where each
+event's text ends (for our per-token ITL, ``*_token_itl_ms``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
 from array import array
+from typing import Callable, Sequence
 
 import aiohttp
 
-from .loadgen import ClientConfig, LiveStats, RequestResult
+from .loadgen import ClientConfig, LiveStats, LoadResult, RequestResult, run_load
 from .workload import RequestSpec
 
 TIMEOUT = aiohttp.ClientTimeout(total=6 * 60 * 60)  # the reference's AIOHTTP_TIMEOUT
@@ -63,8 +67,8 @@ def reference_payload(client: ClientConfig, spec: RequestSpec) -> dict:
 
 
 def reference_headers(client: ClientConfig) -> dict[str, str]:
-    """``Authorization: Bearer <key>``, sent whether or not a key is set (then ``Bearer None``, as there)."""
-    return {"Authorization": f"Bearer {client.api_key}"}
+    """``Authorization: Bearer <key>`` when a key is set, else no header (the reference sends ``Bearer None``)."""
+    return {"Authorization": f"Bearer {client.api_key}"} if client.api_key else {}
 
 
 class ReferenceSender:
@@ -81,6 +85,7 @@ class ReferenceSender:
         out = RequestResult(prompt_len=spec.prompt_len, output_len_requested=spec.output_len)
         out.itl = array("d")
         texts: list[str] = []
+        chars = 0
         async with aiohttp.ClientSession(trust_env=True, timeout=TIMEOUT) as session:
             payload = reference_payload(self.client, spec)
             st = out.start = time.perf_counter()
@@ -112,7 +117,10 @@ class ReferenceSender:
                                     out.itl.append(stamp - last)
                                 last = stamp
                                 out.events += 1
-                                texts.append(choices[0].get("text") or "")
+                                text = choices[0].get("text") or ""
+                                texts.append(text)
+                                chars += len(text)
+                                out.event_text_ends.append(chars)
                                 if live is not None:
                                     live.streamed_events += 1
                             elif usage := data.get("usage"):
@@ -131,3 +139,24 @@ class ReferenceSender:
 
     async def close(self) -> None:
         return None  # nothing pooled: each request had its own session
+
+
+async def run_load_reference(
+    client: ClientConfig,
+    requests: Sequence[RequestSpec],
+    *,
+    concurrency: int,
+    num_warmups: int = 0,
+    on_tick: Callable[[LiveStats], None] | None = None,
+    abort_check: Callable[[], str | None] | None = None,
+    tick_interval: float = 1.0,
+    stall_timeout: float | None = None,
+    before_timed: Callable[[], None] | None = None,
+) -> LoadResult:
+    """``loadgen.run_load`` with this client, whatever ``client.client`` says: ``num_warmups`` copies of the
+    first request under their own ``Semaphore(concurrency)``, discarded; then every request in list order
+    under a ``Semaphore(concurrency)``, no pacing (request rate inf). Its ``LoadResult`` says
+    ``client="reference"`` and ``arrival_clock="reference"``."""
+    return await run_load(dataclasses.replace(client, client="reference"), requests, concurrency=concurrency,
+                          num_warmups=num_warmups, on_tick=on_tick, abort_check=abort_check,
+                          tick_interval=tick_interval, stall_timeout=stall_timeout, before_timed=before_timed)

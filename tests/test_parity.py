@@ -3,6 +3,8 @@ against a real vLLM server, and ``--parity`` in a suite run."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -60,12 +62,14 @@ def test_one_round_is_refused():
 
 
 @pytest.mark.e2e
-def test_parity_command_against_vllm(vllm_server, smollm2_model, tmp_path, capsys):
-    rc = parity.main(["--base-url", vllm_server.base_url, "--model", "smollm2", "--tokenizer", str(smollm2_model),
-                      "--isl", "16", "--osl", "4", "--conc", "2", "--num-prompts", "6", "--rounds", "2",
-                      "--out", str(tmp_path), "-q"])
+def test_parity_command_against_vllm(vllm_server, smollm2_model, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_inferencemax.parity", "--base-url", vllm_server.base_url, "--model", "smollm2",
+         "--tokenizer", str(smollm2_model), "--isl", "16", "--osl", "4", "--conc", "2", "--num-prompts", "6",
+         "--rounds", "2", "--out", str(tmp_path), "-q"], capture_output=True, text=True, timeout=600)
     saved = json.loads((tmp_path / "parity.json").read_text())
-    assert rc == (0 if saved["passed"] else 1)
+    assert proc.returncode == (0 if saved["passed"] else 1), proc.stderr
+    assert f"parity isl16-osl4-c2: {'PASSED' if saved['passed'] else 'FAILED'}" in proc.stdout
     assert [(r["client"], r["round"]) for r in saved["runs"]] == [
         ("precise", 1), ("reference", 1), ("precise", 2), ("reference", 2)]  # alternating
     rows = {r["key"]: r for r in saved["rows"]}
@@ -94,3 +98,9 @@ def test_parity_option_in_a_suite_run_writes_the_comparison_beside_the_point(pyt
     else:  # the failure names the rows that disagree
         run.assert_outcomes(failed=1)
         assert "the two clients disagree" in run.stdout.str()
+
+
+def test_a_saved_report_loads_back_and_renders_the_same(tmp_path):
+    report = judge("p", runs([100, 108], [104, 97]))
+    _, md = parity.save(report, tmp_path)
+    assert render(parity.load(tmp_path / "parity.json")) + "\n" == md.read_text()

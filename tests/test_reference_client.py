@@ -12,7 +12,7 @@ from faulty_server import FaultyServer
 from pytest_inferencemax import bench
 from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
 from pytest_inferencemax.metrics import compute_metrics
-from pytest_inferencemax.refclient import reference_headers, reference_payload, sse_data
+from pytest_inferencemax.refclient import reference_headers, reference_payload, run_load_reference, sse_data
 from pytest_inferencemax.workload import RequestSpec
 from test_client_truth import calibration_server, specs, truth
 
@@ -32,8 +32,19 @@ def test_payload_and_headers_are_the_references():
     assert body == {"model": "gpt", "prompt": "one two", "temperature": 0.5, "best_of": 1, "max_tokens": 5,
                     "logprobs": None, "stream": True, "stream_options": {"include_usage": True},
                     "ignore_eos": True, "top_k": 1}  # extra_body merged last, as there
-    assert reference_headers(client) == {"Authorization": "Bearer None"}  # sent even without a key, as there
+    assert reference_headers(client) == {}  # no key, no header (the reference would send "Bearer None")
     assert reference_headers(ClientConfig(base_url="http://h", model="m", api_key="k")) == {"Authorization": "Bearer k"}
+    assert "s3cret" not in repr(ClientConfig(base_url="http://h", model="m", api_key="s3cret"))  # never printed
+
+
+def test_the_key_goes_in_the_header_and_run_load_reference_forces_the_reference_client():
+    with FaultyServer("ok") as server:
+        client = ClientConfig(base_url=server.base_url, model="m", api_key="s3cret")  # says "precise"
+        res = run_async(run_load_reference(client, specs(2, 2), concurrency=1))
+        headers = server.headers
+    assert res.client == "reference" and res.arrival_clock == "reference"
+    assert all(r.success for r in res.results)
+    assert [h["Authorization"] for h in headers] == ["Bearer s3cret"] * 2
 
 
 @pytest.mark.parametrize("line, data", [
@@ -60,7 +71,7 @@ def test_quirky_stream_usage_only_from_the_event_without_choices_errors_and_junk
         assert len(r.itl) == 4 and r.latency >= r.ttft > 0
         assert r.generated_text == "ttttt" and r.response_id == "q-1"
     assert len(set(peers)) == len(peers) == 3  # a new session, so a new connection, per request
-    assert headers["Authorization"] == "Bearer None"
+    assert "Authorization" not in headers  # no API key given
 
 
 def test_precise_client_reuses_connections_where_the_reference_opens_new_ones():
