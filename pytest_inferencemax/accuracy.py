@@ -22,6 +22,8 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ConfigError
+
 LEGACY_RULES = {"each metric <= baseline x threshold_multiplier": "max_ratio", "score >= minimum": "min_score"}
 # min_score's default metric. lm-eval 0.4.x prints a task's rows sorted by "metric,filter", so the bounty's parser,
 # taking the first gsm8k row, read "exact_match,flexible-extract" (it sorts before "exact_match,strict-match").
@@ -33,7 +35,7 @@ RUNNER_KEYS = {"model", "base_url", "tokenizer"}  # set by run_gate from the ser
 BUILTIN_MODULES = ("argparse", "json", "re", "statistics", "configparser", "fileinput", "shelve", "wave", "timeit")
 
 
-class AccuracyError(ValueError):
+class AccuracyError(ConfigError):
     """The gate cannot run as configured; the message names the key or option to fix."""
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ConfigError
 
-class BaselineError(ValueError):
+
+class BaselineError(ConfigError):
     """A baseline file that cannot be used; the message names the file and the fix."""
 
 

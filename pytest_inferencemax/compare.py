@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ResultsError
+
 # figure -> True when higher is better
 FIGURES: dict[str, bool] = {"tput_per_gpu": True, "median_e2el_ms": False, "interactivity": True}
 
 
-class CompareError(ValueError):
+class CompareError(ResultsError):
     """The run to compare with cannot be read; the message says what to pass instead."""
 
 

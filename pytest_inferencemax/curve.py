@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .baseline import BaselinePoint, BaselineTable
+from .errors import ResultsError
 
 TPUT_RATIO = "tput_per_gpu_ratio_vs_"
 E2E_RATIO = "median_e2e_ratio_vs_"
@@ -21,7 +22,7 @@ INTVTY_RATIO = "interactivity_ratio_vs_"
 _GROUP_FIELD = re.compile(r"(?P<prefix>.+)_tput_pergpu_(?P<tag>.+)")
 
 
-class CurveError(ValueError):
+class CurveError(ResultsError):
     """A record that is not a point record of this plugin; the message names the point."""
 
 

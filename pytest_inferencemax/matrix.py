@@ -23,11 +23,12 @@ from typing import Any
 from .options import conc_list
 from .points import PlanOptions, Point, plan_points
 from .suite import SuiteError, load_suite
+from .errors import ConfigError
 
 _PAIR = re.compile(r"^\s*(\d+)\s*[-/]\s*(\d+)\s*$")
 
 
-class MatrixError(ValueError):
+class MatrixError(ConfigError):
     """Input the matrix cannot be built from; the message names the problem and the fix."""
 
 

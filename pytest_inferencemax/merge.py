@@ -28,9 +28,10 @@ from .curve import baseline_group
 from .record import write_json_atomic
 from .submission import SubmissionError, load_point_records
 from .summary import summary_lines, write_summary
+from .errors import ResultsError
 
 
-class MergeError(Exception):
+class MergeError(ResultsError):
     """The runs cannot be merged into one; the message says why and what to do."""
 
 

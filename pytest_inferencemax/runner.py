@@ -18,6 +18,7 @@ from .progress import Progress, log_tail, point_status
 from .record import build_record, record_warnings, write_json_atomic
 from .token_check import check_tokens
 from .workload import Workload, random_workload
+from .errors import PointError
 
 
 DEATH_GRACE_S = 3.0  # after a run with failed requests: how long to watch for the server's death
@@ -179,7 +180,7 @@ def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettin
     }
 
 
-class PointAborted(RuntimeError):
+class PointAborted(PointError):
     """The point was cut short (the server died, or a stall); the message says why."""
 
     def __init__(self, message: str, reason: str = "") -> None:

@@ -20,10 +20,7 @@ from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutE
 
 from .progress import Progress, last_log_line, log_tail
 from .recipe import Recipe
-
-
-class ServerError(RuntimeError):
-    """The server could not be started or reached; the message says why and carries the log tail."""
+from .errors import ServerError  # raised here; defined in the error tree (errors.py)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

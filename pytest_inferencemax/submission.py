@@ -22,12 +22,13 @@ import requests
 import tenacity
 
 from .record import REDACTED, write_json_atomic
+from .errors import ResultsError
 
 ENDPOINT = "/gradio_api/call/submit_results"
 LAYOUTS = ("s1", "s2")
 
 
-class SubmissionError(RuntimeError):
+class SubmissionError(ResultsError):
     """A submission that could not be made or was refused; the message says what to check."""
 
 

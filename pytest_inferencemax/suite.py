@@ -14,10 +14,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
+
 SUITE_FILE = "suite.toml"
 
 
-class SuiteError(ValueError):
+class SuiteError(ConfigError):
     """A suite file that cannot be used; the message names the file, the key and the fix."""
 
 

@@ -26,11 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .baseline import BaselinePoint
 from .curve import Curve, CurveKey, CurvePoint
+from .errors import ConfigError
 
 CHECK, CROSS, DASH = "✓", "✗", "–"
 
 
-class VerdictError(ValueError):
+class VerdictError(ConfigError):
     """A verdict rule that cannot be used; the message names where it was declared."""
 
 

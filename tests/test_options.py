@@ -267,3 +267,30 @@ def test_help_lists_every_option_and_renders(pytester_help=None):
     for name in ("--client-procs", "--client-lag-limit-ms", "--fail-client-bound", "--compare-tolerance"):
         assert name in out.stdout
     assert "5% of the point's median gap" in out.stdout
+
+
+def test_every_error_the_package_raises_on_purpose_is_in_one_tree():
+    """One base, four branches; the leaves keep the standard bases callers may catch."""
+    from pytest_inferencemax import errors
+    from pytest_inferencemax.accuracy import AccuracyError
+    from pytest_inferencemax.baseline import BaselineError
+    from pytest_inferencemax.compare import CompareError
+    from pytest_inferencemax.curve import CurveError
+    from pytest_inferencemax.matrix import MatrixError
+    from pytest_inferencemax.merge import MergeError
+    from pytest_inferencemax.runner import PointAborted
+    from pytest_inferencemax.server import ServerError
+    from pytest_inferencemax.submission import SubmissionError
+    from pytest_inferencemax.suite import SuiteError
+    from pytest_inferencemax.verdict import VerdictError
+
+    tree = {errors.ConfigError: (SuiteError, BaselineError, VerdictError, AccuracyError, MatrixError),
+            errors.ServerError: (ServerError,), errors.PointError: (PointAborted,),
+            errors.ResultsError: (CompareError, CurveError, MergeError, SubmissionError)}
+    for branch, leaves in tree.items():
+        assert issubclass(branch, errors.InferenceMaxError)
+        assert all(issubclass(leaf, branch) for leaf in leaves), branch
+    assert all(issubclass(leaf, ValueError) for leaf in tree[errors.ConfigError] + tree[errors.ResultsError])
+    assert issubclass(ServerError, RuntimeError) and issubclass(PointAborted, RuntimeError)
+    documented = errors.__doc__
+    assert all(leaf.__name__ in documented for leaves in tree.values() for leaf in leaves)

@@ -1,0 +1,47 @@
+"""The one error tree of pytest-inferencemax.
+
+Every error this package raises on purpose derives from :class:`InferenceMaxError`, and its message is
+one line (or a short block) that names the problem and the fix; the plugin and the command lines show
+that message, never a traceback. The branches say whose fault it is::
+
+    InferenceMaxError
+    ├── ConfigError        a suite, stage table, baseline, verdict rule, accuracy table or option is wrong
+    │   ├── SuiteError         suite.toml (suite.py)
+    │   ├── BaselineError      baselines/*.toml (baseline.py)
+    │   ├── VerdictError       a stage's verdict table (verdict.py)
+    │   ├── AccuracyError      the accuracy gate cannot run as configured (accuracy.py)
+    │   └── MatrixError        the CI matrix command's arguments (matrix.py)
+    ├── ServerError        the inference server would not start, answer or stay up (server.py)
+    ├── PointError         a point could not be measured
+    │   └── PointAborted       the server died or stalled during the point (runner.py)
+    └── ResultsError       saved results cannot be read, combined or published
+        ├── CompareError       --compare-to's run (compare.py)
+        ├── CurveError         records that do not form a curve (curve.py)
+        ├── MergeError         runs that cannot be merged (merge.py)
+        └── SubmissionError    a leaderboard submission (submission.py)
+
+The leaves keep the standard bases they always had (``ValueError`` for bad input, ``RuntimeError`` for
+failures at run time), so ``except ValueError`` in a caller's code still catches what it caught.
+Internal signals (``loadgen.RunAborted``, ``http_stream.HTTPStreamError``) never leave the package.
+"""
+from __future__ import annotations
+
+
+class InferenceMaxError(Exception):
+    """The base of every error pytest-inferencemax raises on purpose."""
+
+
+class ConfigError(InferenceMaxError, ValueError):
+    """A configuration file, table or option is wrong; the message names it and the fix."""
+
+
+class ServerError(InferenceMaxError, RuntimeError):
+    """The inference server would not start, answer or stay up; the message has the cause and the log's tail."""
+
+
+class PointError(InferenceMaxError, RuntimeError):
+    """A point could not be measured."""
+
+
+class ResultsError(InferenceMaxError, ValueError):
+    """Saved results cannot be read, combined or published."""
