@@ -48,6 +48,10 @@ EXPLAINED = {
 }
 
 
+class ParityAborted(RuntimeError):
+    """A parity run was cut short (the server died or stalled); the message says which run and why."""
+
+
 @dataclass
 class ParityRun:
     """One run of one client: its reference-key figures and the server's view of it."""
@@ -139,8 +143,12 @@ def render(report: ParityReport) -> str:
 def run_parity(point: str, base_url: str, model: str, requests: Sequence[RequestSpec], *, concurrency: int,
                num_warmups: int, rounds: int, count_tokens: Callable[[str], int] | None = None,
                api_key: str | None = None, extra_body: dict[str, Any] | None = None, request_timeout: float = 3600.0,
-               on_run: Callable[[ParityRun], None] | None = None) -> ParityReport:
-    """``rounds`` runs of each client, alternating precise and reference, judged together."""
+               on_run: Callable[[ParityRun], None] | None = None, abort_check: Callable[[], str | None] | None = None,
+               stall_timeout: float | None = 300.0) -> ParityReport:
+    """``rounds`` runs of each client, alternating precise and reference, judged together.
+
+    ``abort_check`` and ``stall_timeout`` are ``run_load``'s (a dead or hung server stops the comparison
+    with :class:`ParityAborted` instead of leaving the reference client waiting out its 6 h timeout)."""
     if rounds < 2:
         raise ValueError("parity needs at least 2 rounds per client: one run shows no run-to-run spread")
     runs: list[ParityRun] = []
@@ -149,7 +157,10 @@ def run_parity(point: str, base_url: str, model: str, requests: Sequence[Request
             client = ClientConfig(base_url=base_url, model=model, request_timeout=request_timeout, api_key=api_key,
                                   client=kind, extra_body={**(extra_body or {}), "cache_salt": uuid.uuid4().hex})
             before, _ = read_totals(base_url, api_key=api_key)
-            load = run_async(run_load(client, requests, concurrency=concurrency, num_warmups=num_warmups))
+            load = run_async(run_load(client, requests, concurrency=concurrency, num_warmups=num_warmups,
+                                      abort_check=abort_check, stall_timeout=stall_timeout))
+            if load.aborted:
+                raise ParityAborted(f"parity {point}: round {rnd} of the {kind} client stopped: {load.aborted}")
             view = server_view(before, read_totals(base_url, api_key=api_key)[0])
             m = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=1, count_tokens=count_tokens)
             run = ParityRun(kind, rnd, {k: float(m[k]) for k in REFERENCE_KEYS},
@@ -178,7 +189,7 @@ def save(report: ParityReport, out_dir: Path, stem: str = "parity") -> tuple[Pat
 
 
 def parser() -> argparse.ArgumentParser:
-    from .options import http_url, non_negative_int, positive_int
+    from .options import http_url, non_negative_int, positive_float, positive_int
     p = argparse.ArgumentParser(prog="python -m pytest_inferencemax.parity", description=__doc__.splitlines()[0])
     p.add_argument("--base-url", type=http_url, required=True, help="server root, e.g. http://127.0.0.1:8000")
     p.add_argument("--model", required=True, help="model name the server serves")
@@ -191,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=positive_int, default=3, help="runs per client, alternating (default: 3, at least 2)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var with the API key (default: %(default)s)")
+    p.add_argument("--stall-timeout", type=positive_float, default=300.0,
+                   help="stop when requests are in flight and none receives a byte for this long (default: %(default)g s)")
     p.add_argument("--out", type=Path, default=Path("parity"), help="folder for parity.json and parity.md")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
     return p
@@ -218,10 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"parity {point}: round {run.round} {run.client}: {run.figures['output_throughput']:.1f} out tok/s, "
                   f"median TTFT {run.figures['median_ttft_ms']:.1f} ms, {run.failed} failed", file=sys.stderr)
 
-    report = run_parity(point, args.base_url, args.model, workload.requests, concurrency=args.conc,
-                        num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
-                        rounds=args.rounds, api_key=api_key, on_run=progress,
-                        count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)))
+    try:
+        report = run_parity(point, args.base_url, args.model, workload.requests, concurrency=args.conc,
+                            num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
+                            rounds=args.rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
+                            count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)))
+    except ParityAborted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     args.out.mkdir(parents=True, exist_ok=True)
     _, md = save(report, args.out)
     print(render(report) if not args.quiet else f"parity {point}: {'PASSED' if report.passed else 'FAILED'}")

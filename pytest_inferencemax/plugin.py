@@ -242,7 +242,12 @@ class SuiteBench:
                         pytrace=False)
         self._compare(point, outcome)
         if self.session.settings.parity:
-            report = self.session.parity(self.suite, point, outcome)
+            from .parity import ParityAborted
+            try:
+                report = self.session.parity(self.suite, point, outcome)
+            except ParityAborted as exc:
+                props.append((FAILURE, (point.id, str(exc))))
+                pytest.fail(str(exc), pytrace=False)
             if not report.passed:
                 why = "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)
                 props.append((FAILURE, (point.id, f"parity: {why}")))

@@ -19,7 +19,7 @@ from .points import PlanOptions, Point, plan_points
 from .progress import Progress
 from .recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from .record import accuracy_fields, redact_argv, redact_env
-from .runner import PointAborted, PointOutcome, RunSettings, run_point
+from .runner import PointAborted, PointOutcome, RunSettings, default_request_timeout, run_point
 from .server import Server, ServerPool, check_external
 from .suite import Suite, load_suite
 from .workload import load_tokenizer
@@ -251,7 +251,9 @@ class BenchSession:
         report = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,
                             concurrency=point.conc, num_warmups=point.num_warmups, rounds=s.parity_rounds,
                             count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)),
-                            api_key=s.api_key, extra_body=s.extra_body,
+                            api_key=s.api_key, extra_body=s.extra_body, abort_check=server.death_reason,
+                            stall_timeout=s.stall_timeout,
+                            request_timeout=s.request_timeout or default_request_timeout(point.osl),
                             on_run=lambda run: self.progress.line(
                                 f"inferencemax: {point.id}: parity round {run.round} {run.client}: "
                                 f"{run.figures['output_throughput']:.1f} out tok/s, {run.failed} failed"))

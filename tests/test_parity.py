@@ -104,3 +104,12 @@ def test_a_saved_report_loads_back_and_renders_the_same(tmp_path):
     report = judge("p", runs([100, 108], [104, 97]))
     _, md = parity.save(report, tmp_path)
     assert render(parity.load(tmp_path / "parity.json")) + "\n" == md.read_text()
+
+
+def test_a_stalled_server_stops_parity_with_the_run_and_the_reason():
+    from faulty_server import FaultyServer
+    from test_client_truth import specs
+    with FaultyServer("midstream") as server:
+        with pytest.raises(parity.ParityAborted, match=r"round 1 of the precise client stopped: stalled"):
+            parity.run_parity("p", server.base_url, "m", specs(2, 8), concurrency=2, num_warmups=0, rounds=2,
+                              stall_timeout=1.0)

@@ -32,7 +32,7 @@ def test_payload_and_headers_are_the_references():
     assert body == {"model": "gpt", "prompt": "one two", "temperature": 0.5, "best_of": 1, "max_tokens": 5,
                     "logprobs": None, "stream": True, "stream_options": {"include_usage": True},
                     "ignore_eos": True, "top_k": 1}  # extra_body merged last, as there
-    assert reference_headers(client) == {}  # no key, no header (the reference would send "Bearer None")
+    assert reference_headers(client) == {"Authorization": "Bearer None"}  # sent even without a key, as there
     assert reference_headers(ClientConfig(base_url="http://h", model="m", api_key="k")) == {"Authorization": "Bearer k"}
     assert "s3cret" not in repr(ClientConfig(base_url="http://h", model="m", api_key="s3cret"))  # never printed
 
@@ -71,7 +71,7 @@ def test_quirky_stream_usage_only_from_the_event_without_choices_errors_and_junk
         assert len(r.itl) == 4 and r.latency >= r.ttft > 0
         assert r.generated_text == "ttttt" and r.response_id == "q-1"
     assert len(set(peers)) == len(peers) == 3  # a new session, so a new connection, per request
-    assert "Authorization" not in headers  # no API key given
+    assert headers["Authorization"] == "Bearer None"  # no API key given: what the reference sends
 
 
 def test_precise_client_reuses_connections_where_the_reference_opens_new_ones():
@@ -79,6 +79,13 @@ def test_precise_client_reuses_connections_where_the_reference_opens_new_ones():
         client = ClientConfig(base_url=server.base_url, model="m")
         run_async(run_load(client, specs(4, 2), concurrency=1))
         assert len(set(server.peers)) == 1
+
+
+def test_a_stream_that_goes_silent_is_stopped_by_the_stall_check_not_the_6_h_timeout():
+    with FaultyServer("midstream") as server:
+        client = ClientConfig(base_url=server.base_url, model="m", client="reference")
+        res = run_async(run_load(client, specs(2, 8), concurrency=2, stall_timeout=1.0, tick_interval=0.2))
+    assert res.aborted and res.aborted.startswith("stalled: no request made progress") and res.client == "reference"
 
 
 def test_http_500_fails_with_the_reason_and_warmups_are_discarded():
@@ -95,8 +102,14 @@ def test_events_of_four_tokens_give_per_event_itl_and_usage_from_the_final_event
                   extra_body={"calibration": {"ttft_ms": 20, "itl_ms": 5, "tokens_per_event": 4, "usage": "every"}})
         true = truth(base)
     assert all(r.success and r.events == 11 and r.output_tokens == 41 for r in res.results)
-    m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1)
+    # the usage riding on every token event was not read (the precise client keeps it per event): only the
+    # final chunk, the one without choices, gave the 41
+    assert all(len(r.event_tokens) == 0 for r in res.results)
+    m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1, count_tokens=lambda t: t.count("tok"))
     assert m["total_output_tokens"] == 6 * 41
+    # our per-token ITL still works: each event's text ends are kept, so its 4 tokens share the gap
+    assert m["token_itl_counts_from"] == {"tokenizer": 6}
+    assert m["median_token_itl_ms"] == pytest.approx(5.0, abs=1.0)
     # ITL is the gap between events (4 tokens x 5 ms), as sent; stamps are taken after parsing, so late a little
     sent_gaps = [g for t in true.values() for g in np.diff(t["sent"])]
     assert m["median_itl_ms"] == pytest.approx(1000 * float(np.median(sent_gaps)), abs=3.0)
@@ -105,6 +118,16 @@ def test_events_of_four_tokens_give_per_event_itl_and_usage_from_the_final_event
     for r in res.results:
         t = true[r.response_id]
         assert r.ttft >= t["sent"][0] - t["received"]
+
+
+def test_client_processes_run_the_reference_client_and_the_merge_says_so():
+    from pytest_inferencemax.multiclient import run_load_multiprocess
+    with calibration_server() as base:
+        client = ClientConfig(base_url=base, model="m", client="reference",
+                              extra_body={"calibration": {"ttft_ms": 5, "itl_ms": 2}})
+        res = run_load_multiprocess(client, specs(8, 4), concurrency=4, num_warmups=2, procs=2)
+    assert res.client == "reference" and res.arrival_clock == "reference" and res.client_procs == 2
+    assert len(res.results) == 8 and all(r.success and r.output_tokens == 4 for r in res.results)
 
 
 def test_bench_cli_runs_a_point_with_the_reference_client(tmp_path, smollm2_model):
@@ -142,3 +165,29 @@ def test_suite_point_with_the_reference_client_on_vllm(pytester, vllm_server, tm
     assert rec["inferencemax"]["client"]["load_generator"] == "reference"
     assert rec["completed"] == 2 and rec["total_output_tokens"] == 8
     assert rec["inferencemax"]["token_check"]["failures"] == []
+
+
+def test_client_option_and_its_ini_twin_are_validated_naming_the_choices(pytester):
+    result = pytester.runpytest("--client", "fast")
+    assert result.ret == 4
+    assert "'fast' is not a client: choose one of precise, reference" in result.stderr.str()
+    pytester.makeini("[pytest]\ninferencemax_client = quick\n")
+    result = pytester.runpytest()
+    assert result.ret == 4
+    assert "ini setting inferencemax_client = 'quick': 'quick' is not a client" in result.stderr.str()
+
+
+def test_client_settings_default_to_precise_and_take_the_ini_twin(pytester):
+    pytester.makeconftest(
+        "from pytest_inferencemax.options import Settings\n"
+        "def pytest_configure(config):\n"
+        "    s = Settings.from_config(config)\n"
+        "    print('CLIENT', s.client, bool(s.parity), s.parity_rounds)\n")
+    pytester.makepyfile("def test_ok():\n    pass\n")
+    assert "CLIENT precise False 3" in pytester.runpytest("-s").stdout.str()
+    pytester.makeini("[pytest]\ninferencemax_client = reference\ninferencemax_parity_rounds = 4\n")
+    assert "CLIENT reference False 4" in pytester.runpytest("-s").stdout.str()
+    assert "CLIENT precise True 2" in pytester.runpytest(
+        "-s", "--client", "precise", "--parity", "--parity-rounds", "2").stdout.str()
+    result = pytester.runpytest("--parity-rounds", "1")
+    assert result.ret == 4 and "at least 2" in result.stderr.str()
