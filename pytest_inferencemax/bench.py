@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .options import client_kind, conc_list, http_url, json_object, non_negative_int, positive_float, positive_int
 from .points import Point
@@ -53,15 +54,21 @@ def out_path(base: Path, conc: int, several: bool) -> Path:
     return base.with_name(f"{base.stem}-c{conc}{base.suffix or '.json'}") if several else base
 
 
+def connect(base_url: str, model: str, tokenizer_id: str, api_key_env: str) -> tuple[str | None, Any]:
+    """The API key from ``api_key_env`` and the loaded tokenizer, once the server at ``base_url`` answers;
+    raises ServerError or RuntimeError with a one-line reason (the command lines print it and exit 2)."""
+    api_key = os.environ.get(api_key_env) or None
+    check_external(base_url, model, api_key=api_key)
+    return api_key, load_tokenizer(tokenizer_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not 0.0 <= args.range_ratio <= 1.0:
         parser().error(f"--range-ratio {args.range_ratio} must be within [0, 1]")
     progress = StreamProgress(sys.stderr, quiet=args.quiet)
-    api_key = os.environ.get(args.api_key_env) or None
     try:
-        check_external(args.base_url, args.model, api_key=api_key)
-        tokenizer = load_tokenizer(args.tokenizer)
+        api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env)
     except (ServerError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -213,12 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.rounds < 2:
         parser().error("--rounds must be at least 2: one run per client shows no run-to-run spread")
-    from .server import ServerError, check_external
-    from .workload import load_tokenizer, random_workload
-    api_key = os.environ.get(args.api_key_env) or None
+    from .bench import connect
+    from .server import ServerError
+    from .workload import random_workload
     try:
-        check_external(args.base_url, args.model, api_key=api_key)
-        tokenizer = load_tokenizer(args.tokenizer)
+        api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env)
     except (ServerError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,22 +21,20 @@ the bounty's runner would have written for the same server. Read from its source
   ``None`` for a missing key, as there (the key comes from ``--api-key-env``; it is never logged or saved).
 
 What it adds, without changing a figure: live progress counters, the stall and abort checks of
-``loadgen.run_load`` (which drives it; ``run_load_reference`` below is the same with the client
-forced to this one), the response id and ``usage.prompt_tokens`` for our token checks, and where each
+``loadgen.run_load`` (which drives it), the response id and ``usage.prompt_tokens`` for our token
+checks, and where each
 event's text ends (for our per-token ITL, ``*_token_itl_ms``).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import traceback
 from array import array
-from typing import Callable, Sequence
 
 import aiohttp
 
-from .loadgen import ClientConfig, LiveStats, LoadResult, RequestResult, run_load
+from .loadgen import ClientConfig, LiveStats, RequestResult
 from .workload import RequestSpec
 
 TIMEOUT = aiohttp.ClientTimeout(total=6 * 60 * 60)  # the reference's AIOHTTP_TIMEOUT
@@ -139,23 +137,3 @@ class ReferenceSender:
     async def close(self) -> None:
         return None  # nothing pooled: each request had its own session
 
-
-async def run_load_reference(
-    client: ClientConfig,
-    requests: Sequence[RequestSpec],
-    *,
-    concurrency: int,
-    num_warmups: int = 0,
-    on_tick: Callable[[LiveStats], None] | None = None,
-    abort_check: Callable[[], str | None] | None = None,
-    tick_interval: float = 1.0,
-    stall_timeout: float | None = None,
-    before_timed: Callable[[], None] | None = None,
-) -> LoadResult:
-    """``loadgen.run_load`` with this client, whatever ``client.client`` says: ``num_warmups`` copies of the
-    first request under their own ``Semaphore(concurrency)``, discarded; then every request in list order
-    under a ``Semaphore(concurrency)``, no pacing (request rate inf). Its ``LoadResult`` says
-    ``client="reference"`` and ``arrival_clock="reference"``."""
-    return await run_load(dataclasses.replace(client, client="reference"), requests, concurrency=concurrency,
-                          num_warmups=num_warmups, on_tick=on_tick, abort_check=abort_check,
-                          tick_interval=tick_interval, stall_timeout=stall_timeout, before_timed=before_timed)

@@ -12,7 +12,7 @@ from faulty_server import FaultyServer
 from pytest_inferencemax import bench
 from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
 from pytest_inferencemax.metrics import compute_metrics
-from pytest_inferencemax.refclient import reference_headers, reference_payload, run_load_reference, sse_data
+from pytest_inferencemax.refclient import reference_headers, reference_payload, sse_data
 from pytest_inferencemax.workload import RequestSpec
 from test_client_truth import calibration_server, specs, truth
 
@@ -37,10 +37,10 @@ def test_payload_and_headers_are_the_references():
     assert "s3cret" not in repr(ClientConfig(base_url="http://h", model="m", api_key="s3cret"))  # never printed
 
 
-def test_the_key_goes_in_the_header_and_run_load_reference_forces_the_reference_client():
+def test_the_key_goes_in_the_header_on_the_wire():
     with FaultyServer("ok") as server:
-        client = ClientConfig(base_url=server.base_url, model="m", api_key="s3cret")  # says "precise"
-        res = run_async(run_load_reference(client, specs(2, 2), concurrency=1))
+        client = ClientConfig(base_url=server.base_url, model="m", api_key="s3cret", client="reference")
+        res = run_async(run_load(client, specs(2, 2), concurrency=1))
         headers = server.headers
     assert res.client == "reference" and res.arrival_clock == "reference"
     assert all(r.success for r in res.results)
