@@ -22,8 +22,7 @@ the bounty's runner would have written for the same server. Read from its source
 
 What it adds, without changing a figure: live progress counters, the stall and abort checks of
 ``loadgen.run_load`` (which drives it), the response id and ``usage.prompt_tokens`` for our token
-checks, and where each
-event's text ends (for our per-token ITL, ``*_token_itl_ms``).
+checks, and where each event's text ends (for our per-token ITL, ``*_token_itl_ms``).
 """
 from __future__ import annotations
 
