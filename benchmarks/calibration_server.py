@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Iterator
 
 import httptools
 
@@ -453,6 +456,41 @@ def main(argv: list[str] | None = None) -> None:
                 os.kill(pid, 15)
             except ProcessLookupError:
                 pass
+
+
+@contextlib.contextmanager
+def running(*args: str, preexec_fn: Any = None, start_timeout: float = 10.0) -> Iterator[str]:
+    """This server in a child process on a free loopback port, with ``args``; yields its base URL once
+    ``/health`` answers and stops it on exit (the tests and the benchmarks share this)."""
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--port", str(port), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=preexec_fn)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the calibration server exited: {proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the calibration server did not answer /health within {start_timeout:g} s")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # uvloop can miss the interrupt while it closes many connections
+            proc.kill()
+            proc.wait(10)
 
 
 if __name__ == "__main__":

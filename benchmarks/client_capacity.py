@@ -44,8 +44,8 @@ def cores(spec: str) -> set[int]:
 
 def client_run(args: argparse.Namespace) -> None:
     """The client side, in its own process: run the load, then write what it measured."""
-    from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
-    from pytest_inferencemax.workload import RequestSpec
+    from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+    from pytest_inferencemax.measure.workload import RequestSpec
 
     os.sched_setaffinity(0, cores(args.client_cores))
     sched = {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "tokens_per_event": args.tokens_per_event,
@@ -55,7 +55,7 @@ def client_run(args: argparse.Namespace) -> None:
     reqs = [RequestSpec(prompt="calibration prompt", prompt_len=2, output_len=args.osl, target_prompt_len=2)
             for _ in range(n)]
     if args.procs > 1:
-        from pytest_inferencemax.multiclient import run_load_multiprocess
+        from pytest_inferencemax.measure.multiclient import run_load_multiprocess
         load = run_load_multiprocess(client, reqs, concurrency=args.conc, num_warmups=args.conc, procs=args.procs)
     else:
         load = run_async(run_load(client, reqs, concurrency=args.conc, num_warmups=args.conc))

@@ -3,7 +3,7 @@
 What it checks: the same workload -- the exact prompts ``random_workload`` builds (ISL tokens
 each, ``output_tokens`` = OSL, seed 0), the same number of warmups (copies of the first
 prompt), the same concurrency, request rate inf, ``ignore_eos`` and temperature 0 -- is sent
-to the same server by ``pytest_inferencemax.loadgen.run_load`` (figures from
+to the same server by ``pytest_inferencemax.measure.loadgen.run_load`` (figures from
 ``metrics.compute_metrics``) and by ``vllm bench serve --backend vllm`` (figures from its
 ``--save-result`` JSON). The runs are sequential (ours, then vLLM's; ``--order both`` also
 runs the reverse order to show the order does not bias the figures). It prints
@@ -56,10 +56,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pytest_inferencemax.loadgen import ClientConfig, run_async, run_load
-from pytest_inferencemax.metrics import compute_metrics
-from pytest_inferencemax.server_metrics import read_totals, server_view
-from pytest_inferencemax.workload import Workload, load_tokenizer, random_workload
+from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.metrics import compute_metrics
+from pytest_inferencemax.serve.server_metrics import read_totals, server_view
+from pytest_inferencemax.measure.workload import Workload, load_tokenizer, random_workload
 
 LAUNCHER = """
 import importlib.metadata as md, sys

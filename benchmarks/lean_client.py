@@ -1,4 +1,4 @@
-"""The lean client (issue 12): how soon a fresh ``python -m pytest_inferencemax.bench`` sends its first
+"""The lean client (issue 12): how soon a fresh ``python -m pytest_inferencemax.cli.bench`` sends its first
 request, and how much memory it takes, with the lean tokenizer and with transformers' AutoTokenizer.
 
 It starts the calibration server (calibration_server.py), then for each client runs a fresh bench
@@ -41,7 +41,7 @@ TARGET_FIRST_S, TARGET_RSS_MB = 2.0, 200.0
 # The bench before issue 12: the same command line, its tokenizer from transformers' AutoTokenizer.
 TRANSFORMERS_BENCH = """
 import sys
-from pytest_inferencemax import bench
+from pytest_inferencemax.cli import bench
 
 def load_tokenizer(name_or_path):
     from transformers import AutoTokenizer
@@ -50,17 +50,17 @@ def load_tokenizer(name_or_path):
 bench.load_tokenizer = load_tokenizer
 sys.exit(bench.main(sys.argv[1:]))
 """
-CLIENTS = {"lean": ["-m", "pytest_inferencemax.bench"], "transformers": ["-c", TRANSFORMERS_BENCH]}
+CLIENTS = {"lean": ["-m", "pytest_inferencemax.cli.bench"], "transformers": ["-c", TRANSFORMERS_BENCH]}
 # Where the time before the first request goes: the bench's own steps, in a fresh process, each stamped
 # with time.perf_counter() (the parent's clock too). argv: client base tokenizer isl osl num_prompts
 PHASES = """
 import json, resource, sys, time
 stamps = {"python started": time.perf_counter()}
-from pytest_inferencemax import bench
-from pytest_inferencemax.runner import RunSettings, run_point  # everything the bench imports
+from pytest_inferencemax.cli import bench
+from pytest_inferencemax.results.build import record_point  # everything the bench imports
 stamps["bench imported"] = time.perf_counter()
-from pytest_inferencemax.server import check_external
-from pytest_inferencemax.workload import random_workload
+from pytest_inferencemax.serve.server import check_external
+from pytest_inferencemax.measure.workload import random_workload
 client, base, name, isl, osl, n = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
 check_external(base, "calibration")
 stamps["server checked"] = time.perf_counter()
@@ -152,21 +152,10 @@ def main() -> None:
     if not (args.tokenizer / "tokenizer.json").is_file():
         p.error(f"no tokenizer.json in {args.tokenizer}: build SmolLM2 first (bash scripts/quickstart.sh) or "
                 "give --tokenizer PATH")
-    sys.path.insert(0, str(ROOT))
-    from pytest_inferencemax.server import free_port
+    from calibration_server import running
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, str(HERE / "calibration_server.py"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, preexec_fn=pinned(cores(args.server_cores)))
     runs: list[dict] = []
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(base + "/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    with running(preexec_fn=pinned(cores(args.server_cores))) as base:
         with tempfile.TemporaryDirectory(prefix="lean-client-") as tmp:
             for i in range(args.repeats):
                 for client in args.clients.split(","):
@@ -178,9 +167,6 @@ def main() -> None:
                     if r["rc"] != 0:
                         print(r["output"], file=sys.stderr)
             steps = {} if args.no_phases else {client: phases(args, client, base) for client in args.clients.split(",")}
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"\n{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, load average "
           f"{os.getloadavg()[0]:.2f}; CONC {args.conc}, ISL {args.isl}, OSL {args.osl}, {args.num_prompts} prompts, "
           f"{args.num_warmups} warmups; median (min-max) of {args.repeats} run(s) each\n")

@@ -6,19 +6,19 @@ that message, never a traceback. The branches say whose fault it is::
 
     InferenceMaxError
     ├── ConfigError        a suite, stage table, baseline, verdict rule, accuracy table or option is wrong
-    │   ├── SuiteError         suite.toml (suite.py)
-    │   ├── BaselineError      baselines/*.toml (baseline.py)
-    │   ├── VerdictError       a stage's verdict table (verdict.py)
-    │   ├── AccuracyError      the accuracy gate cannot run as configured (accuracy.py)
-    │   └── MatrixError        the CI matrix command's arguments (matrix.py)
-    ├── ServerError        the inference server would not start, answer or stay up (server.py)
+    │   ├── SuiteError         suite.toml (plan/suite.py)
+    │   ├── BaselineError      baselines/*.toml (judge/baseline.py)
+    │   ├── VerdictError       a stage's verdict table (judge/verdict.py)
+    │   ├── AccuracyError      the accuracy gate cannot run as configured (measure/accuracy.py)
+    │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
+    ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
     ├── PointError         a point could not be measured
-    │   └── PointAborted       the server died or stalled during the point (runner.py)
+    │   └── PointAborted       the server died or stalled during the point (measure/runner.py)
     └── ResultsError       saved results cannot be read, combined or published
-        ├── CompareError       --compare-to's run (compare.py)
-        ├── CurveError         records that do not form a curve (curve.py)
-        ├── MergeError         runs that cannot be merged (merge.py)
-        └── SubmissionError    a leaderboard submission (submission.py)
+        ├── RecordError        a point record file that is damaged or not a record (results/record.py)
+        ├── CompareError       --compare-to's run (results/compare.py)
+        ├── MergeError         runs that cannot be merged (cli/merge.py)
+        └── SubmissionError    a leaderboard submission (publish/submission.py)
 
 The leaves keep the standard bases they always had (``ValueError`` for bad input, ``RuntimeError`` for
 failures at run time), so ``except ValueError`` in a caller's code still catches what it caught.

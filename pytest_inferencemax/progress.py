@@ -13,8 +13,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any, ContextManager, Protocol
 
-from .loadgen import LiveStats
-
 
 class Progress(Protocol):
     def line(self, text: str) -> None: ...
@@ -109,16 +107,3 @@ def log_tail(path: Path | None, lines: int = 30) -> str:
     if path is None or not path.exists():
         return "(no log)"
     return "\n".join(_tail_lines(path, 65536)[-lines:])
-
-
-def point_status(label: str, live: LiveStats, server_log: Path | None) -> str:
-    """``[gptoss-1024-1024-c4] 1m02s 37/40 req, 812 tok/s | <server log line>``."""
-    elapsed = live.elapsed
-    rate = live.streamed_events / elapsed if elapsed > 0 else 0.0
-    minutes, seconds = divmod(int(elapsed), 60)
-    text = f"[{label}] {minutes}m{seconds:02d}s {live.done}/{live.total} req"
-    if live.failed:
-        text += f" ({live.failed} failed)"
-    text += f", {rate:,.0f} tok/s"
-    log = last_log_line(server_log, 60)
-    return f"{text} | {log}" if log else text

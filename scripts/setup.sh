@@ -28,5 +28,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   echo "setup: $VENV is up to date"
 fi
-"$VENV/bin/python" -m pytest_inferencemax.models.smollm2 --out .cache/models/SmolLM2-135M-Instruct >/dev/null
+"$VENV/bin/python" -m pytest_inferencemax.serve.models.smollm2 --out .cache/models/SmolLM2-135M-Instruct >/dev/null
 echo "setup: done (model in .cache/models/SmolLM2-135M-Instruct)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Command 2: set up, then run the project's tests (unit tests and end-to-end tests against a
-# real vLLM CPU server). pytest's exit code passes through: 5 (no tests ran) fails like any other.
+# Command 2: set up, then run the project's tests (tests/unit, then tests/e2e against real vLLM
+# CPU servers). pytest's exit code passes through: 5 (no tests ran) fails like any other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest tests "$@"
+# No arguments: pyproject.toml's testpaths (tests/, both halves); `tests/unit` runs the fast half only.
+exec .venv/bin/python -m pytest "$@"

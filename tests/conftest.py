@@ -1,4 +1,10 @@
-"""Fixtures shared by the test suite."""
+"""Fixtures shared by the test suite, and the line between its two halves.
+
+``tests/unit``: in-process and fast (stand-in servers in a thread at most); ``tests/e2e``: every test
+that starts a server process (vLLM's CPU build, or the calibration server) or a whole pytest run in
+a subprocess. Every test under ``tests/e2e`` is marked ``e2e`` here (``-m "not e2e"`` runs the unit
+half); a unit test that asks for a real server is refused.
+"""
 from __future__ import annotations
 
 import sys
@@ -6,9 +12,20 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # e2e_support
+sys.path.insert(0, str(Path(__file__).parent))  # e2e_support, record_factory, calibration, faulty_server
 
 pytest_plugins = ["pytester"]
+
+E2E_DIR = Path(__file__).parent / "e2e"
+SERVER_FIXTURES = {"vllm_server"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+        elif SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} starts a real server: move it to tests/e2e")
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +39,11 @@ def smollm2_model() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(smollm2_model, tmp_path_factory):
     """One real vLLM CPU server for the tests that only need something to talk to."""
-    from pytest_inferencemax.points import Point
+    from pytest_inferencemax.plan.points import Point
     from pytest_inferencemax.progress import StreamProgress
-    from pytest_inferencemax.recipe import RecipeContext, render_recipe
-    from pytest_inferencemax.server import ServerPool
-    from pytest_inferencemax.suite import load_suite
+    from pytest_inferencemax.plan.recipe import RecipeContext, render_recipe
+    from pytest_inferencemax.serve.server import ServerPool
+    from pytest_inferencemax.plan.suite import load_suite
 
     from e2e_support import REPO
 

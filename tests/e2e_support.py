@@ -34,7 +34,7 @@ def pids_with_arg(text: str) -> list[int]:
 
 
 def smollm2_path() -> Path:
-    from pytest_inferencemax.models.smollm2 import DEFAULT_DIR_NAME, ensure_model
+    from pytest_inferencemax.serve.models.smollm2 import DEFAULT_DIR_NAME, ensure_model
 
     return ensure_model(MODELS_DIR / DEFAULT_DIR_NAME)
 

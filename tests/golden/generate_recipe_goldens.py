@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pytest_inferencemax.points import PlanOptions, plan_points  # noqa: E402
-from pytest_inferencemax.suite import load_suite  # noqa: E402
+from pytest_inferencemax.plan.points import PlanOptions, plan_points  # noqa: E402
+from pytest_inferencemax.plan.suite import load_suite  # noqa: E402
 
 SOURCE_REPO = "danielhua23/amdgpu_inferencemax_bounty"
 PORT = "8888"  # placeholder port; the tests render our recipe with the same number

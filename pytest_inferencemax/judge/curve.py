@@ -1,0 +1,152 @@
+"""Curves: one stage's points for one ISL/OSL, sorted by CONC, with their baseline points.
+
+A curve is built from the point records (:class:`~pytest_inferencemax.results.record.PointRecord`);
+a record's baseline comparison carries the baseline's figures at its point, so any baseline
+file works.
+AMD's existing points (an optional second table) are attached with :func:`attach_amd`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from pytest_inferencemax.judge.baseline import BaselinePoint, BaselineTable
+from pytest_inferencemax.results.record import PointRecord
+
+
+
+@dataclass(frozen=True, order=True)
+class CurveKey:
+    suite: str
+    stage: str
+    isl: int
+    osl: int
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe name, e.g. ``gptoss-s1-1024-1024``."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.suite}-{self.stage}-{self.isl}-{self.osl}")
+
+    @property
+    def title(self) -> str:
+        return f"{self.suite}, stage {self.stage}, ISL {self.isl} / OSL {self.osl}"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    conc: int
+    point_id: str
+    tput_per_gpu: float  # total_token_throughput / divisor, as recorded
+    divisor: float  # inferencemax.tput_per_gpu_divisor
+    median_e2e_ms: float
+    interactivity: float  # tok/s/user
+    tput_ratio: float | None  # > 1 is better; None without a baseline point
+    e2e_ratio: float | None  # < 1 is better
+    intvty_ratio: float | None  # > 1 is better
+    baseline: BaselinePoint | None
+    accuracy_status: str  # accuracy_validation.status: PASSED, FAILED, SKIPPED or "unknown"
+    failed_requests: int = 0
+    invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
+
+    @property
+    def median_e2e_s(self) -> float:
+        return self.median_e2e_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class Curve:
+    key: CurveKey
+    points: tuple[CurvePoint, ...]  # sorted by CONC
+    baseline_name: str | None = None  # the record's baseline group, e.g. b200_baseline_nv1126
+    baseline_note: str | None = None  # which table, or why there is none
+    amd_points: tuple[BaselinePoint, ...] = ()  # AMD's existing points at this ISL/OSL, by CONC
+    amd_source: str | None = None  # None: no AMD table was given, so the AMD check is "not checked"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def concs(self) -> tuple[int, ...]:
+        return tuple(p.conc for p in self.points)
+
+    @property
+    def divisors(self) -> tuple[float, ...]:
+        return tuple(sorted({p.divisor for p in self.points}))
+
+    def amd_at(self, conc: int) -> BaselinePoint | None:
+        return next((a for a in self.amd_points if a.conc == conc), None)
+
+
+def curve_key(rec: PointRecord) -> CurveKey:
+    """The curve a record's point lies on."""
+    o = rec.ours
+    return CurveKey(o.suite, o.stage, o.isl, o.osl)
+
+
+def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
+    """One record as a curve point, its curve's key, and anything odd about it."""
+    o, key = rec.ours, curve_key(rec)
+    tput, divisor = float(rec.tput_per_gpu), float(o.tput_per_gpu_divisor)
+    notes: list[str] = []
+    total = rec.total_token_throughput
+    if divisor > 0 and not math.isclose(tput, total / divisor, rel_tol=1e-6):
+        notes.append(f"{o.point}: tput_per_gpu {tput:.6g} is not total_token_throughput {total:.6g} / "
+                     f"divisor {divisor:g}")
+    cmp = rec.comparison
+    base = None
+    if cmp is not None and cmp.figures is not None:
+        try:
+            base = BaselinePoint(isl=o.isl, osl=o.osl, conc=o.conc, median_e2e_ms=cmp.figures.median_e2e_ms,
+                                 median_intvty=cmp.figures.median_intvty, tput_per_gpu=cmp.figures.tput_per_gpu)
+        except ValueError as exc:
+            notes.append(f"{o.point}: baseline group {cmp.group!r} unusable ({exc}); treated as no baseline")
+    ratios: list[float | None] = [None, None, None]
+    if base is not None:
+        ours = (tput, float(rec.median_e2el_ms), float(rec.interactivity))
+        theirs = (base.tput_per_gpu, base.median_e2e_ms, base.median_intvty)
+        recorded = (cmp.tput_ratio, cmp.e2e_ratio, cmp.intvty_ratio)
+        ratios = [float(r) if r is not None else a / b for r, a, b in zip(recorded, ours, theirs)]
+    return key, CurvePoint(
+        conc=o.conc, point_id=o.point, tput_per_gpu=tput, divisor=divisor, median_e2e_ms=float(rec.median_e2el_ms),
+        interactivity=float(rec.interactivity), tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
+        baseline=base, accuracy_status=rec.accuracy_status, failed_requests=rec.failed, invalid=bool(rec.invalid),
+    ), notes
+
+
+def build_curves(records: Iterable[PointRecord]) -> list[Curve]:
+    """Curves per (suite, stage, ISL, OSL), sorted by key; points sorted by CONC.
+
+    A CONC measured twice keeps the later record (records come in the order points finished).
+    """
+    points: dict[CurveKey, dict[int, CurvePoint]] = {}
+    notes: dict[CurveKey, list[str]] = {}
+    names: dict[CurveKey, tuple[str | None, str | None]] = {}
+    for rec in records:
+        key, pt, odd = curve_point(rec)
+        bucket = points.setdefault(key, {})
+        curve_notes = notes.setdefault(key, [])
+        curve_notes.extend(odd)
+        if pt.conc in bucket:
+            curve_notes.append(f"CONC {pt.conc} was measured more than once; the later record is used")
+        bucket[pt.conc] = pt
+        group = rec.comparison.group if rec.comparison else None
+        prev_group, prev_note = names.get(key, (None, None))
+        names[key] = (prev_group or group, prev_note or rec.baseline_note)
+    curves = []
+    for key in sorted(points):
+        pts = tuple(points[key][c] for c in sorted(points[key]))
+        divisors = {p.divisor for p in pts}
+        extra = [f"points divide by different tput_per_gpu divisors {sorted(divisors)}"] if len(divisors) > 1 else []
+        curves.append(Curve(key=key, points=pts, baseline_name=names[key][0], baseline_note=names[key][1],
+                            notes=tuple(notes[key] + extra)))
+    return curves
+
+
+def attach_amd(curve: Curve, table: BaselineTable, model_key: str) -> Curve:
+    """The curve with AMD's existing points of ``table`` for the same model and ISL/OSL."""
+    amd = sorted((p for p in table.models.get(model_key, ())
+                  if (p.isl, p.osl) == (curve.key.isl, curve.key.osl)), key=lambda p: p.conc)
+    source = f"{table.source.title} ({table.path.name}, model {model_key})"
+    notes = curve.notes if amd else curve.notes + ((f"{source} has no point at ISL {curve.key.isl} / "
+                                                   f"OSL {curve.key.osl}"),)
+    return replace(curve, amd_points=tuple(amd), amd_source=source, notes=notes)

@@ -1,0 +1,290 @@
+"""Verdicts: does a curve qualify under its stage's scoring rule?
+
+Rules are data, declared per stage (``[stages.<name>.verdict]`` in suite.toml, parsed here):
+
+* ``beat_baseline_share`` (bounty stage 1): qualified when at least ``min_share`` of the curve's
+  points beat the baseline ``metric`` at the same CONC (ties do not beat; exactly ``min_share``
+  qualifies), AND no point is below AMD's existing point at that CONC (only where an AMD table
+  gives one: without one the AMD check is "not checked", never "passed"), AND the accuracy gate
+  passed on every point. A point without a baseline point, or with failed requests, does not
+  beat the baseline. Also gives the stage-1 tie-break figures: points above the baseline and the
+  sum of tput/GPU ratios.
+* ``targets`` (bounty stage 2): per CONC a target is met when E2E <= target, interactivity >=
+  target and tput/GPU >= target. The bounty ranks submissions by points per CONC, so every point's
+  status is reported, and the configuration is "qualified" when at least ``min_points`` points
+  (default 1) meet all three targets and the accuracy gate passed on every point.
+* ``none``: not applicable (e.g. a CPU smoke suite without reference points).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Mapping, Sequence, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from pathlib import Path
+
+from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, BaselineTable, load_baseline
+from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
+from pytest_inferencemax.errors import ConfigError
+
+CHECK, CROSS, DASH = "✓", "✗", "–"
+
+
+class VerdictError(ConfigError):
+    """A verdict rule that cannot be used; the message names where it was declared."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BeatBaselineShare(_Strict):
+    rule: Literal["beat_baseline_share"]
+    min_share: float = Field(0.5, gt=0, le=1)
+    metric: Literal["tput_per_gpu", "interactivity", "median_e2e"] = "tput_per_gpu"
+    amd_baseline: str | None = None  # a table under baselines/ holding AMD's existing points
+    amd_baseline_key: str | None = None  # the model's key in it (default: the suite name)
+
+
+class Targets(_Strict):
+    rule: Literal["targets"]
+    min_points: int = Field(1, ge=1)  # points that must meet all three targets
+
+
+class NotApplicable(_Strict):
+    rule: Literal["none"]
+    reason: str = "this stage declares no verdict rule"
+
+
+VerdictRule = Annotated[Union[BeatBaselineShare, Targets, NotApplicable], Field(discriminator="rule")]
+_RULE = TypeAdapter(VerdictRule)
+
+
+def parse_rule(data: Mapping[str, Any] | None, where: str = "verdict") -> BeatBaselineShare | Targets | NotApplicable:
+    """A stage's verdict table as a rule; an empty or missing table is "not applicable"."""
+    if not data:
+        return NotApplicable(rule="none")
+    try:
+        return _RULE.validate_python(dict(data))
+    except ValidationError as exc:
+        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors())
+        raise VerdictError(f"{where}: {problems}. Rules: beat_baseline_share, targets, none "
+                           "(docs in pytest_inferencemax/judge/verdict.py).") from None
+
+
+@dataclass(frozen=True)
+class PointRow:
+    conc: int
+    mark: str  # ✓ beats the baseline / meets all targets, ✗ does not, – no baseline or target
+    status: str  # in words
+    checks: tuple[tuple[str, str], ...] = ()  # (check, result) pairs
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: CurveKey
+    rule: str
+    applicable: bool
+    qualified: bool
+    decided_by: str  # the rule that decided, in words
+    per_point: tuple[PointRow, ...] = ()
+    notes: tuple[str, ...] = ()
+    accuracy: str = ""
+    amd_check: str | None = None  # passed / failed / partly checked / not checked (stage 1 only)
+    points_above_baseline: int | None = None  # stage-1 tie-break 1
+    tput_ratio_sum: float | None = None  # stage-1 tie-break 2
+    points_meeting_all_targets: int | None = None  # stage 2
+
+    @property
+    def label(self) -> str:
+        if not self.applicable:
+            return "not applicable"
+        return "qualified" if self.qualified else "not qualified"
+
+
+# metric -> (our value, baseline value, higher is better, words)
+_METRICS: Mapping[str, tuple[Any, Any, bool, str]] = MappingProxyType({
+    "tput_per_gpu": (lambda p: p.tput_per_gpu, lambda b: b.tput_per_gpu, True, "tput/GPU"),
+    "interactivity": (lambda p: p.interactivity, lambda b: b.median_intvty, True, "interactivity"),
+    "median_e2e": (lambda p: p.median_e2e_ms, lambda b: b.median_e2e_ms, False, "median E2E"),
+})
+
+
+def _better(ours: float, theirs: float, higher: bool) -> bool:
+    return ours > theirs if higher else ours < theirs
+
+
+def accuracy_summary(curve: Curve) -> tuple[bool, str]:
+    """(the gate passed on every point, in words)."""
+    bad = [f"CONC {p.conc} ({p.accuracy_status})" for p in curve.points if p.accuracy_status != "PASSED"]
+    if not curve.points:
+        return False, "no points"
+    if bad:
+        return False, "accuracy gate not passed on " + ", ".join(bad)
+    return True, f"accuracy gate passed on all {len(curve.points)} points"
+
+
+def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[PointRow, bool, str]:
+    """The point's row, whether it beats the baseline, and its AMD result (above/below/not checked)."""
+    ours_of, base_of, higher, words = _METRICS[rule.metric]
+    checks: list[tuple[str, str]] = []
+    beats = False
+    if p.baseline is None:
+        mark, status = DASH, "no baseline"
+    else:
+        ours, theirs = ours_of(p), base_of(p.baseline)
+        beats = _better(ours, theirs, higher) and p.failed_requests == 0 and not p.invalid
+        mark = CHECK if beats else CROSS
+        status = f"{words} {ours:.6g} vs baseline {theirs:.6g}: " + ("beats" if beats else "does not beat")
+        if p.failed_requests and _better(ours, theirs, higher):
+            status += f" ({p.failed_requests} failed requests: not counted)"
+        elif p.invalid and _better(ours, theirs, higher):
+            status += " (invalid workload, see token_check: not counted)"
+    amd: BaselinePoint | None = curve.amd_at(p.conc)
+    if curve.amd_source is None or amd is None:
+        amd_result = "not checked"
+        checks.append(("AMD", "not checked (" + ("no AMD table" if curve.amd_source is None
+                                                  else f"no AMD point at CONC {p.conc}") + ")"))
+    else:
+        ours, theirs = ours_of(p), base_of(amd)
+        amd_result = "below" if _better(theirs, ours, higher) else "not below"
+        checks.append(("AMD", f"{words} {ours:.6g} vs AMD {theirs:.6g}: {amd_result}"))
+    checks.append(("accuracy", p.accuracy_status))
+    return PointRow(p.conc, mark, status, tuple(checks)), beats, amd_result
+
+
+def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
+    rows, beaten, amd_results = [], 0, []
+    for p in curve.points:
+        row, beats, amd = _share_row(p, rule, curve)
+        rows.append(row)
+        beaten += beats
+        amd_results.append(amd)
+    total = len(curve.points)
+    share_ok = total > 0 and Fraction(beaten, total) >= Fraction(str(rule.min_share))
+    share_words = (f"{beaten} of {total} points ({beaten / total:.0%}) beat the baseline "
+                   f"{_METRICS[rule.metric][3]} at the same CONC (needs >= {rule.min_share:.0%})"
+                   if total else "the curve has no points")
+    no_base = [p.conc for p in curve.points if p.baseline is None]
+    if no_base:
+        share_words += f"; no baseline at CONC {', '.join(map(str, no_base))}"
+    below = [p.conc for p, r in zip(curve.points, amd_results) if r == "below"]
+    checked = sum(r != "not checked" for r in amd_results)
+    if below:
+        amd_check = "failed"
+        amd_words = f"below AMD's existing point at CONC {', '.join(map(str, below))}"
+    elif curve.amd_source is None:
+        amd_check, amd_words = "not checked", "AMD check not checked (no AMD table)"
+    elif checked == 0:
+        amd_check, amd_words = "not checked", "AMD check not checked (no AMD point at these CONC)"
+    elif checked < total:
+        amd_check = "partly checked"
+        amd_words = f"no point below AMD's where known ({checked} of {total} points checked)"
+    else:
+        amd_check, amd_words = "passed", "no point below AMD's existing points"
+    acc_ok, acc_words = accuracy_summary(curve)
+    qualified = share_ok and not below and acc_ok
+    if qualified:
+        decided = f"qualified: {share_words}; {amd_words}; {acc_words}"
+    else:
+        failing = [w for ok, w in ((share_ok, share_words), (not below, amd_words), (acc_ok, acc_words)) if not ok]
+        decided = "not qualified: " + "; ".join(failing)
+    ratios = [p.tput_ratio for p in curve.points if p.tput_ratio is not None]
+    notes = list(curve.notes)
+    if amd_check in ("not checked", "partly checked"):
+        notes.append("the AMD condition is not fully checked: give the rule an amd_baseline table")
+    return Verdict(key=curve.key, rule=rule.rule, applicable=True, qualified=qualified, decided_by=decided,
+                   per_point=tuple(rows), notes=tuple(notes), accuracy=acc_words, amd_check=amd_check,
+                   points_above_baseline=sum(1 for p in curve.points
+                                             if p.tput_ratio is not None and p.tput_ratio > 1),
+                   tput_ratio_sum=sum(ratios) if ratios else None)
+
+
+def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
+    rows, met_all = [], 0
+    for p in curve.points:
+        t = p.baseline
+        if t is None:
+            rows.append(PointRow(p.conc, DASH, "no target", (("accuracy", p.accuracy_status),)))
+            continue
+        checks = (
+            ("E2E", f"{p.median_e2e_ms:.6g} ms <= {t.median_e2e_ms:.6g}: "
+                    + ("met" if p.median_e2e_ms <= t.median_e2e_ms else "missed")),
+            ("interactivity", f"{p.interactivity:.6g} >= {t.median_intvty:.6g}: "
+                              + ("met" if p.interactivity >= t.median_intvty else "missed")),
+            ("tput/GPU", f"{p.tput_per_gpu:.6g} >= {t.tput_per_gpu:.6g}: "
+                         + ("met" if p.tput_per_gpu >= t.tput_per_gpu else "missed")),
+        )
+        n_met = sum(c[1].endswith(": met") for c in checks)
+        ok = n_met == 3 and p.failed_requests == 0 and not p.invalid
+        met_all += ok
+        status = "meets all three targets" if ok else f"meets {n_met} of 3 targets"
+        if n_met == 3 and not ok:
+            status += (f" but had {p.failed_requests} failed requests" if p.failed_requests
+                       else " but its workload was invalid (token_check)")
+        rows.append(PointRow(p.conc, CHECK if ok else CROSS, status, checks + (("accuracy", p.accuracy_status),)))
+    acc_ok, acc_words = accuracy_summary(curve)
+    enough = met_all >= rule.min_points
+    target_words = (f"{met_all} of {len(curve.points)} points meet all three targets "
+                    f"(needs >= {rule.min_points})")
+    qualified = enough and acc_ok
+    failing = [w for ok, w in ((enough, target_words), (acc_ok, acc_words)) if not ok]
+    decided = (f"qualified: {target_words}; {acc_words}" if qualified else "not qualified: " + "; ".join(failing))
+    notes = list(curve.notes) + [("stage 2 ranks submissions by points per CONC against the other entries; "
+                                 "that ranking is not computed here")]
+    return Verdict(key=curve.key, rule=rule.rule, applicable=True, qualified=qualified, decided_by=decided,
+                   per_point=tuple(rows), notes=tuple(notes), accuracy=acc_words, points_meeting_all_targets=met_all)
+
+
+def judge(curve: Curve, rule: BeatBaselineShare | Targets | NotApplicable | Mapping[str, Any] | None) -> Verdict:
+    """The curve's verdict under ``rule`` (a parsed rule or the stage's verdict table)."""
+    if rule is None or isinstance(rule, Mapping):
+        rule = parse_rule(rule, where=f"verdict of {curve.key.suite} stage {curve.key.stage}")
+    if isinstance(rule, BeatBaselineShare):
+        return _judge_share(curve, rule)
+    if isinstance(rule, Targets):
+        return _judge_targets(curve, rule)
+    rows = tuple(PointRow(p.conc, DASH, "not judged") for p in curve.points)
+    return Verdict(key=curve.key, rule=rule.rule, applicable=False, qualified=False,
+                   decided_by=f"not applicable: {rule.reason}", per_point=rows, notes=curve.notes,
+                   accuracy=accuracy_summary(curve)[1])
+
+
+def judge_curves(curves: Sequence[Curve], rules: Mapping[tuple[str, str], Any],
+                 baselines_dir: Path | None = None) -> tuple[list[Curve], dict[CurveKey, Verdict]]:
+    """Each curve judged by its stage's rule (``rules[(suite, stage)]``: a verdict table or rule).
+
+    A ``beat_baseline_share`` rule naming an ``amd_baseline`` gets AMD's points from
+    ``<baselines_dir>/<amd_baseline>.toml``; a table that cannot be read leaves the AMD check
+    "not checked" and says why in the notes. A rule that cannot be parsed gives "not applicable"
+    with the error as its reason (the report must still be written).
+    """
+    tables: dict[str, BaselineTable | str] = {}
+    out_curves, verdicts = [], {}
+    for curve in curves:
+        raw = rules.get((curve.key.suite, curve.key.stage))
+        try:
+            rule = raw if not (raw is None or isinstance(raw, Mapping)) else parse_rule(
+                raw, where=f"[stages.{curve.key.stage}.verdict] of suite {curve.key.suite}")
+        except VerdictError as exc:
+            rule = parse_rule({"rule": "none", "reason": f"the verdict rule cannot be used: {exc}"})
+        if isinstance(rule, BeatBaselineShare) and rule.amd_baseline:
+            if rule.amd_baseline not in tables:
+                try:
+                    if baselines_dir is None:
+                        raise BaselineError("no baselines folder was given")
+                    tables[rule.amd_baseline] = load_baseline(Path(baselines_dir) / f"{rule.amd_baseline}.toml")
+                except BaselineError as exc:
+                    tables[rule.amd_baseline] = str(exc)
+            table = tables[rule.amd_baseline]
+            if isinstance(table, BaselineTable):
+                curve = attach_amd(curve, table, rule.amd_baseline_key or curve.key.suite)
+            else:
+                curve = replace(curve, notes=curve.notes + (
+                    f"AMD table {rule.amd_baseline!r} not read: {table}; AMD check not checked",))
+        out_curves.append(curve)
+        verdicts[curve.key] = judge(curve, rule)
+    return out_curves, verdicts

@@ -1,0 +1,154 @@
+"""Point metrics from request results, with the reference client's names and formulas.
+
+``calculate_metrics`` semantics (docs/metrics.md): successful requests only; per-request
+TPOT = (E2EL - TTFT) / (output_tokens - 1) when output_tokens > 1; ITL pools every request's
+gaps between stream events, as the reference does (so ``*_itl_ms`` mean what the reference's mean);
+our per-token ITL (each event's gap shared by the tokens it brought; equal to ITL when every event
+carries one token, as on vLLM) goes under keys of its own, ``*_token_itl_ms``; each metric gets
+mean, median, std (population) and the chosen percentiles in milliseconds, through numpy;
+throughputs are totals over the timed run's duration.
+On top: the bounty's ``tput_per_gpu`` and ``interactivity`` (1000 / median TPOT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from pytest_inferencemax.measure.loadgen import RequestResult
+
+PERCENTILE_METRICS = ("ttft", "tpot", "itl", "token_itl", "e2el")
+DEFAULT_PERCENTILES = (99.0,)
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Per-request output token counts and where they came from."""
+
+    output: list[int]
+    from_usage: int  # requests whose count came from the server's usage event
+    retokenized: int  # requests counted by re-tokenizing the generated text
+
+
+def output_token_counts(results: Sequence[RequestResult], count_tokens: Callable[[str], int] | None) -> TokenCounts:
+    """``usage.completion_tokens`` when the server sent it, otherwise the re-tokenized text."""
+    counts, from_usage, retok = [], 0, 0
+    for r in results:
+        if r.output_tokens is not None:
+            counts.append(r.output_tokens)
+            from_usage += 1
+        elif count_tokens is not None:
+            counts.append(count_tokens(r.generated_text))
+            retok += 1
+        else:
+            counts.append(0)
+    return TokenCounts(counts, from_usage, retok)
+
+
+def event_token_counts(r: RequestResult, count_tokens: Callable[[str], int] | None) -> tuple[list[int], str]:
+    """Tokens in each event with choices, and where the counts came from.
+
+    ``usage``: the server's cumulative usage on every event (deltas); ``one_per_event``: as many
+    events as the final usage's tokens, so one each; ``tokenizer``: each event's text tokenized on
+    its own (a server that packs tokens and sends no usage per event); ``unknown``: none of these.
+    """
+    events = len(r.itl) + 1  # the gaps are the truth about how many events came
+    if len(r.event_tokens) == events:
+        return list(r.event_tokens), "usage"
+    if r.output_tokens == events:
+        return [1] * events, "one_per_event"
+    if count_tokens is not None and len(r.event_text_ends) == events:
+        text, start, counts = r.generated_text, 0, []
+        for end in r.event_text_ends:
+            counts.append(count_tokens(text[start:end]) if end > start else 0)
+            start = end
+        return counts, "tokenizer"
+    return [1] * events, "unknown"
+
+
+def per_token_itl(gaps: Sequence[float], counts: Sequence[int]) -> list[float]:
+    """Per-token ITL: each gap between events shared by the tokens the later event brought.
+
+    ``gaps[i]`` is the time from event ``i`` to event ``i+1``; event ``i+1`` brought ``counts[i+1]``
+    tokens, so each gets ``gaps[i] / counts[i+1]``. Tokens of the first event beyond the first one
+    arrived with it (a gap of 0). An event with no token hands its gap on to the next one. The
+    values sum to E2EL - TTFT and number output tokens - 1, so their mean is the request's TPOT.
+    """
+    out = [0.0] * max(0, (counts[0] if counts else 1) - 1)
+    carried = 0.0
+    for gap, n in zip(gaps, counts[1:]):
+        if n <= 0:
+            carried += gap
+            continue
+        share = (gap + carried) / n
+        out.extend([share] * n)
+        carried = 0.0
+    return out
+
+
+def _pct_key(p: float) -> str:
+    return f"p{int(p)}" if float(p).is_integer() else f"p{p:g}"
+
+
+def distribution(name: str, values_s: Iterable[float], percentiles: Sequence[float]) -> dict[str, float]:
+    """mean/median/std/percentiles of seconds, reported in ms under ``<stat>_<name>_ms``."""
+    arr = np.asarray(list(values_s), dtype=float) * 1000.0
+    if arr.size == 0:
+        arr = np.zeros(1)  # the reference reports 0 for an empty metric (e.g. TPOT when OSL is 1)
+    out = {
+        f"mean_{name}_ms": float(np.mean(arr)),
+        f"median_{name}_ms": float(np.median(arr)),
+        f"std_{name}_ms": float(np.std(arr)),
+    }
+    for p in percentiles:
+        out[f"{_pct_key(p)}_{name}_ms"] = float(np.percentile(arr, p))
+    return out
+
+
+def compute_metrics(
+    results: Sequence[RequestResult],
+    duration: float,
+    *,
+    tput_per_gpu_divisor: float,
+    count_tokens: Callable[[str], int] | None = None,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+) -> dict[str, float | int]:
+    """Every figure of one point, keyed as the reference client's result JSON."""
+    if duration <= 0:
+        raise ValueError("duration must be positive")
+    ok = [r for r in results if r.success]
+    counts = output_token_counts(ok, count_tokens)
+    total_input = sum(r.prompt_len for r in ok)
+    total_output = sum(counts.output)
+    tpots = [(r.latency - r.ttft) / (n - 1) for r, n in zip(ok, counts.output) if n > 1]
+    m: dict[str, float | int] = {
+        "duration": duration,
+        "completed": len(ok),
+        "failed": len(results) - len(ok),
+        "total_input_tokens": total_input,
+        "total_output_tokens": total_output,
+        "request_throughput": len(ok) / duration,
+        "request_goodput:": None,  # sic: the reference key has the colon; no goodput SLO here
+        "output_throughput": total_output / duration,
+        "total_token_throughput": (total_input + total_output) / duration,
+        "output_tokens_from_usage": counts.from_usage,
+        "output_tokens_retokenized": counts.retokenized,
+    }
+    m.update(distribution("ttft", (r.ttft for r in ok), percentiles))
+    m.update(distribution("tpot", tpots, percentiles))
+    m.update(distribution("itl", (gap for r in ok for gap in r.itl), percentiles))  # per event: the reference's
+    token_itl: list[float] = []
+    sources: dict[str, int] = {}
+    for r in ok:
+        counts, source = event_token_counts(r, count_tokens)
+        sources[source] = sources.get(source, 0) + 1
+        token_itl.extend(per_token_itl(r.itl, counts))
+    m.update(distribution("token_itl", token_itl, percentiles))  # per token: ours
+    m["token_itl_counts_from"] = sources
+    m.update(distribution("e2el", (r.latency for r in ok), percentiles))
+    m["tput_per_gpu"] = m["total_token_throughput"] / tput_per_gpu_divisor
+    m["tput_per_gpu_divisor"] = tput_per_gpu_divisor
+    median_tpot = m["median_tpot_ms"]
+    m["interactivity"] = 1000.0 / median_tpot if median_tpot else 0.0
+    return m

@@ -1,0 +1,70 @@
+"""Prefix-cache state around a point, from the server's Prometheus ``/metrics``.
+
+A random workload should not hit the prefix cache; when it does, TTFT and throughput look better
+than the workload deserves (an earlier point's prompts, a repeated seed, warmups). Counters read
+before and after the timed run give the point's own hit rate:
+
+- vLLM: ``vllm:prefix_cache_queries`` and ``vllm:prefix_cache_hits`` (tokens; ``_total`` counters,
+  summed over engines);
+- SGLang: ``sglang:prompt_tokens_total`` (queries) and ``sglang:cached_tokens_total`` (hits, summed
+  over cache sources).
+
+The counters are read before the warmups, which send copies of the first request: every copy
+after the first, and the timed run's first request, may be served from the cache. The warning
+discounts those (warmups x the first prompt's tokens) and is raised only beyond them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_inferencemax.serve.server_metrics import read_totals
+
+COUNTERS = {  # engine: (queries, hits), family names as the parser gives them (no _total)
+    "vllm": ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"),
+    "sglang": ("sglang:prompt_tokens", "sglang:cached_tokens"),
+}
+WARN_ABOVE = 0.01  # hit rate, once the first request's prompt is discounted
+
+
+@dataclass(frozen=True)
+class CacheCounters:
+    engine: str
+    queries: float
+    hits: float
+
+
+def counters_from(totals: dict[str, float]) -> CacheCounters | None:
+    """The prefix-cache counters among a ``/metrics`` page's totals, or None when it has neither engine's."""
+    for engine, (queries, hits) in COUNTERS.items():
+        if queries in totals and hits in totals:
+            return CacheCounters(engine, totals[queries], totals[hits])
+    return None
+
+
+def read_counters(base_url: str, *, timeout: float = 10.0, api_key: str | None = None) -> tuple[CacheCounters | None, str]:
+    """Counters from ``base_url``/metrics, with why they are missing when they are."""
+    totals, why = read_totals(base_url, timeout=timeout, api_key=api_key)
+    if totals is None:
+        return None, why
+    counters = counters_from(totals)
+    return counters, "" if counters else "/metrics has no prefix-cache counters of vLLM or SGLang"
+
+
+def cache_record(before: CacheCounters | None, after: CacheCounters | None, why: str,
+                 first_prompt_tokens: int, warmups: int) -> dict[str, Any]:
+    """The point's ``prefix_cache`` record; ``warning`` is set when a random workload hit the cache."""
+    if before is None or after is None or before.engine != after.engine:
+        return {"available": False, "why": why or "the counters changed engine between readings"}
+    queries, hits = after.queries - before.queries, after.hits - before.hits
+    rate = hits / queries if queries > 0 else None
+    explained = first_prompt_tokens * warmups  # warmup copies 2..n and the first timed request
+    excess = max(0.0, hits - explained) / queries if queries > 0 else 0.0
+    rec: dict[str, Any] = {"available": True, "engine": after.engine, "query_tokens": queries, "hit_tokens": hits,
+                           "hit_rate": rate, "warning": None}
+    if excess > WARN_ABOVE:
+        rec["warning"] = (f"the prefix cache served {hits:.0f} of {queries:.0f} prompt tokens ({rate:.1%}) of a "
+                          f"random workload beyond the warmed first prompt: an earlier run's prompts or a repeated "
+                          f"seed; TTFT and throughput "
+                          f"are flattered (restart the server, change --seed, or disable prefix caching)")
+    return rec

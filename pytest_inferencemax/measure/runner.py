@@ -1,0 +1,160 @@
+"""One point measured: workload -> load generator -> metrics and self-checks (a :class:`Measurement`).
+
+Turning a measurement into a record and writing it is the results stage's job
+(``results/build.py``); the pytest fixture and ``cli.bench`` call that, which calls this.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadResult, run_async, run_load
+from pytest_inferencemax.measure.looplag import lag_limit_ms
+from pytest_inferencemax.measure.metrics import compute_metrics
+from pytest_inferencemax.measure.prefix_cache import cache_record, read_counters
+from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.progress import Progress, last_log_line, log_tail
+from pytest_inferencemax.measure.token_check import check_tokens
+from pytest_inferencemax.measure.workload import Workload, random_workload
+from pytest_inferencemax.errors import PointError
+
+
+DEATH_GRACE_S = 3.0  # after a run with failed requests: how long to watch for the server's death
+
+
+def default_request_timeout(osl: int) -> float:
+    """A per-request deadline from the output length: 300 s plus 0.5 s per output token."""
+    return 300.0 + 0.5 * osl
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How points run, whatever the point."""
+
+    seed: int = 0
+    request_timeout: float | None = None  # None: default_request_timeout(osl)
+    save_detailed: bool = False
+    stall_timeout: float | None = 300.0  # seconds without any bytes while requests are in flight
+    client_procs: int = 1  # client processes the load is spread over
+    client: str = "precise"  # the load generator: "precise" or "reference" (loadgen.CLIENTS)
+    client_lag_limit_ms: float | None = None  # None: looplag.lag_limit_ms of the point's median gap
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Measurement:
+    """What one point measured, before it becomes a record: the requests' results, the workload,
+    the figures (keyed as the reference client's JSON) and the self-checks."""
+
+    point: Point
+    load: LoadResult
+    workload: Workload
+    metrics: dict[str, Any]
+    request_timeout: float
+    client_check: dict[str, Any]
+    prefix_cache: dict[str, Any]
+    token_check: dict[str, Any]
+
+
+def measure_point(
+    point: Point,
+    *,
+    base_url: str,
+    served_model: str,
+    tokenizer: Any,
+    settings: RunSettings,
+    progress: Progress,
+    abort_check: Callable[[], str | None] | None = None,
+    server_log: Path | None = None,
+) -> Measurement:
+    """Measure ``point`` against the server at ``base_url``; :class:`PointAborted` when it was cut short."""
+    workload = random_workload(tokenizer, input_len=point.isl, output_len=point.osl,
+                               num_prompts=point.num_prompts, range_ratio=point.range_ratio, seed=settings.seed)
+    timeout = settings.request_timeout or default_request_timeout(point.osl)
+    client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
+                          extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client)
+    progress.line(f"inferencemax: {point.id}: {point.num_warmups} warmups, then {point.num_prompts} requests "
+                  f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
+    cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
+    on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
+    if settings.client_procs > 1:
+        from pytest_inferencemax.measure.multiclient import run_load_multiprocess
+        load = run_load_multiprocess(client, workload.requests, concurrency=point.conc,
+                                     num_warmups=point.num_warmups, procs=settings.client_procs, on_tick=on_tick,
+                                     abort_check=abort_check, stall_timeout=settings.stall_timeout)
+    else:
+        load = run_async(run_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
+                                  on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout))
+    progress.done()
+    if not load.aborted and abort_check is not None:
+        # the server may have died faster than the periodic check: requests then fail at once,
+        # while the dying process may take a moment to be seen as gone
+        load.aborted = abort_check()
+        deadline = time.monotonic() + (DEATH_GRACE_S if any(not r.success for r in load.results) else 0.0)
+        while not load.aborted and time.monotonic() < deadline:
+            time.sleep(0.1)
+            load.aborted = abort_check()
+    if load.aborted:
+        tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
+        raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)
+    count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
+                              count_tokens=count_tokens)
+    cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
+    first_len = workload.requests[0].prompt_len if workload.requests else 0
+    ignore_eos = bool(client.payload(workload.requests[0]).get("ignore_eos")) if workload.requests else True
+    return Measurement(
+        point=point, load=load, workload=workload, metrics=metrics, request_timeout=timeout,
+        client_check=client_record(load, metrics, settings),
+        prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups),
+        token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
+                                 ignore_eos=ignore_eos),
+    )
+
+
+def point_status(label: str, live: LiveStats, server_log: Path | None) -> str:
+    """``[gptoss-1024-1024-c4] 1m02s 37/40 req, 812 tok/s | <server log line>``."""
+    elapsed = live.elapsed
+    rate = live.streamed_events / elapsed if elapsed > 0 else 0.0
+    minutes, seconds = divmod(int(elapsed), 60)
+    text = f"[{label}] {minutes}m{seconds:02d}s {live.done}/{live.total} req"
+    if live.failed:
+        text += f" ({live.failed} failed)"
+    text += f", {rate:,.0f} tok/s"
+    log = last_log_line(server_log, 60)
+    return f"{text} | {log}" if log else text
+
+
+def special_token_count(tokenizer: Any) -> int:
+    """Tokens the tokenizer adds around a text (a BOS): the server counts them in usage.prompt_tokens,
+    the reference client's prompt length does not."""
+    try:
+        return max(0, len(tokenizer.encode("hello")) - len(tokenizer.encode("hello", add_special_tokens=False)))
+    except (TypeError, ValueError):
+        return 0
+
+
+def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+    """The client's self-check: its loop lag, CPU and whether it could have distorted the figures."""
+    limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_itl_ms") or 0.0))
+    lag = load.lag
+    bound = bool(lag and lag.p99_ms > limit)
+    return {
+        "load_generator": load.client, "processes": load.client_procs, "arrival_clock": load.arrival_clock,
+        "loop_lag": lag.as_dict() if lag else None, "lag_limit_ms": limit,
+        "cpu_share": load.client_cpu_s / load.duration / load.client_procs if load.duration else None,
+        "client_bound": bound,
+        "why": (f"the client's event loop lagged {lag.p99_ms:.2f} ms at p99 (limit {limit:.2f} ms): its timestamps "
+                f"may be late by as much; use --client-procs to spread the load" if bound and lag else None),
+    }
+
+
+class PointAborted(PointError):
+    """The point was cut short (the server died, or a stall); the message says why."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message

@@ -1,0 +1,61 @@
+"""Points: the (model, ISL, OSL, CONC) runs a suite's stage asks for, one test each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_inferencemax.plan.suite import Suite, SuiteError
+
+
+@dataclass(frozen=True)
+class Point:
+    """One benchmark point and the run parameters the stage's rules give it."""
+
+    suite: str
+    stage: str
+    isl: int
+    osl: int
+    conc: int
+    num_prompts: int
+    num_warmups: int
+    range_ratio: float
+    tp: int
+    tput_per_gpu_divisor: int
+    num_prompts_overridden: bool = False
+
+    @property
+    def id(self) -> str:
+        """The test id: ``gptoss-1024-1024-c4``, so ``-k 1024-1024`` and ``-k c4`` select as expected."""
+        return f"{self.suite}-{self.isl}-{self.osl}-c{self.conc}"
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Command-line choices that change the plan."""
+
+    stage: str | None = None
+    conc: tuple[int, ...] | None = None  # replaces every workload's CONC list
+    num_prompts: int | None = None  # replaces the NUM_PROMPTS rule (for quick looks; marked in results)
+    num_gpus: int | None = None  # the server's GPU count (TP); default: the suite's
+
+
+def plan_points(suite: Suite, options: PlanOptions = PlanOptions()) -> list[Point]:
+    """Expand a suite's stage into points, in file order."""
+    stage_name, stage = suite.stage(options.stage)
+    tp = options.num_gpus or suite.suite.tp
+    divisor = tp if stage.tput_per_gpu_divisor == "tp" else stage.tput_per_gpu_divisor
+    points: list[Point] = []
+    seen: set[str] = set()
+    for w in stage.workloads:
+        for conc in options.conc or w.conc:
+            point = Point(
+                suite=suite.name, stage=stage_name, isl=w.isl, osl=w.osl, conc=conc,
+                num_prompts=options.num_prompts or conc * w.prompts_per_conc,
+                num_warmups=stage.warmups_per_conc * conc,
+                range_ratio=stage.range_ratio, tp=tp, tput_per_gpu_divisor=divisor,
+                num_prompts_overridden=options.num_prompts is not None,
+            )
+            if point.id in seen:
+                raise SuiteError(f"{suite.path}: stage {stage_name!r} lists {point.id} twice")
+            seen.add(point.id)
+            points.append(point)
+    return points

@@ -1,0 +1,181 @@
+"""Suite files: one declarative TOML per suite (model, server recipe, stages, workloads).
+
+Parsed and validated with pydantic (unknown keys are errors, so a typo never silently falls
+back to a default). See docs/suites.md for the format.
+"""
+from __future__ import annotations
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
+    import tomli as tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pytest_inferencemax.errors import ConfigError
+
+SUITE_FILE = "suite.toml"
+
+
+class SuiteError(ConfigError):
+    """A suite file that cannot be used; the message names the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(_Strict):
+    """Which points a recipe rule applies to (every given key must hold)."""
+
+    isl: int | None = None
+    osl: int | None = None
+    conc: int | None = None
+    conc_above: int | None = None
+    conc_below: int | None = None
+
+    def matches(self, isl: int, osl: int, conc: int) -> bool:
+        return ((self.isl is None or self.isl == isl) and (self.osl is None or self.osl == osl)
+                and (self.conc is None or self.conc == conc)
+                and (self.conc_above is None or conc > self.conc_above)
+                and (self.conc_below is None or conc < self.conc_below))
+
+
+class Rule(_Strict):
+    """Point-dependent recipe variables, e.g. the DeepSeek-R1 script's prefill size."""
+
+    match: Match
+    vars: dict[str, Union[str, int, float]]
+
+
+class ServerSpec(_Strict):
+    """How to launch the server. ``${name}`` placeholders are filled per point (docs/suites.md)."""
+
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)  # written verbatim into ${files_dir}
+    vars: dict[str, Union[str, int, float]] = Field(default_factory=dict)
+    when: tuple[Rule, ...] = ()
+    health_path: str = "/health"
+    host: str = "127.0.0.1"
+
+    def merged(self, override: "ServerOverride | None") -> "ServerSpec":
+        if override is None:
+            return self
+        data = self.model_dump()
+        for key, value in override.model_dump(exclude_unset=True).items():
+            if key in ("env_add", "args_add"):
+                continue
+            data[key] = value
+        data["env"] = {**data["env"], **override.env_add}
+        data["argv"] = tuple(data["argv"]) + tuple(override.args_add)
+        return ServerSpec.model_validate(data)
+
+
+class ServerOverride(_Strict):
+    """A stage's changes to the suite's server: replace fields, or add env and arguments."""
+
+    argv: tuple[str, ...] | None = None
+    env: dict[str, str] | None = None
+    files: dict[str, str] | None = None
+    vars: dict[str, Union[str, int, float]] | None = None
+    when: tuple[Rule, ...] | None = None
+    env_add: dict[str, str] = Field(default_factory=dict)
+    args_add: tuple[str, ...] = ()
+
+
+class WorkloadSpec(_Strict):
+    """One ISL/OSL pair and its concurrencies."""
+
+    isl: int = Field(gt=0)
+    osl: int = Field(gt=0)
+    conc: tuple[int, ...]
+    prompts_per_conc: int = Field(gt=0, description="NUM_PROMPTS = CONC x this")
+
+    @field_validator("conc")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(c < 1 for c in v):
+            raise ValueError("conc must be a non-empty list of positive integers")
+        return v
+
+
+class Stage(_Strict):
+    """One rule set of the bounty (points, gate, baseline, leaderboard)."""
+
+    title: str = ""
+    model: str | None = None  # replaces [suite].model for this stage
+    workloads: tuple[WorkloadSpec, ...]
+    range_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    warmups_per_conc: int = Field(2, ge=0)
+    tput_per_gpu_divisor: Union[Annotated[int, Field(gt=0)], Literal["tp"]] = "tp"
+    baseline: str | None = None  # a file name under baselines/ (without .toml)
+    baseline_key: str | None = None  # the model's key inside that file
+    leaderboard_url: str | None = None  # may use ${isl} ${osl}
+    payload_layout: Literal["s1", "s2"] | None = None  # the leaderboard's field order (docs/submission.md)
+    verdict: dict = Field(default_factory=dict)  # the qualification rule (docs/verdict.md)
+    accuracy: dict = Field(default_factory=dict)  # the gate's parameters (issue 4)
+    server: ServerOverride | None = None
+
+
+class SuiteInfo(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    title: str = ""
+    model: str
+    served_model_name: str | None = None
+    tokenizer: str | None = None
+    engine: Literal["vllm", "sglang", "atom", "other"]
+    tp: int = Field(1, ge=1)
+    default_stage: str
+    prepare: str | None = None  # "module:function" called with the model path if it is missing
+
+
+class Suite(_Strict):
+    suite: SuiteInfo
+    server: ServerSpec
+    stages: dict[str, Stage]
+    path: Path = Field(exclude=True)
+
+    @model_validator(mode="after")
+    def _default_stage_exists(self) -> "Suite":
+        if self.suite.default_stage not in self.stages:
+            raise ValueError(f"[suite].default_stage {self.suite.default_stage!r} is not one of the stages "
+                             f"{sorted(self.stages)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.suite.name
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def stage(self, name: str | None) -> tuple[str, Stage]:
+        key = name or self.suite.default_stage
+        if key not in self.stages:
+            raise SuiteError(f"{self.path}: no stage {key!r}; choose one of {sorted(self.stages)} "
+                             "with --stage")
+        return key, self.stages[key]
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and validate a suite file; errors name the file, the key and what to change."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SUITE_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SuiteError(f"{path}: suite file not found; each suite directory needs a {SUITE_FILE}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Suite.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"[{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()
+        )
+        raise SuiteError(f"{path}: {problems}. Fix the file (format: docs/suites.md).") from None

@@ -1,0 +1,166 @@
+"""The ``inferencemax`` fixture: what a suite's test calls to run its gate and its point.
+
+The fixture runs a point through the session, records it for pytest-benchmark and the JUnit XML,
+compares it with ``--compare-to``, runs ``--parity``, and fails the test for what makes a point
+unusable (failed requests, an invalid workload, a regression with ``--compare-fail``, a
+client-bound point with ``--fail-client-bound``). What the summary needs travels in the test
+report's ``user_properties`` (``RECORD``, ``FAILURE``), so it reaches the xdist controller too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
+from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
+from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.compare import compare
+from pytest_inferencemax.results.record import PointRecord
+
+RECORD, FAILURE = "inferencemax_record", "inferencemax_failure"
+
+# The figures a CI's test view shows for each point (pytest --junitxml writes them as <property>).
+JUNIT_FIGURES = ("completed", "num_prompts", "max_concurrency", "output_throughput", "total_token_throughput",
+                 "tput_per_gpu", "interactivity", "median_ttft_ms", "median_tpot_ms", "median_itl_ms",
+                 "median_e2el_ms", "p99_e2el_ms")
+
+
+def junit_properties(record: PointRecord) -> list[tuple[str, Any]]:
+    """A point's key figures, its baseline ratios, accuracy status and self-check flags, as
+    (name, value) pairs for the JUnit XML of the CI's test view."""
+    props: list[tuple[str, Any]] = [(k, getattr(record, k)) for k in JUNIT_FIGURES]
+    if record.comparison is not None:
+        props += [(k, v) for k, v in record.comparison.to_items()[1:] if v is not None]
+    props.append(("accuracy", record.accuracy_status))
+    props.append(("failed_requests", record.failed))
+    props.append(("client_bound", record.client_bound))
+    props += [("warning", w) for w in record.warnings()]
+    return props
+
+
+def benchmark_extra_info(record: PointRecord) -> dict[str, Any]:
+    """The point's figures for pytest-benchmark's ``extra_info``: every number at the top level
+    (throughputs, latency statistics, tput_per_gpu, interactivity, baseline ratios) and the verdicts."""
+    data = record.to_dict()
+    info = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key in ("accuracy", "accuracy_validation", "benchmark_args", "baseline_note"):
+        info[key] = data.get(key)
+    info["point"] = record.point_id
+    info["tput_per_gpu_divisor"] = record.ours.tput_per_gpu_divisor
+    return info
+
+
+class SuiteBench:
+    """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
+
+    def __init__(self, session: BenchSession, suite: Suite, node: pytest.Item) -> None:
+        self.session = session
+        self.suite = suite
+        self._node = node
+        self._config = node.config
+
+    def gate(self, point: Point) -> GateResult | None:
+        """Run (once per server instance) and return the accuracy gate of ``point``'s server."""
+        try:
+            gate = self.session.gate(self.suite, point)
+        except AccuracyError as exc:
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, f"accuracy gate: {exc}")))
+            raise
+        if gate is not None and not gate.passed:
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate.message().splitlines()[0])))
+        return gate
+
+    def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
+        """Run ``point``; with pytest-benchmark's ``benchmark`` fixture, record it there too
+        (the point's wall time as the timing, every figure and ratio in ``extra_info``)."""
+        if benchmark is None:
+            return self._run(point)
+        outcome = benchmark.pedantic(self._run, args=(point,), rounds=1, iterations=1)
+        benchmark.extra_info.update(benchmark_extra_info(outcome.record))
+        return outcome
+
+    def _run(self, point: Point) -> PointOutcome:
+        # What the summary needs travels in user_properties, so it reaches the xdist controller too.
+        props = self._node.user_properties
+        try:
+            gate = self.session.gate(self.suite, point)
+            not_run = None if gate is None or gate.passed else gate.message().splitlines()[0]
+        except AccuracyError as exc:
+            not_run = f"the accuracy gate could not run: {str(exc).splitlines()[0]}"
+        if not_run:
+            props.append((FAILURE, (point.id, f"not run: {not_run}")))
+            pytest.skip(f"not run: {not_run}")
+        try:
+            outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
+        except BaseException as exc:
+            props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
+            raise
+        props.append((RECORD, str(outcome.path)))
+        props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
+        if outcome.failed:
+            props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
+        if outcome.invalid:
+            props.append((FAILURE, (point.id, "invalid workload: " + outcome.invalid[0])))
+            pytest.fail(f"{point.id} did not run the workload it names:\n  " + "\n  ".join(outcome.invalid),
+                        pytrace=False)
+        self._compare(point, outcome)
+        if self.session.settings.parity:
+            from pytest_inferencemax.measure.parity import ParityAborted
+            try:
+                report = self.session.parity(self.suite, point, outcome)
+            except ParityAborted as exc:
+                props.append((FAILURE, (point.id, str(exc))))
+                pytest.fail(str(exc), pytrace=False)
+            if not report.passed:
+                why = "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)
+                props.append((FAILURE, (point.id, f"parity: {why}")))
+                pytest.fail(f"{point.id}: the two clients disagree: {why}", pytrace=False)
+        record = outcome.record
+        if record.client_bound and self.session.settings.fail_client_bound:
+            why = record.ours.client.why if record.ours.client else ""
+            props.append((FAILURE, (point.id, f"client-bound: {why}")))
+            pytest.fail(f"{point.id} is client-bound: {why}", pytrace=False)
+        return outcome
+
+    def _compare(self, point: Point, outcome: PointOutcome) -> None:
+        s = self.session.settings
+        if not s.compare_to:
+            return
+        old = self.session.compared_run().get(point.id)
+        if old is None:
+            self.session.progress.line(f"inferencemax: {point.id}: not in {s.compare_to}, nothing to compare")
+            return
+        changes = compare(outcome.record, old, s.compare_tolerance / 100.0)
+        text = "; ".join(c.describe() for c in changes)
+        self.session.progress.line(f"inferencemax: {point.id} vs {s.compare_to}: {text}")
+        regressed = [c for c in changes if c.regressed]
+        if regressed:
+            self._node.user_properties.append((FAILURE, (point.id, f"regressed vs {s.compare_to}: " + "; ".join(
+                c.describe() for c in regressed))))
+            if s.compare_fail:
+                pytest.fail(f"{point.id} regressed against {s.compare_to}: {text}", pytrace=False)
+
+    def _record_hook(self, point: Point, record: PointRecord) -> PointRecord:
+        """The record with the fields of every ``pytest_inferencemax_record`` hook, re-validated."""
+        extra: dict[str, Any] = {}
+        for fields in self._config.hook.pytest_inferencemax_record(point=point, record=record.to_dict()):
+            if fields:
+                extra.update(fields)
+        if not extra:
+            return record
+        return PointRecord.from_dict({**record.to_dict(), **extra},
+                                     f"{point.id}: the record after the pytest_inferencemax_record hooks")
+
+
+
+@pytest.fixture
+def inferencemax(request: pytest.FixtureRequest) -> SuiteBench:
+    """The benchmark session bound to the suite of the requesting test's directory."""
+    session: BenchSession = request.config.stash[SESSION]
+    suite = session.suite_of(request.path)
+    if suite is None:
+        raise SuiteError(f"{request.path}: no {SUITE_FILE} beside this test")
+    return SuiteBench(session, suite, request.node)

@@ -1,0 +1,201 @@
+"""pytest-inferencemax's pytest hooks: a thin layer over :class:`BenchSession` (``session.py``).
+
+Registered through the ``pytest11`` entry point. Suite directories hold a ``suite.toml`` and
+a test module whose tests take the ``inferencemax_point`` parameter: one test per point. The
+``inferencemax`` fixture lives in ``fixture.py``, the ``--collect-only`` plan in ``plan_text.py``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.plugin import hookspecs
+from pytest_inferencemax.plugin.fixture import FAILURE, RECORD, inferencemax  # noqa: F401  (the fixture)
+from pytest_inferencemax.plugin.options import Settings, add_options
+from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of
+from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
+from pytest_inferencemax.progress import StreamProgress
+from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
+from pytest_inferencemax.results.summary import summary_lines, write_summary
+
+FINISHED = pytest.StashKey[FinishedRun]()
+# configuration errors found while collecting, per pytest config: refused together as a usage error
+CONFIG_ERRORS: dict[pytest.Config, list[str]] = {}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "inferencemax_point: one benchmark point of a suite (added automatically)")
+    config.addinivalue_line("markers", "inferencemax_gate: the accuracy gate of one server (added automatically)")
+    settings = Settings.from_config(config)
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    progress = StreamProgress(
+        quiet=config.get_verbosity() < 0, interval=settings.progress_interval,
+        tty=bool(getattr(reporter, "isatty", False)),
+        uncaptured=capman.global_and_fixture_disabled if capman is not None else None)
+    workers = getattr(config.option, "numprocesses", None)
+    try:
+        bench = BenchSession.create(settings, progress, Path(config.rootpath),
+                                    workerid=getattr(config, "workerinput", {}).get("workerid"),
+                                    workers=workers if isinstance(workers, int) else None)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SESSION] = bench
+    config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(bench), "inferencemax-xdist")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """With ``-n N`` and no ``--dist``, keep each server configuration's points on one worker."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
+
+
+class XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["inferencemax_run_id"] = self.bench.settings.run_id  # one results folder
+
+
+def _session(config: pytest.Config) -> BenchSession:
+    return config.stash[SESSION]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    arg = next((a for a in (POINT_ARG, GATE_ARG) if a in metafunc.fixturenames), None)
+    if arg is None:
+        return
+    session = _session(metafunc.config)
+    try:
+        params = _params(session, metafunc.definition.path, arg)
+    except ConfigError as exc:
+        # A bad suite, stage table, baseline or option: no test of this file runs, and the session
+        # ends as a usage error (exit code 4) with this one line (pytest_collection_modifyitems).
+        CONFIG_ERRORS.setdefault(metafunc.config, []).append(str(exc))
+        params = []
+    metafunc.parametrize(arg, params)
+
+
+def _params(session: BenchSession, path: Path, arg: str) -> list[Any]:
+    suite = session.suite_of(path)  # loads the suite and checks every stage's tables
+    if suite is None:
+        raise SuiteError(f"{path}: a test taking {arg} needs a {SUITE_FILE} in the same directory")
+    points = session.plan(suite)
+    if arg == POINT_ARG:
+        return [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point) for p in points]
+    groups = session.server_groups(suite, points)  # first point of each server configuration
+    for point in groups:
+        session.gate_spec(suite, point)
+    return [pytest.param(p, id=f"{suite.name}-accuracy" + (f"-{p.isl}-{p.osl}-c{p.conc}" if n else ""),
+                         marks=pytest.mark.inferencemax_gate) for n, p in enumerate(groups)]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep points that share a server configuration together, so it restarts only when it must."""
+    if errors := CONFIG_ERRORS.pop(config, None):
+        raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
+    bench = _session(config)
+    first_seen: dict[tuple[str, str], int] = {}
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        point = point_of(item)
+        if point is None:
+            return (-1, 0)
+        suite = bench.suite_of(item.path)
+        recipe = "external" if bench.settings.server_url or suite is None else bench.recipe(suite, point).key
+        key = (str(item.path.parent), recipe)
+        # points of one server configuration stay on one xdist worker (--dist loadgroup)
+        item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{recipe}"))
+        gate_last = 0 if GATE_ARG in item.callspec.params else 1  # the gate first
+        return (first_seen.setdefault(key, len(first_seen)), gate_last)
+
+    try:
+        items.sort(key=order)  # stable: file order within a group
+    except ConfigError as exc:  # a recipe that cannot be rendered
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """With --collect-only, show the plan: each point's requests, warmups and server."""
+    if not config.option.collectonly or config.get_verbosity() < 0:
+        return []
+    return plan_lines(_session(config), items, getattr(config.option, "numprocesses", None))
+
+
+class ReportCollector:
+    """Collects each point's record and failure from test reports: this process's own, or, on the
+    xdist controller, the workers' (user_properties travel with the reports)."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, value in report.user_properties:
+            if key == RECORD and Path(value) not in self.bench.record_paths:
+                self.bench.record_paths.append(Path(value))
+            elif key == FAILURE and tuple(value) not in self.bench.failures:
+                self.bench.failures.append(tuple(value))
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bench = session.config.stash.get(SESSION, None)
+    if bench is None:
+        return
+    bench.close()  # also on Ctrl-C and internal errors: no server is left behind
+    if bench.record_paths or bench.failures:
+        session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
+        bench.manifest.write(finished=True)
+        if not _is_worker(session.config):
+            records = bench.records()
+            s = bench.settings
+            submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
+                                    unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
+                      if s.submit_team else None)
+            finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
+                                  echo=bench.progress.line)
+            session.config.stash[FINISHED] = finished
+            write_summary(records, bench.failures, bench.run_dir, finished.lines())
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION, None)
+    if bench is None or not (bench.record_paths or bench.failures) or config.get_verbosity() < 0:
+        return
+    terminalreporter.section("inferencemax summary")
+    for line in summary_lines(bench.records(), bench.failures, bench.run_dir):
+        terminalreporter.write_line(line)
+    finished = config.stash.get(FINISHED, None)
+    for line in finished.lines() if finished else []:
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION, None)
+    if bench is not None:
+        bench.close()
+

@@ -1,0 +1,220 @@
+"""Command-line options and ini settings, validated before anything starts.
+
+Each option has an ini twin (``inferencemax_<name>`` in pyproject.toml / pytest.ini) where a
+team would want a lasting default; the command line wins over the ini file.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from pytest_inferencemax.plan.values import (
+    positive_int, non_negative_int, positive_float, port_number, conc_list, id_list, name_list, http_url, percentage, json_object, at_least_two, client_kind, run_name,
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading dashes
+    help: str
+    type: Callable[[str], Any] | None = None
+    default: Any = None
+    ini: bool = False  # also settable as inferencemax_<name> in the ini file
+    flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return "inferencemax_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("server-url", "benchmark a server that is already running at this URL; launch nothing", http_url,
+           ini=True, metavar="URL"),
+    Option("served-model-name", "model name to put in requests (default: the suite's served_model_name)",
+           metavar="NAME"),
+    Option("model", "model path or id to launch and tokenize with (default: the suite's)", metavar="PATH"),
+    Option("tokenizer", "tokenizer path or id for the workload (default: the model)", metavar="PATH"),
+    Option("stage", "which stage of the suite to run, e.g. s1 or s2 (default: the suite's default_stage)",
+           ini=True, metavar="NAME"),
+    Option("conc", "replace every workload's concurrency list, e.g. 4,8,16", conc_list, metavar="LIST"),
+    Option("num-prompts", "requests per point instead of the stage's CONC x N rule (marked in results)",
+           positive_int, metavar="N"),
+    Option("num-gpus", "GPUs the server uses (its TP); default: the suite's tp", positive_int, ini=True,
+           metavar="N"),
+    Option("gpus-per-server", "give each server (one per xdist worker) its own K GPUs, exported as the "
+           "visible-devices variable: worker gwN gets GPUs N*K..N*K+K-1; also its TP unless --num-gpus",
+           positive_int, ini=True, metavar="K"),
+    Option("gpus", "the GPU ids --gpus-per-server hands out (default: 0, 1, 2, ...), e.g. 0-7", id_list,
+           ini=True, metavar="LIST"),
+    Option("gpu-env", "variables that carry a server's GPU ids (default: HIP_VISIBLE_DEVICES where /dev/kfd "
+           "exists, else CUDA_VISIBLE_DEVICES)", name_list, ini=True, metavar="VARS"),
+    Option("seed", "seed of the random workload", non_negative_int, default=0, ini=True, metavar="N"),
+    Option("results-dir", "where each run's folder of results goes", str, default="results", ini=True,
+           metavar="DIR"),
+    Option("run-id", "name of this run's folder under --results-dir (default: the start time)", run_name,
+           metavar="NAME"),
+    Option("models-dir", "where suites find and build local models (${models_dir})", str,
+           default=".cache/models", ini=True, metavar="DIR"),
+    Option("port", "port for a launched server; 0 picks a free one", port_number, default=0, metavar="N"),
+    Option("server-start-timeout", "seconds to wait for a launched server to serve", positive_float,
+           default=1800.0, ini=True, metavar="S"),
+    Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,
+           ini=True, metavar="S"),
+    Option("stall-timeout", "fail a point when no request receives a byte for this many seconds",
+           positive_float, default=300.0, ini=True, metavar="S"),
+    Option("client-procs", "client processes to spread each point's concurrency over (one core reads about "
+           "50,000 events/s; see benchmarks/README.md)", positive_int, default=1, ini=True, metavar="N"),
+    Option("client", "load generator: 'precise' (ours: kernel receive stamps, pooled connections) or "
+           "'reference' (the bounty client's semantics on aiohttp, for numbers comparable with its runner)",
+           client_kind, default="precise", ini=True, metavar="NAME"),
+    Option("parity", "after each point, run it again with both clients alternating (--parity-rounds each) and "
+           "fail the point when their token totals differ or their throughputs/TPOT differ beyond run-to-run "
+           "spread; writes <point>.parity.md/.json", flag=True),
+    Option("parity-rounds", "runs per client for --parity (at least 2)", at_least_two, default=3, ini=True,
+           metavar="N"),
+    Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
+           "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
+    Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
+    Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
+    Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
+           default="OPENAI_API_KEY", ini=True, metavar="VAR"),
+    Option("progress-interval", "seconds between progress lines when the output is not a terminal",
+           positive_float, default=10.0, ini=True, metavar="S"),
+    Option("skip-accuracy", "run points without the accuracy gate (development only: every result says so, "
+           "and such results cannot be submitted)", flag=True),
+    Option("accuracy-dataset", "local .jsonl ({\"page\": text} per line) for a wikitext gate, for machines "
+           "without the Hugging Face dataset cache", str, ini=True, metavar="PATH"),
+    Option("compare-to", "a saved run folder (results/<run-id>): compare each point's tput/GPU, median E2E and "
+           "interactivity with it, knowing which direction is better", str, metavar="RUN"),
+    Option("compare-tolerance", "relative change that counts as a regression or improvement, e.g. 5 or 5%",
+           percentage, default=5.0, ini=True, metavar="PCT"),
+    Option("compare-fail", "fail points that regressed against --compare-to", flag=True),
+    Option("submit-team", "after the session, submit each qualifying configuration's points to its "
+           "leaderboard as this team", str, metavar="TEAM"),
+    Option("submit-dry-run", "with --submit-team: save and print the payloads, send nothing", flag=True),
+    Option("submit-unqualified", "with --submit-team: also send configurations that did not qualify", flag=True),
+    Option("submit-force", "with --submit-team: also send points whose accuracy gate was skipped or whose "
+           "requests failed", flag=True),
+    Option("leaderboard-url", "leaderboard to submit to instead of the stage's (also $LB_URL_OVERRIDE)",
+           http_url, metavar="URL"),
+    Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("inferencemax", "InferenceMAX-style serving benchmarks")
+    for opt in OPTIONS:
+        help_text = opt.help
+        if opt.default is not None and not opt.flag:
+            help_text += f" (default: {opt.default})"
+        if opt.ini:
+            help_text += f" [ini: {opt.dest}]"
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help texts
+        if opt.flag:
+            group.addoption(f"--{opt.name}", action="store_true", default=False, dest=opt.dest, help=help_text)
+        else:
+            group.addoption(f"--{opt.name}", type=opt.type, default=None, dest=opt.dest,
+                            metavar=opt.metavar, help=help_text)
+        if opt.ini:
+            parser.addini(opt.dest, help=opt.help, default=None)
+
+
+def get(config: pytest.Config, name: str) -> Any:
+    """The option's value: command line, else ini file (validated the same way), else default."""
+    opt = next(o for o in OPTIONS if o.name == name)
+    value = config.getoption(opt.dest)
+    if value is not None and value is not False:
+        return value
+    if opt.ini:
+        raw = config.getini(opt.dest)
+        if raw not in (None, "", []):
+            try:
+                return opt.type(str(raw)) if opt.type else raw
+            except argparse.ArgumentTypeError as exc:
+                raise pytest.UsageError(f"ini setting {opt.dest} = {raw!r}: {exc}") from None
+    return opt.default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option's value for this session."""
+
+    server_url: str | None
+    served_model_name: str | None
+    model: str | None
+    tokenizer: str | None
+    stage: str | None
+    conc: tuple[int, ...] | None
+    num_prompts: int | None
+    num_gpus: int | None
+    gpus_per_server: int | None
+    gpus: tuple[str, ...] | None
+    gpu_env: tuple[str, ...] | None
+    seed: int
+    results_dir: Path
+    run_id: str
+    models_dir: Path
+    port: int
+    server_start_timeout: float
+    request_timeout: float | None
+    stall_timeout: float
+    client_procs: int
+    client: str
+    parity: bool
+    parity_rounds: int
+    client_lag_limit_ms: float | None
+    fail_client_bound: bool
+    extra_body: dict[str, Any]
+    api_key_env: str
+    progress_interval: float
+    save_detailed: bool
+    skip_accuracy: bool
+    compare_to: str | None
+    compare_tolerance: float  # percent
+    compare_fail: bool
+    submit_team: str | None
+    submit_dry_run: bool
+    submit_unqualified: bool
+    submit_force: bool
+    leaderboard_url: str | None
+    accuracy_dataset: str | None
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Settings":
+        root = Path(config.rootpath)
+
+        def path(name: str) -> Path:
+            p = Path(get(config, name)).expanduser()
+            return p if p.is_absolute() else root / p
+
+        api_key_env = get(config, "api-key-env")
+        return cls(
+            server_url=get(config, "server-url"), served_model_name=get(config, "served-model-name"),
+            model=get(config, "model"), tokenizer=get(config, "tokenizer"), stage=get(config, "stage"),
+            conc=get(config, "conc"), num_prompts=get(config, "num-prompts"), num_gpus=get(config, "num-gpus"),
+            gpus_per_server=get(config, "gpus-per-server"), gpus=get(config, "gpus"), gpu_env=get(config, "gpu-env"),
+            seed=get(config, "seed"), results_dir=path("results-dir"),
+            run_id=(get(config, "run-id") or getattr(config, "workerinput", {}).get("inferencemax_run_id")
+                    or datetime.now().strftime("%Y%m%d-%H%M%S")),
+            models_dir=path("models-dir"), port=get(config, "port"),
+            server_start_timeout=get(config, "server-start-timeout"),
+            request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
+            client_procs=get(config, "client-procs"), client=get(config, "client"),
+            parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            fail_client_bound=get(config, "fail-client-bound"), extra_body=get(config, "extra-body") or {},
+            api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
+            save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
+            accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),
+            compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"),
+            submit_team=get(config, "submit-team"), submit_dry_run=get(config, "submit-dry-run"),
+            submit_unqualified=get(config, "submit-unqualified"), submit_force=get(config, "submit-force"),
+            leaderboard_url=get(config, "leaderboard-url"), api_key=os.environ.get(api_key_env) or None,
+        )

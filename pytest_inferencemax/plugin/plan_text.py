@@ -1,0 +1,59 @@
+"""The plan that ``pytest --collect-only`` shows: each point's requests, warmups, server and GPUs."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_inferencemax.plan.devices import default_visibility_vars, device_slice
+from pytest_inferencemax.plan.points import Point
+
+if TYPE_CHECKING:
+    from pytest_inferencemax.plugin.session import BenchSession
+
+POINT_ARG = "inferencemax_point"
+GATE_ARG = "inferencemax_gate"  # one accuracy test per server configuration, before its points
+
+
+def point_of(item: pytest.Item) -> Point | None:
+    """The point (or the gate's first point) a collected test runs; None for other tests."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    return callspec.params.get(POINT_ARG) or callspec.params.get(GATE_ARG)
+
+
+def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | None) -> list[str]:
+    """One line per gate and point, then the server configurations and each worker's GPUs."""
+    lines: list[str] = []
+    recipes: set[str] = set()
+    for item in items:
+        point = point_of(item)
+        suite = bench.suite_of(item.path) if point else None
+        if point is None or suite is None:
+            continue
+        server = bench.settings.server_url
+        if not server:
+            recipes.add(key := bench.recipe(suite, point).key)
+            server = f"recipe {key}"
+        if GATE_ARG in item.callspec.params:
+            spec = bench.gate_spec(suite, point)
+            what = (f"accuracy gate {spec.task} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
+            if bench.settings.skip_accuracy:
+                what += ", skipped (--skip-accuracy)"
+            lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")
+            continue
+        lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
+                     f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
+                     f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
+    if recipes:
+        lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
+    s = bench.settings
+    if recipes and s.gpus_per_server:
+        env_vars = ",".join(s.gpu_env or default_visibility_vars())
+        shares = [device_slice(w, s.gpus_per_server, s.gpus, ()).devices for w in range(workers or 1)]
+        lines.append(f"  GPUs per server ({env_vars}): " + "; ".join(
+            f"{'gw' + str(w) if workers else 'server'} {','.join(d)}" for w, d in enumerate(shares)))
+    return ["inferencemax plan:", *lines] if lines else []
+
+

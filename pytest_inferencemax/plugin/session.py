@@ -1,0 +1,341 @@
+"""The benchmark session: suites, servers, tokenizers and finished points of one pytest run.
+
+The plugin's hooks stay thin and hand their work to this object, kept in ``config.stash``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_baseline, load_baseline
+from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
+from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult, GateSpec, run_gate
+from pytest_inferencemax.measure.runner import PointAborted, RunSettings, default_request_timeout
+from pytest_inferencemax.measure.workload import load_tokenizer
+from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
+from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
+from pytest_inferencemax.plan.recipe import Recipe, RecipeContext, render_recipe, resolve_model
+from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
+from pytest_inferencemax.plugin.options import Settings
+from pytest_inferencemax.progress import Progress
+from pytest_inferencemax.results.build import PointOutcome, accuracy_fields, record_point
+from pytest_inferencemax.results.manifest import Manifest, engine_version
+from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.redact import redact_argv, redact_env
+from pytest_inferencemax.results.store import RunFolder
+from pytest_inferencemax.serve.server import Server, ServerPool, check_external
+
+
+@dataclass
+class BenchSession:
+    settings: Settings
+    progress: Progress
+    rootdir: Path
+    suites: dict[Path, Suite] = field(default_factory=dict)
+    record_paths: list[Path] = field(default_factory=list)  # every finished point's JSON (all workers), in order
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
+    _tokenizers: dict[str, Any] = field(default_factory=dict)
+    _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
+    _compared: dict[str, PointRecord] | None = None
+    _baselines: dict[str, BaselineTable] = field(default_factory=dict)
+    _external: Server | None = None
+    pool: ServerPool | None = None
+    worker: int = 0  # xdist worker index (0 without xdist)
+    devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
+    manifest: Manifest | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, progress: Progress, rootdir: Path, *, workerid: str | None = None,
+               workers: int | None = None) -> "BenchSession":
+        """The session of one pytest process (an xdist worker, the controller, or a plain run).
+
+        Raises ValueError when --gpus-per-server cannot give every worker its share.
+        """
+        bench = cls(settings=settings, progress=progress, rootdir=rootdir, worker=worker_index(workerid))
+        if settings.gpus_per_server:
+            env_vars = settings.gpu_env or default_visibility_vars()
+            if workerid is None and workers:  # the controller checks every worker's share up front
+                for w in range(workers):
+                    device_slice(w, settings.gpus_per_server, settings.gpus, env_vars)
+            bench.devices = device_slice(bench.worker, settings.gpus_per_server, settings.gpus, env_vars)
+        name = f"manifest-{workerid}.json" if workerid else "manifest.json"
+        bench.manifest = Manifest(rootdir=rootdir, path=bench.run_dir / name,
+                                  settings={k: (str(v) if isinstance(v, Path) else v)
+                                            for k, v in vars(settings).items() if k != "api_key"})
+        return bench
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.results_dir / self.settings.run_id
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    def records(self) -> list[PointRecord]:
+        """The finished points' records (of every worker), in the order they finished."""
+        return [self.folder.read_point(p) for p in self.record_paths if p.is_file()]
+
+    # -- plan ---------------------------------------------------------------------------------
+    def suite_of(self, test_path: Path) -> Suite | None:
+        """The suite of the ``suite.toml`` beside a test file, or None when there is none."""
+        suite_file = Path(test_path).parent / SUITE_FILE
+        return self.suite(suite_file) if suite_file.is_file() else None
+
+    def suite(self, path: Path) -> Suite:
+        """The suite of ``path``, loaded and checked once: every stage's verdict rule, accuracy gate and
+        baseline file are read now, so a typo fails at collection, not after a sweep."""
+        path = Path(path).resolve()
+        if path not in self.suites:
+            suite = load_suite(path)
+            self.check_tables(suite)
+            self.suites[path] = suite
+        return self.suites[path]
+
+    def check_tables(self, suite: Suite) -> None:
+        """Parse every stage's tables (raising their ConfigError with file and table named)."""
+        for name, stage in suite.stages.items():
+            parse_rule(stage.verdict or None, where=f"{suite.path} [stages.{name}.verdict]")
+            if stage.accuracy:
+                GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{name}.accuracy]",
+                                    base_dir=suite.directory)
+            if stage.baseline and stage.baseline not in self._baselines:
+                self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
+
+    def plan(self, suite: Suite) -> list[Point]:
+        s = self.settings
+        return plan_points(suite, PlanOptions(stage=s.stage, conc=s.conc, num_prompts=s.num_prompts,
+                                              num_gpus=s.num_gpus or s.gpus_per_server))
+
+    def served_model_name(self, suite: Suite) -> str:
+        return (self.settings.served_model_name or suite.suite.served_model_name
+                or self.model(suite))
+
+    def model(self, suite: Suite) -> str:
+        return resolve_model(suite, self.settings.models_dir, self.settings.model, self.settings.stage)
+
+    def tokenizer_id(self, suite: Suite) -> str:
+        if self.settings.tokenizer:
+            return self.settings.tokenizer
+        if suite.suite.tokenizer:
+            return resolve_model(suite, self.settings.models_dir, suite.suite.tokenizer)
+        return self.model(suite)
+
+    def recipe(self, suite: Suite, point: Point) -> Recipe:
+        ctx = RecipeContext(model=self.model(suite), served_model_name=self.served_model_name(suite),
+                            tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
+                            models_dir=self.settings.models_dir, host=suite.server.host)
+        recipe = render_recipe(suite, point, ctx)
+        if self.devices is not None:
+            env = {**dict(recipe.env), **self.devices.env()}
+            recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
+        return recipe
+
+    def baselines_dir(self) -> Path:
+        """The ``baselines/`` folder nearest above the loaded suites (the repository's)."""
+        for suite in self.suites.values():
+            for folder in (suite.directory, *suite.directory.resolve().parents):
+                if (folder / "baselines").is_dir():
+                    return folder / "baselines"
+        return self.rootdir / "baselines"
+
+    def verdict_rules(self) -> dict[tuple[str, str], VerdictRule]:
+        """Each loaded suite stage's verdict rule, keyed by (suite name, stage name)."""
+        return {(s.name, name): parse_rule(st.verdict or None, where=f"{s.path} [stages.{name}.verdict]")
+                for s in self.suites.values() for name, st in s.stages.items()}
+
+    def server_groups(self, suite: Suite, points: list[Point]) -> list[Point]:
+        """The first point of each server configuration (one with --server-url)."""
+        if self.settings.server_url:
+            return points[:1]
+        seen: dict[str, Point] = {}
+        for p in points:
+            seen.setdefault(self.recipe(suite, p).key, p)
+        return list(seen.values())
+
+    def compared_run(self) -> dict[str, PointRecord]:
+        """The point records of --compare-to, read once."""
+        if self._compared is None:
+            from pytest_inferencemax.results.compare import load_run
+
+            path = Path(self.settings.compare_to).expanduser()
+            if not path.is_absolute() and not path.exists():
+                path = self.settings.results_dir / path  # a bare run id
+            self._compared = load_run(path)
+        return self._compared
+
+    # -- accuracy gate -------------------------------------------------------------------------
+    def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
+        _, stage = suite.stage(point.stage)
+        if not stage.accuracy:
+            return None
+        return GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{point.stage}.accuracy]",
+                                   base_dir=suite.directory)
+
+    def gate(self, suite: Suite, point: Point) -> GateResult | None:
+        """The accuracy gate of the server this point runs on: run once per server instance.
+
+        ``None`` when the stage has no gate or --skip-accuracy is given. Raises
+        :class:`AccuracyError` when the gate cannot run (then for every point of that server).
+        """
+        spec = self.gate_spec(suite, point)
+        if spec is None or self.settings.skip_accuracy:
+            return None
+        server = self.server(suite, point)
+        key = id(server)
+        if key not in self._gates:
+            self.progress.line(f"inferencemax: accuracy gate ({spec.task}, {spec.rule.value}) on {server.base_url}")
+            try:
+                result: GateResult | str = run_gate(
+                    spec, server.base_url, server.model, self.tokenizer_id(suite),
+                    dataset=self.settings.accuracy_dataset if spec.task == "wikitext" else None,
+                    api_key=self.settings.api_key)
+            except AccuracyError as exc:
+                result = str(exc)
+            self._gates[key] = result
+            if self.manifest is not None:
+                entry = result.to_dict() if isinstance(result, GateResult) else {"error": result}
+                self.manifest.extra.setdefault("accuracy_gates", []).append(
+                    {"server": server.base_url, "pid": server.pid, **entry})
+            if isinstance(result, GateResult):
+                self.progress.line(result.message())
+        result = self._gates[key]
+        if isinstance(result, str):
+            raise AccuracyError(result)
+        return result
+
+    def add_accuracy(self, suite: Suite, point: Point, record: PointRecord) -> None:
+        """The record's accuracy fields; call after the point's gate passed (or was skipped)."""
+        if self.settings.skip_accuracy:
+            gate, why = None, "--skip-accuracy: run without the accuracy gate (development only)"
+        else:
+            gate = self.gate(suite, point)
+            why = None if gate else "this stage defines no accuracy gate"
+        record.accuracy, record.accuracy_validation = accuracy_fields(gate, why)
+
+    # -- resources ----------------------------------------------------------------------------
+    def prepare_model(self, suite: Suite) -> None:
+        """Build a suite's local model once (e.g. SmolLM2 from its PyPI package) if it is missing."""
+        if not suite.suite.prepare or self.settings.model:
+            return
+        target = Path(self.model(suite))
+        if target.exists():
+            return
+        module, _, func = suite.suite.prepare.partition(":")
+        self.progress.line(f"inferencemax: building the model {target} ({suite.suite.prepare})")
+        getattr(importlib.import_module(module), func)(target)
+
+    def tokenizer(self, suite: Suite) -> Any:
+        name = self.tokenizer_id(suite)
+        if name not in self._tokenizers:
+            self._tokenizers[name] = load_tokenizer(name)
+        return self._tokenizers[name]
+
+    def baseline(self, suite: Suite, point: Point) -> tuple[BaselineTable | None, str | None]:
+        _, stage = suite.stage(point.stage)
+        if not stage.baseline:
+            return None, None
+        if stage.baseline not in self._baselines:
+            self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
+        return self._baselines[stage.baseline], stage.baseline_key or suite.name
+
+    def server(self, suite: Suite, point: Point) -> Server:
+        if self.settings.server_url:
+            if self._external is None:
+                self._external = check_external(self.settings.server_url, self.served_model_name(suite),
+                                                api_key=self.settings.api_key)
+                self._note_server(self._external)
+            return self._external
+        if self.pool is None:
+            self.pool = ServerPool(log_dir=self.run_dir, progress=self.progress,
+                                   start_timeout=self.settings.server_start_timeout,
+                                   port=(self.settings.port + self.worker) if self.settings.port else None,
+                                   api_key=self.settings.api_key, on_launch=self._note_server)
+        self.prepare_model(suite)
+        return self.pool.acquire(self.recipe(suite, point), self.served_model_name(suite))
+
+    def _note_server(self, server: Server) -> None:
+        """Record a server in the manifest: what it is, how it was started, what it says it runs."""
+        if self.manifest is None:
+            return
+        entry: dict[str, Any] = {"base_url": server.base_url, "model": server.model,
+                                 "engine_version": engine_version(server.base_url)}
+        if server.recipe is not None:
+            entry.update(engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
+                         env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
+                         started_in_s=round(server.started_in, 1), recipe_key=server.recipe.key,
+                         worker=self.worker, devices=list(self.devices.devices) if self.devices else None)
+        self.manifest.add_server(entry)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.release()
+
+    # -- parity (--parity) -------------------------------------------------------------------
+    def parity(self, suite: Suite, point: Point, outcome: PointOutcome) -> Any:
+        """The point's workload again with both clients, alternating, on the same server (measure/parity.py)."""
+        from pytest_inferencemax.measure.parity import run_parity
+        server, tokenizer = self.server(suite, point), self.tokenizer(suite)
+        s = self.settings
+        self.progress.line(f"inferencemax: {point.id}: parity, {s.parity_rounds} rounds of each client")
+        report = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,
+                            concurrency=point.conc, num_warmups=point.num_warmups, rounds=s.parity_rounds,
+                            count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)),
+                            api_key=s.api_key, extra_body=s.extra_body, abort_check=server.death_reason,
+                            stall_timeout=s.stall_timeout,
+                            request_timeout=s.request_timeout or default_request_timeout(point.osl),
+                            on_run=lambda run: self.progress.line(
+                                f"inferencemax: {point.id}: parity round {run.round} {run.client}: "
+                                f"{run.figures['output_throughput']:.1f} out tok/s, {run.failed} failed"))
+        _, md = self.folder.write_parity(report, f"{point.id}.parity")
+        self.progress.line(f"inferencemax: {point.id}: parity {'PASSED' if report.passed else 'FAILED'} -> {md}")
+        return report
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, suite: Suite, point: Point, record_hook: Callable[[Point, PointRecord], PointRecord] | None = None
+            ) -> PointOutcome:
+        """Measure ``point`` on its server and write its record (with the stage's comparison, accuracy
+        and the hooks' fields) before returning."""
+        server = self.server(suite, point)
+        tokenizer = self.tokenizer(suite)
+        table, model_key = self.baseline(suite, point)
+        _, stage = suite.stage(point.stage)
+        stage_fields: dict[str, Any] = {
+            "server": {"base_url": server.base_url, "launched": server.recipe is not None},
+            "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout,
+            # so that results merged from several runs or nodes are judged alike
+            "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict or None}
+        if server.recipe is not None:
+            stage_fields["server"].update(
+                engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
+                env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
+                recipe_key=server.recipe.key)
+
+        def complete(record: PointRecord) -> PointRecord:
+            comparison(table, model_key, record)
+            self.add_accuracy(suite, point, record)
+            return record_hook(point, record) if record_hook is not None else record
+
+        s = self.settings
+        try:
+            return record_point(
+                point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
+                tokenizer_id=self.tokenizer_id(suite), backend="vllm", folder=self.folder,
+                settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
+                                     stall_timeout=s.stall_timeout, client_procs=s.client_procs, client=s.client,
+                                     client_lag_limit_ms=s.client_lag_limit_ms, extra_body=s.extra_body,
+                                     api_key=s.api_key),
+                progress=self.progress, stage_fields=stage_fields, complete=complete,
+                abort_check=server.death_reason, server_log=server.log_path)
+        except PointAborted:
+            if server.recipe is not None and server.death_reason() is None:
+                server.broken = f"it stalled during {point.id}"  # restart it for the next point
+            raise
+
+
+SESSION = pytest.StashKey[BenchSession]()  # the session of a pytest run, in config.stash

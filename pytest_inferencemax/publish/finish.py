@@ -1,0 +1,66 @@
+"""Finishing a run: curves -> verdicts -> plots and report -> (with --submit-team) submission.
+
+Runs once, in the process that saw every point (the xdist controller, or the only process).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from pytest_inferencemax.judge.curve import CurveKey, build_curves, curve_key
+from pytest_inferencemax.judge.verdict import Verdict, judge_curves
+from pytest_inferencemax.publish.plots import plot_curves
+from pytest_inferencemax.publish.report import PLOTS_DIR, write_report
+from pytest_inferencemax.publish.submission import PointSubmission, SubmissionError, submit_run
+from pytest_inferencemax.results.record import PointRecord
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    team: str
+    dry_run: bool = False
+    force: bool = False  # send points whose accuracy gate was skipped, or that failed requests
+    unqualified: bool = False  # send configurations that did not qualify
+    url_override: str | None = None
+
+
+@dataclass
+class FinishedRun:
+    """What finishing a run produced: a verdict per curve, the report, the submissions, and problems."""
+
+    verdicts: dict[CurveKey, Verdict] = field(default_factory=dict)
+    report: Path | None = None
+    submissions: list[PointSubmission] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"verdict {key.title}: {v.label.upper()} ({v.decided_by})" for key, v in self.verdicts.items()]
+        if self.report:
+            out.append(f"report: {self.report} (plots in {self.report.parent / 'plots'})")
+        out += [f"submission {s.point}: {s.status}{': ' + s.message if s.message else ''}" for s in self.submissions]
+        out += [f"problem: {p}" for p in self.problems]
+        return out
+
+
+def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tuple[str, str], Any],
+               baselines_dir: Path, submit: SubmitOptions | None = None,
+               echo: Callable[[str], None] = print, with_plots: bool = True) -> FinishedRun:
+    """Judge the run's curves by their stages' ``rules``, write plots and ``report.md`` to ``run_dir``
+    and, with ``submit``, send the qualifying points to the leaderboard."""
+    result = FinishedRun()
+    curves, result.verdicts = judge_curves(build_curves(records), rules, baselines_dir)
+    plots = dict(plot_curves(curves, Path(run_dir) / PLOTS_DIR)) if with_plots else {}
+    result.report = write_report(run_dir, records, result.verdicts, plots, curves)
+    if submit is None or not records:
+        return result
+    qualified = {rec.point_id for rec in records
+                 if (v := result.verdicts.get(curve_key(rec))) is not None and v.qualified}
+    try:
+        result.submissions = submit_run(
+            run_dir, submit.team, dry_run=submit.dry_run, force=submit.force, url_override=submit.url_override,
+            only_qualified=None if submit.unqualified else qualified, echo=echo)
+    except SubmissionError as exc:
+        result.problems.append(f"submission: {exc}")
+    return result
+

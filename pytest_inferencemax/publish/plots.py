@@ -1,0 +1,126 @@
+"""The two InferenceMAX plots of a curve, as PNG files.
+
+Like InferenceMAX's ``utils/plot_perf.py``: y = throughput per GPU (tok/s/GPU) against x =
+median E2E latency (s), and against x = interactivity (tok/s/user). Our points are joined as a
+line and labelled by CONC; the baseline points (stage 1: B200; stage 2: the targets) and AMD's
+existing points, when a table gives them, are overlaid with other markers.
+
+The data to draw are built by the pure function :func:`plot_series` (easy to test); :func:`draw`
+only renders them. matplotlib is used through its object API with the Agg canvas: no pyplot,
+no global backend switch.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterable, Literal, Mapping, Sequence
+
+from pytest_inferencemax.judge.curve import Curve, CurveKey
+
+XAxis = Literal["e2e", "intvty"]
+XLABELS: Mapping[str, str] = MappingProxyType({"e2e": "median end-to-end latency (s)",
+                                               "intvty": "interactivity (tok/s/user)"})
+YLABEL = "throughput per GPU (tok/s/GPU)"
+FILE_SUFFIX: Mapping[str, str] = MappingProxyType({"e2e": "tput-vs-e2e", "intvty": "tput-vs-intvty"})
+
+
+@dataclass(frozen=True)
+class PlotSeries:
+    name: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    labels: tuple[str, ...]  # one per point: its CONC
+    kind: Literal["ours", "baseline", "amd"] = "ours"
+
+
+def plot_series(curve: Curve, x: XAxis = "e2e") -> list[PlotSeries]:
+    """Our points, then the baseline's and AMD's where there are any; empty series are left out."""
+    if x not in XLABELS:
+        raise ValueError(f"x must be 'e2e' or 'intvty', not {x!r}")
+    series = [PlotSeries(
+        name=f"{curve.key.suite} (ours)",
+        xs=tuple(p.median_e2e_s if x == "e2e" else p.interactivity for p in curve.points),
+        ys=tuple(p.tput_per_gpu for p in curve.points),
+        labels=tuple(str(p.conc) for p in curve.points),
+    )]
+    base = [p.baseline for p in curve.points if p.baseline is not None]
+    if base:
+        series.append(PlotSeries(
+            name=curve.baseline_name or "baseline",
+            xs=tuple(b.median_e2e_ms / 1000.0 if x == "e2e" else b.median_intvty for b in base),
+            ys=tuple(b.tput_per_gpu for b in base),
+            labels=tuple(str(b.conc) for b in base), kind="baseline"))
+    if curve.amd_points:
+        series.append(PlotSeries(
+            name="AMD existing points",
+            xs=tuple(a.median_e2e_ms / 1000.0 if x == "e2e" else a.median_intvty for a in curve.amd_points),
+            ys=tuple(a.tput_per_gpu for a in curve.amd_points),
+            labels=tuple(str(a.conc) for a in curve.amd_points), kind="amd"))
+    return series
+
+
+_STYLE: Mapping[str, Mapping[str, object]] = MappingProxyType({
+    "ours": MappingProxyType({"marker": "o", "linestyle": "-", "color": "tab:red"}),
+    "baseline": MappingProxyType({"marker": "s", "linestyle": ":", "color": "tab:green"}),
+    "amd": MappingProxyType({"marker": "^", "linestyle": "--", "color": "tab:blue"}),
+})
+
+
+def draw(series_list: Sequence[PlotSeries], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """Render the series to a PNG at ``path`` (written atomically); returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 5.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for s in series_list:
+        style = dict(_STYLE.get(s.kind, _STYLE["ours"]))
+        if s.kind == "ours":
+            pairs = sorted(zip(s.xs, s.ys, s.labels), key=lambda t: int(t[2]) if t[2].isdigit() else 0)
+            xs, ys = [t[0] for t in pairs], [t[1] for t in pairs]
+        else:
+            xs, ys = list(s.xs), list(s.ys)
+        ax.plot(xs, ys, label=s.name, markersize=7, linewidth=1.5 if s.kind == "ours" else 1.0,
+                alpha=1.0 if s.kind == "ours" else 0.8, **style)  # type: ignore[arg-type]
+        for xv, yv, lab in zip(s.xs, s.ys, s.labels):
+            ax.annotate(f"c{lab}", (xv, yv), textcoords="offset points", xytext=(5, 5), fontsize=8,
+                        color=str(style["color"]))
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if series_list:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_curve(curve: Curve, out_dir: Path) -> tuple[Path, Path]:
+    """Both plots of one curve: ``<slug>-tput-vs-e2e.png`` and ``<slug>-tput-vs-intvty.png``."""
+    divisors = "/".join(f"{d:g}" for d in curve.divisors) or "?"
+    paths = []
+    for x in ("e2e", "intvty"):
+        title = f"{curve.key.title}\ntok/s/GPU = total token throughput / {divisors}"
+        paths.append(draw(plot_series(curve, x), Path(out_dir) / f"{curve.key.slug}-{FILE_SUFFIX[x]}.png",
+                          title, XLABELS[x], YLABEL))
+    return paths[0], paths[1]
+
+
+def plot_curves(curves: Iterable[Curve], out_dir: Path) -> dict[CurveKey, tuple[Path, Path]]:
+    """Both plots of every curve, under ``out_dir``."""
+    return {c.key: plot_curve(c, out_dir) for c in curves}

@@ -1,0 +1,156 @@
+"""The run's Markdown report (``report.md`` in the results folder).
+
+Per curve: the table of points with the three baseline ratios and a mark per point, the verdict
+and the rule that decided it, the accuracy verdict, links to the two plots; then how to
+reproduce the run (from ``manifest.json``). It writes what it is given: the judging is done
+before (``judge/``), and ``publish/finish.py`` calls both.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from pytest_inferencemax.judge.curve import Curve, CurveKey, build_curves, curve_key
+from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, Verdict
+from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.store import write_text_atomic
+
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+
+
+def _x(value: float | None) -> str:
+    return DASH if value is None else f"{value:.3f}x"
+
+
+def _mark(curve: Curve, verdict: Verdict | None, conc: int, tput_ratio: float | None, base: bool) -> str:
+    if verdict is not None and verdict.applicable:
+        row = next((r for r in verdict.per_point if r.conc == conc), None)
+        if row is not None:
+            return row.mark
+    if not base or tput_ratio is None:
+        return DASH
+    return CHECK if tput_ratio > 1 else CROSS
+
+
+def curve_table(curve: Curve, verdict: Verdict | None) -> list[str]:
+    lines = [("| CONC | tok/s/GPU | median E2E (s) | interactivity (tok/s/user) | tput ratio | E2E ratio "
+             "| intvty ratio | vs baseline |"),
+             "|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    for p in curve.points:
+        lines.append(f"| {p.conc} | {p.tput_per_gpu:.1f} | {p.median_e2e_s:.3f} | {p.interactivity:.1f} "
+                     f"| {_x(p.tput_ratio)} | {_x(p.e2e_ratio)} | {_x(p.intvty_ratio)} "
+                     f"| {_mark(curve, verdict, p.conc, p.tput_ratio, p.baseline is not None)} |")
+    return lines
+
+
+def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
+    """One line per distinct gate result, with the CONC it applies to."""
+    by_text: dict[str, list[str]] = {}
+    for rec in records:
+        val = rec.accuracy_validation
+        status = rec.accuracy_status
+        if status in ("PASSED", "FAILED"):
+            values = ", ".join(f"{k} {v:.4g}" for k, v in (rec.accuracy or {}).items() if isinstance(v, float))
+            text = f"gate {val.task or '?'} {status}" + (f": {values}" if values else "")
+        else:
+            text = f"{status}" + (f" ({val.reason})" if val and val.reason else "")
+        by_text.setdefault(text, []).append(str(rec.ours.conc))
+    return [f"- CONC {', '.join(sorted(concs, key=lambda c: (len(c), c)))}: {text}" for text, concs in by_text.items()]
+
+
+def _verdict_lines(verdict: Verdict | None) -> list[str]:
+    if verdict is None:
+        return ["**Verdict: not judged** (no verdict was computed for this curve)"]
+    lines = [f"**Verdict: {verdict.label}** (rule `{verdict.rule}`)", "",
+             f"Decided by: {verdict.decided_by}", ""]
+    if verdict.points_above_baseline is not None:
+        ratio_sum = DASH if verdict.tput_ratio_sum is None else f"{verdict.tput_ratio_sum:.3f}"
+        lines += [(f"Tie-break figures: points above the baseline tput/GPU {verdict.points_above_baseline}; "
+                  f"sum of tput/GPU ratios {ratio_sum}."), ""]
+    if verdict.amd_check is not None:
+        lines += [f"AMD check: {verdict.amd_check}.", ""]
+    if verdict.applicable:
+        for row in verdict.per_point:
+            details = "; ".join(f"{name}: {result}" for name, result in row.checks)
+            lines.append(f"- CONC {row.conc} {row.mark} {row.status}" + (f" ({details})" if details else ""))
+        lines.append("")
+    lines += [f"- note: {n}" for n in verdict.notes]
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _manifest_lines(run_dir: Path) -> list[str]:
+    path = run_dir / "manifest.json"
+    others = sorted(p.name for p in run_dir.glob("manifest-*.json"))
+    if not path.is_file() and others:
+        path = run_dir / others.pop(0)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [(f"No readable manifest in {run_dir} ({type(exc).__name__}): the run cannot be reproduced "
+                "from this folder alone.")]
+    project = data.get("project") or {}
+    commit = project.get("commit") or "unknown"
+    if project.get("dirty"):
+        commit += " (with uncommitted changes)"
+    lines = [f"From `{path.name}`" + (f" (workers also wrote {', '.join(others)})" if others else "") + ".", "",
+             f"- pytest-inferencemax {project.get('version', '?')}, git commit {commit}",
+             f"- command: `{' '.join(map(str, data.get('command') or [])) or '?'}`",
+             f"- Python {data.get('python', '?')} on {data.get('platform', '?')}",
+             f"- GPUs: {json.dumps(data.get('gpus'), default=str)}",
+             f"- started {data.get('started_at', '?')}, finished {data.get('finished_at') or 'not recorded'}"]
+    for n, server in enumerate(data.get("servers") or [], 1):
+        version = server.get("engine_version")
+        shown = json.dumps(version, default=str) if version is not None else "unknown"
+        lines.append(f"- server {n}: engine {server.get('engine', 'external')} version {shown}, "
+                     f"{server.get('base_url')}")
+        if server.get("argv"):
+            lines += ["", "  ```", "  " + " ".join(map(str, server["argv"])), "  ```"]
+    packages = {k: v for k, v in (data.get("packages") or {}).items() if v}
+    lines.append("- packages: " + (", ".join(f"{k}=={v}" for k, v in sorted(packages.items())) or "none recorded"))
+    return lines
+
+
+def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
+                  plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None) -> str:
+    run_dir = Path(run_dir)
+    curves = list(curves) if curves is not None else build_curves(records)
+    by_key: dict[CurveKey, list[PointRecord]] = {}
+    for rec in records:
+        by_key.setdefault(curve_key(rec), []).append(rec)
+    lines = [f"# InferenceMAX run report: {run_dir.name}", ""]
+    if not curves:
+        lines += ["No point finished in this run.", ""]
+    lines += [f"- {c.key.title}: **{verdicts[c.key].label if c.key in verdicts else 'not judged'}**"
+              for c in curves]
+    for curve in curves:
+        verdict = verdicts.get(curve.key)
+        lines += ["", f"## {curve.key.title}", ""]
+        divisors = ", ".join(f"{d:g}" for d in curve.divisors)
+        lines += [f"tok/s/GPU = total token throughput / {divisors} (the stage's divisor). "
+                  f"Baseline: {curve.baseline_note or 'none'}."
+                  + (f" AMD points: {curve.amd_source}." if curve.amd_source else ""), ""]
+        lines += curve_table(curve, verdict)
+        lines += ["", (f"{CHECK} beats the baseline (stage 2: meets all targets), {CROSS} does not, "
+                      f"{DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
+        lines += ["### Verdict", ""] + _verdict_lines(verdict)
+        lines += ["", "### Accuracy", ""] + _accuracy_lines(by_key.get(curve.key, []))
+        pngs = plots.get(curve.key, ())
+        if pngs:
+            lines += ["", "### Plots", ""]
+            for png in pngs:
+                rel = os.path.relpath(Path(png), run_dir)
+                lines.append(f"![{Path(png).stem}]({rel})")
+    lines += ["", "## Reproduction", ""] + _manifest_lines(run_dir)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
+                 plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None) -> Path:
+    """Write ``<run_dir>/report.md`` atomically; returns its path."""
+    run_dir = Path(run_dir)
+    return write_text_atomic(run_dir / REPORT_FILE, render_report(run_dir, records, verdicts, plots, curves))

@@ -1,0 +1,385 @@
+"""The typed result record of one point: what ``<point>.json`` holds and what every reader gets.
+
+One class, :class:`PointRecord`, is read and written by the run, the summary, the report, the
+plots, the verdict, compare, merge and the leaderboard payload. Its JSON keeps the reference
+client's key names and order (``request_goodput:`` with its colon included) so that files stay
+byte-compatible with those written before the record was typed: :meth:`PointRecord.to_json` of
+a record read by :meth:`PointRecord.from_json` gives back the same text.
+
+Layout of the JSON, in order: the reference client's run header and figures; ``benchmark_args``;
+the bounty's ``tput_per_gpu`` and ``interactivity``; ours under ``inferencemax``; the per-request
+lists (``--save-detailed``); the baseline comparison (its group, named after the baseline, and
+three ``*_ratio_vs_<prefix>_<tag>`` keys); ``baseline_note``; ``accuracy`` and
+``accuracy_validation``; then fields added by ``pytest_inferencemax_record`` hooks. Optional
+parts are left out, not written as null, when a run did not produce them (a record of
+``cli.bench`` has no baseline, accuracy or server section). docs/metrics.md documents each key.
+
+This module imports nothing from the measuring side: the leaderboard command reads records
+without loading the load generator.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_inferencemax.errors import ResultsError
+
+Number = Union[int, float]  # kept as written: 8 stays 8 and 8.0 stays 8.0 (byte-compatible files)
+
+# The keys every point's JSON holds (docs/metrics.md documents each one).
+REFERENCE_KEYS = (
+    "date", "backend", "model_id", "tokenizer_id", "best_of", "num_prompts", "request_rate", "burstiness",
+    "max_concurrency", "duration", "completed", "total_input_tokens", "total_output_tokens",
+    "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
+)
+BOUNTY_KEYS = ("benchmark_args", "tput_per_gpu", "interactivity")
+DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "e2els", "errors")
+
+# The three ratio keys of a baseline comparison: <prefix>_<tag> follows, e.g. b200_1126.
+TPUT_RATIO = "tput_per_gpu_ratio_vs_"
+E2E_RATIO = "median_e2e_ratio_vs_"
+INTVTY_RATIO = "interactivity_ratio_vs_"
+
+
+class RecordError(ResultsError):
+    """A file is not a point record, or a record lacks what a reader needs; the message names the file."""
+
+
+class _Part(BaseModel):
+    """A part of the record: unknown keys are kept (and written back after the known ones)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class BenchmarkArgs(_Part):
+    """The reference client's ``benchmark_args``: what it was asked to run."""
+
+    model: str
+    backend: str
+    base_url: str
+    dataset_name: str
+    random_input_len: int
+    random_output_len: int
+    random_range_ratio: Number
+    num_prompts: int
+    max_concurrency: int
+    request_rate: Union[str, Number]
+    num_warmups: int
+    seed: int
+
+
+class ClientCheck(_Part):
+    """The client's self-check: its loop lag and CPU, and whether it could have distorted the figures."""
+
+    load_generator: Optional[str] = None
+    processes: int = 1
+    arrival_clock: Optional[str] = None
+    loop_lag: Optional[dict[str, Any]] = None
+    lag_limit_ms: Optional[Number] = None
+    cpu_share: Optional[Number] = None
+    client_bound: bool = False
+    why: Optional[str] = None
+
+
+class PrefixCacheCheck(_Part):
+    """What the server's prefix cache served during the point (a random workload should hit nothing)."""
+
+    available: bool
+    why: Optional[str] = None
+    engine: Optional[str] = None
+    query_tokens: Optional[Number] = None
+    hit_tokens: Optional[Number] = None
+    hit_rate: Optional[Number] = None
+    warning: Optional[str] = None
+
+
+class TokenCheck(_Part):
+    """The server's token counts against the workload's: ``failures`` make the point invalid."""
+
+    output: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(default_factory=dict)
+    without_usage: int = 0
+    retokenized: Optional[dict[str, Any]] = None
+    flagged: list[str] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)
+
+
+class ServerInfo(_Part):
+    """The server a point ran against; how it was started when the run launched it (secrets redacted)."""
+
+    base_url: str
+    launched: bool
+    engine: Optional[str] = None
+    argv: Optional[list[str]] = None
+    env: Optional[dict[str, str]] = None
+    log: Optional[str] = None
+    pid: Optional[int] = None
+    recipe_key: Optional[str] = None
+
+
+class OurFields(_Part):
+    """The ``inferencemax`` section: ours, beside the reference keys (docs/metrics.md)."""
+
+    point: str
+    version: str
+    started_at: Optional[str] = None
+    tput_per_gpu_divisor: Number
+    failed: int = 0
+    errors: dict[str, int] = Field(default_factory=dict)
+    warmups: int = 0
+    warmup_failures: int = 0
+    output_tokens_from_usage: int = 0
+    output_tokens_retokenized: int = 0
+    token_itl_counts_from: Optional[dict[str, int]] = None
+    output_tokens_requested: int = 0
+    output_token_mismatches: int = 0
+    suite: str
+    stage: str
+    isl: int
+    osl: int
+    conc: int
+    tp: int = 1
+    request_timeout_s: Optional[Number] = None
+    num_prompts_overridden: bool = False
+    prompt_length_mismatches: int = 0
+    client: Optional[ClientCheck] = None
+    prefix_cache: Optional[PrefixCacheCheck] = None
+    token_check: Optional[TokenCheck] = None
+    # what a suite's stage adds (absent from records of `cli.bench`)
+    server: Optional[ServerInfo] = None
+    leaderboard_url: Optional[str] = None
+    payload_layout: Optional[str] = None
+    baseline: Optional[str] = None
+    baseline_key: Optional[str] = None
+    verdict_rule: Optional[dict[str, Any]] = None
+
+
+class BaselineFigures(BaseModel):
+    """The baseline's figures at the point's (ISL, OSL, CONC)."""
+
+    median_e2e_ms: Number
+    tput_per_gpu: Number
+    median_intvty: Number
+
+
+class BaselineComparison(BaseModel):
+    """The bounty's baseline group and ratios, e.g. ``b200_baseline_nv1126`` with ``b200_median_e2e_1126``
+    … and ``tput_per_gpu_ratio_vs_b200_1126`` …. ``figures`` and the ratios are None when the baseline
+    has no point at this (ISL, OSL, CONC): the JSON then holds the group and ratios as null."""
+
+    group: str
+    prefix: str
+    tag: str
+    figures: Optional[BaselineFigures] = None
+    tput_ratio: Optional[Number] = None
+    e2e_ratio: Optional[Number] = None
+    intvty_ratio: Optional[Number] = None
+
+    @property
+    def suffix(self) -> str:
+        return f"{self.prefix}_{self.tag}"
+
+    def field_names(self) -> tuple[str, str, str]:
+        """The group's inner keys for (median E2E, tput per GPU, median interactivity)."""
+        p, t = self.prefix, self.tag
+        return f"{p}_median_e2e_{t}", f"{p}_tput_pergpu_{t}", f"{p}_median_intvty_{t}"
+
+    def to_items(self) -> list[tuple[str, Any]]:
+        e2e, tput, intvty = self.field_names()
+        group = None if self.figures is None else {
+            e2e: self.figures.median_e2e_ms, tput: self.figures.tput_per_gpu, intvty: self.figures.median_intvty}
+        return [(self.group, group), (TPUT_RATIO + self.suffix, self.tput_ratio),
+                (E2E_RATIO + self.suffix, self.e2e_ratio), (INTVTY_RATIO + self.suffix, self.intvty_ratio)]
+
+    @classmethod
+    def pop_from(cls, data: dict[str, Any]) -> BaselineComparison | None:
+        """Take the comparison's keys out of a record's JSON object (found by the ratio key's suffix)."""
+        suffixes = [k[len(TPUT_RATIO):] for k in data if k.startswith(TPUT_RATIO)]
+        if not suffixes:
+            return None
+        if len(suffixes) > 1:
+            raise RecordError(f"the record compares with several baselines ({', '.join(suffixes)}); one is allowed")
+        prefix, _, tag = suffixes[0].rpartition("_")
+        e2e_key = f"{prefix}_median_e2e_{tag}"
+        group = next((k for k, v in data.items() if isinstance(v, dict) and e2e_key in v), None)
+        if group is None:  # no baseline point: the group is the null key that names a baseline
+            group = next((k for k, v in data.items() if v is None and "baseline" in k and k != "baseline_note"), None)
+        if group is None:
+            raise RecordError(f"the record has {TPUT_RATIO}{suffixes[0]} but no baseline group holding {e2e_key}")
+        fields = data.pop(group)
+        ratios = [data.pop(p + suffixes[0], None) for p in (TPUT_RATIO, E2E_RATIO, INTVTY_RATIO)]
+        figures = None
+        if fields is not None:
+            figures = BaselineFigures(median_e2e_ms=fields[e2e_key], tput_per_gpu=fields[f"{prefix}_tput_pergpu_{tag}"],
+                                      median_intvty=fields[f"{prefix}_median_intvty_{tag}"])
+        return cls(group=group, prefix=prefix, tag=tag, figures=figures, tput_ratio=ratios[0], e2e_ratio=ratios[1],
+                   intvty_ratio=ratios[2])
+
+
+class AccuracyValidation(_Part):
+    """The bounty's ``accuracy_validation``: the gate's status and the limits really enforced."""
+
+    status: str
+    reason: Optional[str] = None
+    task: Optional[str] = None
+    rule: Optional[str] = None
+    limits: Optional[dict[str, Any]] = None
+    lm_eval_version: Optional[str] = None
+    dataset: Optional[str] = None
+    dataset_sha256: Optional[str] = None
+    provenance: Optional[str] = None
+    baselines: Optional[dict[str, Any]] = None
+    threshold_multiplier: Optional[Number] = None
+    minimum_accepted: Optional[Number] = None
+    metric: Optional[str] = None
+    num_fewshot: Optional[int] = None
+
+
+class PointRecord(_Part):
+    """One point's result, as written to ``<point>.json``."""
+
+    date: str
+    backend: str
+    model_id: str
+    tokenizer_id: str
+    best_of: int = 1
+    num_prompts: int
+    request_rate: Union[str, Number] = "inf"
+    burstiness: Number = 1.0
+    max_concurrency: int
+    duration: Number
+    completed: int
+    total_input_tokens: int
+    total_output_tokens: int
+    request_throughput: Number
+    request_goodput: Optional[Number] = Field(None, alias="request_goodput:")
+    output_throughput: Number
+    total_token_throughput: Number
+    mean_ttft_ms: Number
+    median_ttft_ms: Number
+    std_ttft_ms: Number
+    p99_ttft_ms: Number
+    mean_tpot_ms: Number
+    median_tpot_ms: Number
+    std_tpot_ms: Number
+    p99_tpot_ms: Number
+    mean_itl_ms: Number
+    median_itl_ms: Number
+    std_itl_ms: Number
+    p99_itl_ms: Number
+    mean_token_itl_ms: Optional[Number] = None
+    median_token_itl_ms: Optional[Number] = None
+    std_token_itl_ms: Optional[Number] = None
+    p99_token_itl_ms: Optional[Number] = None
+    mean_e2el_ms: Number
+    median_e2el_ms: Number
+    std_e2el_ms: Number
+    p99_e2el_ms: Number
+    benchmark_args: BenchmarkArgs
+    tput_per_gpu: Number
+    interactivity: Number
+    ours: OurFields = Field(alias="inferencemax")
+    input_lens: Optional[list[int]] = None
+    output_lens: Optional[list[Optional[int]]] = None
+    ttfts: Optional[list[Optional[Number]]] = None
+    itls: Optional[list[list[Number]]] = None
+    e2els: Optional[list[Optional[Number]]] = None
+    errors: Optional[list[Optional[str]]] = None
+    comparison: Optional[BaselineComparison] = Field(None, exclude=True)
+    baseline_note: Optional[str] = None
+    accuracy: Optional[dict[str, Any]] = None
+    accuracy_validation: Optional[AccuracyValidation] = None
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "record") -> PointRecord:
+        """A record from its JSON object; :class:`RecordError` names ``source`` and the bad field."""
+        if not isinstance(data, dict) or not isinstance(data.get("inferencemax"), dict):
+            raise RecordError(f"{source}: not a point record (no 'inferencemax' object)")
+        data = dict(data)
+        try:
+            comparison = BaselineComparison.pop_from(data)
+            record = cls.model_validate(data)
+        except (RecordError, KeyError, TypeError) as exc:
+            raise RecordError(f"{source}: baseline comparison unreadable: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise RecordError(f"{source}: not a valid point record ({problems}); was it written by "
+                              "pytest-inferencemax? Re-run the point or remove the file") from None
+        if comparison is not None:
+            record.comparison = comparison
+        return record
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "record") -> PointRecord:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise RecordError(f"{source}: not JSON ({exc}); the file is damaged: re-run the point") from None
+        return cls.from_dict(data, source)
+
+    # -- writing ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the order of the reference client and of earlier files."""
+        dumped = self.model_dump(by_alias=True, exclude_unset=True, mode="python")
+        out: dict[str, Any] = {}
+        inserted = self.comparison is None
+        for key, value in dumped.items():
+            if not inserted and key not in _BEFORE_COMPARISON:
+                out.update(self.comparison.to_items())
+                inserted = True
+            out[key] = value
+        if not inserted:
+            out.update(self.comparison.to_items())
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=str) + "\n"
+
+    # -- what readers ask ------------------------------------------------------------------
+    @property
+    def point_id(self) -> str:
+        return self.ours.point
+
+    @property
+    def failed(self) -> int:
+        return self.ours.failed
+
+    @property
+    def invalid(self) -> list[str]:
+        """Why the point did not measure the workload it names (its token counts), if it did not."""
+        return list(self.ours.token_check.failures) if self.ours.token_check else []
+
+    @property
+    def accuracy_status(self) -> str:
+        return self.accuracy_validation.status if self.accuracy_validation else "unknown"
+
+    @property
+    def client_bound(self) -> bool:
+        return bool(self.ours.client and self.ours.client.client_bound)
+
+    def figure(self, name: str) -> Any:
+        """A top-level figure by its JSON key (e.g. ``median_e2el_ms``, ``request_goodput:``); None if absent."""
+        return self.to_dict().get(name) if name.endswith(":") else getattr(self, name, None)
+
+    def warnings(self) -> list[str]:
+        """What the summary and the terminal warn about for this point."""
+        out = []
+        if self.client_bound:
+            out.append("client-bound: " + str(self.ours.client.why))
+        if self.ours.token_check:
+            out += [f"token counts: {f}" for f in self.ours.token_check.flagged]
+        if self.ours.prefix_cache and self.ours.prefix_cache.warning:
+            out.append("prefix cache: " + self.ours.prefix_cache.warning)
+        return out
+
+    def sort_key(self) -> tuple[str, str, int, int, int]:
+        o = self.ours
+        return o.suite, o.stage, o.isl, o.osl, o.conc
+
+
+# Keys written before the baseline comparison; baseline_note, accuracy and hook fields come after it.
+_BEFORE_COMPARISON = frozenset((f.alias or name) for name, f in PointRecord.model_fields.items()
+                               if name not in ("comparison", "baseline_note", "accuracy", "accuracy_validation"))

@@ -1,0 +1,108 @@
+"""The run's table: one row per point and suite on the terminal, and ``summary.json`` on disk."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.store import SUMMARY_FILE, RunFolder
+
+# a point's figures in summary.json
+SUMMARY_FIGURES = ("completed", "num_prompts", "request_throughput", "output_throughput", "total_token_throughput",
+                   "tput_per_gpu", "median_ttft_ms", "median_tpot_ms", "median_e2el_ms", "interactivity")
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _beats(rec: PointRecord) -> str:
+    """yes / NO on tput/GPU against the baseline at the same CONC; - without a baseline point."""
+    ratio = rec.comparison.tput_ratio if rec.comparison else None
+    return "-" if ratio is None else ("yes" if ratio > 1.0 else "NO")
+
+
+def _status(rec: PointRecord) -> str:
+    """ok, or why the figures must not be read as a result (they are still shown)."""
+    if rec.invalid:
+        return "INVALID"
+    if rec.failed:
+        return f"PARTIAL ({rec.failed} failed)"
+    return "ok"
+
+
+COLUMNS: tuple[tuple[str, str, Callable[[PointRecord], Any]], ...] = (
+    ("point", "{}", lambda r: r.point_id),
+    ("ok/total", "{}", lambda r: f"{r.completed}/{r.num_prompts}"),
+    ("req/s", "{:.2f}", lambda r: r.request_throughput),
+    ("out tok/s", "{:.1f}", lambda r: r.output_throughput),
+    ("tok/s/GPU", "{:.1f}", lambda r: r.tput_per_gpu),
+    ("TTFT p50 ms", "{:.0f}", lambda r: r.median_ttft_ms),
+    ("TPOT p50 ms", "{:.1f}", lambda r: r.median_tpot_ms),
+    ("E2E p50 ms", "{:.0f}", lambda r: r.median_e2el_ms),
+    ("intvty tok/s/user", "{:.1f}", lambda r: r.interactivity),
+    ("tput vs base", "{}", lambda r: _ratio(r.comparison.tput_ratio if r.comparison else None)),
+    ("E2E vs base", "{}", lambda r: _ratio(r.comparison.e2e_ratio if r.comparison else None)),
+    ("intvty vs base", "{}", lambda r: _ratio(r.comparison.intvty_ratio if r.comparison else None)),
+    ("beats base", "{}", _beats),
+    ("status", "{}", _status),
+)
+
+
+def _accuracy_line(rec: PointRecord) -> str:
+    val = rec.accuracy_validation
+    if val is None or val.status != "PASSED":
+        return f"{rec.accuracy_status} ({val.reason if val and val.reason else ''})"
+    values = ", ".join(f"{k} {v:.4g}" for k, v in (rec.accuracy or {}).items() if isinstance(v, float))
+    return f"gate {val.task} PASSED: {values}"
+
+
+def table_rows(records: Sequence[PointRecord]) -> list[list[str]]:
+    rows = [[c[0] for c in COLUMNS]]
+    for rec in records:
+        rows.append([fmt.format(get(rec)) for _, fmt, get in COLUMNS])
+    return rows
+
+
+def render_table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path) -> list[str]:
+    lines: list[str] = []
+    by_suite: dict[str, list[PointRecord]] = {}
+    for rec in records:
+        by_suite.setdefault(f"{rec.ours.suite} (stage {rec.ours.stage})", []).append(rec)
+    for name, records in by_suite.items():
+        lines.append(f"suite {name}: tok/s/GPU divides total token throughput by "
+                     f"{records[0].ours.tput_per_gpu_divisor}")
+        lines.extend(render_table(table_rows(records)).splitlines())
+        notes = {r.baseline_note for r in records if r.baseline_note}
+        lines.extend(f"  baseline: {n}" for n in sorted(notes))
+        lines.extend(f"  accuracy: {a}" for a in sorted({_accuracy_line(r) for r in records}))
+        lines.append("")
+    for rec in records:
+        lines.extend(f"WARNING {rec.point_id}: {w}" for w in rec.warnings())
+    for point_id, reason in failures:
+        lines.append(f"FAILED {point_id}: {reason.splitlines()[0] if reason else 'see above'}")
+    lines.append(f"results: {run_dir}")
+    return lines
+
+
+def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
+                  conclusion: Sequence[str] = ()) -> Path:
+    data = {
+        "conclusion": list(conclusion),  # verdicts, report, submissions
+        "points": [{"point": rec.point_id, "file": f"{rec.point_id}.json",
+                    **{k: getattr(rec, k) for k in SUMMARY_FIGURES}}
+                   for rec in records],
+        "failures": [{"point": p, "reason": r} for p, r in failures],
+        "warnings": [{"point": rec.point_id, "warning": w} for rec in records for w in rec.warnings()],
+    }
+    return RunFolder(run_dir).write_json(SUMMARY_FILE, data)

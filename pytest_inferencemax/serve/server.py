@@ -1,0 +1,247 @@
+"""The inference server's lifecycle: launch a recipe, wait until it serves, watch it, stop it.
+
+Process handling is mirakuru's (process group via setsid, SIGTERM then SIGKILL, leftover
+children found by an environment marker, cleanup at exit). Readiness is one check class over
+mirakuru's HTTP executor: ``GET /health`` answers 2xx *and* a one-token completion succeeds,
+with progress shown while a long first start compiles.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+from mirakuru import HTTPExecutor
+from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutExpired
+
+from pytest_inferencemax.progress import Progress, last_log_line, log_tail
+from pytest_inferencemax.plan.recipe import Recipe
+from pytest_inferencemax.errors import ServerError  # raised here; defined in the error tree (errors.py)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
+def _port_busy(host: str, port: int) -> ServerError:
+    return ServerError(f"port {port} on {host} is already in use: stop what listens there, "
+                       "or drop --port to let a free port be chosen")
+
+
+def one_token_completion(base_url: str, model: str, timeout: float = 60.0, api_key: str | None = None) -> str | None:
+    """Ask for one token; ``None`` when it works, else what went wrong."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = requests.post(f"{base_url}/v1/completions", timeout=timeout, headers=headers,
+                          json={"model": model, "prompt": "Hello", "max_tokens": 1, "temperature": 0.0})
+    except requests.RequestException as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if r.status_code != 200:
+        return f"HTTP {r.status_code}: {r.text[:300]}"
+    try:
+        choices = r.json().get("choices")
+    except ValueError:
+        return f"answer is not JSON: {r.text[:200]}"
+    return None if choices else f"answer has no choices: {r.text[:200]}"
+
+
+class ServingExecutor(HTTPExecutor):
+    """Started when ``/health`` answers 2xx and a one-token completion succeeds."""
+
+    def __init__(self, command: list[str], *, base_url: str, health_path: str, model: str,
+                 env: dict[str, str], log_file: Path, timeout: float, api_key: str | None,
+                 on_wait: Callable[[float, str], None] | None = None) -> None:
+        self._log_path = log_file
+        self._log = open(log_file, "a", encoding="utf-8")
+        self._base_url = base_url
+        self._model = model
+        self._api_key = api_key
+        self._on_wait = on_wait
+        self._t0 = time.monotonic()
+        self.not_ready_reason = "not started"
+        super().__init__(command, url=base_url + health_path, method="GET", status=r"^2\d\d$",
+                         envvars=env, timeout=timeout, sleep=1.0, request_timeout=10.0,
+                         stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def after_start_check(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise ProcessExitedWithError(self, self.process.returncode)  # exit 0 counts as death too
+        if self._on_wait is not None:
+            self._on_wait(time.monotonic() - self._t0, last_log_line(self._log_path))
+        if not super().after_start_check():
+            self.not_ready_reason = "/health does not answer 2xx yet"
+            return False
+        problem = one_token_completion(self._base_url, self._model, api_key=self._api_key)
+        self.not_ready_reason = f"one-token completion failed: {problem}" if problem else ""
+        return problem is None
+
+    def stop_within(self, grace: float) -> None:
+        """SIGTERM the process group, SIGKILL after ``grace`` seconds; close the log."""
+        self._timeout = grace
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - a server that dies badly on SIGTERM is still stopped
+            self.kill()
+        finally:
+            self._log.close()
+
+
+@dataclass
+class Server:
+    """A server the benchmark talks to: one we launched, or one given by URL."""
+
+    base_url: str
+    model: str
+    recipe: Recipe | None = None
+    log_path: Path | None = None
+    executor: ServingExecutor | None = field(default=None, repr=False)
+    started_in: float = 0.0
+    broken: str | None = None  # set when a point found it hung: the next point gets a new server
+
+    def command_for_record(self) -> list[str]:
+        """The exact argv this server was launched with."""
+        return list(self.executor.command_parts) if self.executor else []
+
+    @property
+    def pid(self) -> int | None:
+        proc = self.executor.process if self.executor else None
+        return proc.pid if proc else None
+
+    def death_reason(self) -> str | None:
+        """Why a launched server is no longer running, or ``None`` while it runs."""
+        if self.broken:
+            return self.broken
+        if self.executor is None:
+            return None
+        proc = self.executor.process
+        if proc is None:
+            return "the server was stopped"
+        code = proc.poll()
+        if code is None:
+            return None
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return f"the server process (pid {proc.pid}) {how}"
+
+
+class ServerPool:
+    """Keeps at most one launched server per worker and swaps it when the recipe changes."""
+
+    def __init__(self, *, log_dir: Path, progress: Progress, start_timeout: float, stop_grace: float = 30.0,
+                 port: int | None = None, api_key: str | None = None,
+                 on_launch: Callable[["Server"], None] | None = None) -> None:
+        self.log_dir = log_dir
+        self.progress = progress
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self.port = port
+        self.api_key = api_key
+        self.current: Server | None = None
+        self.launches = 0
+        self.failed_starts: dict[str, str] = {}  # recipe key -> why it did not start
+        self.on_launch = on_launch
+
+
+    def acquire(self, recipe: Recipe, served_model_name: str) -> Server:
+        cur = self.current
+        if cur is not None and cur.recipe is not None and cur.recipe.key == recipe.key and cur.death_reason() is None:
+            return cur
+        if recipe.key in self.failed_starts:
+            raise ServerError(f"not retried: this server configuration failed to start earlier in the session: "
+                              f"{self.failed_starts[recipe.key].splitlines()[0]}")
+        if cur is not None:
+            why = "its configuration changed" if cur.recipe and cur.recipe.key != recipe.key else cur.death_reason()
+            self.progress.line(f"inferencemax: restarting the server ({why})")
+            self.release()
+        try:
+            self.current = self._launch(recipe, served_model_name)
+        except ServerError as exc:
+            self.failed_starts[recipe.key] = str(exc)
+            raise
+        if self.on_launch is not None:
+            self.on_launch(self.current)
+        return self.current
+
+    def _launch(self, recipe: Recipe, served_model_name: str) -> Server:
+        port = self.port or free_port(recipe.host)
+        if port_in_use(recipe.host, port):
+            raise _port_busy(recipe.host, port)
+        self.launches += 1
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"server-{recipe.suite}-{recipe.key}-{self.launches}.log"
+        recipe.write_files()
+        base_url = f"http://{recipe.host}:{port}"
+        cmd = recipe.command(port)
+        self.progress.line(f"inferencemax: starting {recipe.engine} server on {base_url} (log: {log_path})")
+
+        def on_wait(elapsed: float, log_line: str) -> None:
+            m, s = divmod(int(elapsed), 60)
+            self.progress.status(f"[server] starting {m}m{s:02d}s | {log_line}")
+
+        executor = ServingExecutor(cmd, base_url=base_url, health_path=recipe.health_path,
+                                   model=served_model_name, env=recipe.environment(port), log_file=log_path,
+                                   timeout=self.start_timeout, api_key=self.api_key, on_wait=on_wait)
+        t0 = time.monotonic()
+        try:
+            executor.start()
+        except AlreadyRunning:
+            executor.stop_within(self.stop_grace)
+            raise _port_busy(recipe.host, port) from None
+        except (ProcessExitedWithError, TimeoutExpired) as exc:
+            reason = executor.not_ready_reason
+            executor.stop_within(self.stop_grace)
+            self.progress.done()
+            if isinstance(exc, ProcessExitedWithError):
+                why = (f"the server exited during start-up ({exc.exit_code}) after {time.monotonic() - t0:.0f} s: "
+                       f"command {' '.join(cmd)}")
+            else:
+                why = (f"the server was not ready within {self.start_timeout:g} s ({reason}); raise "
+                       "--server-start-timeout if it is still compiling")
+            raise ServerError(f"{why}\n--- last lines of {log_path} ---\n{log_tail(log_path)}") from None
+        except BaseException:
+            executor.stop_within(self.stop_grace)  # Ctrl-C during a long start: leave nothing behind
+            raise
+        elapsed = time.monotonic() - t0
+        self.progress.done()
+        self.progress.line(f"inferencemax: server ready in {elapsed:.0f} s (pid {executor.process.pid})")
+        return Server(base_url=base_url, model=served_model_name, recipe=recipe, log_path=log_path,
+                      executor=executor, started_in=elapsed)
+
+    def release(self) -> None:
+        cur, self.current = self.current, None
+        if cur is not None and cur.executor is not None:
+            cur.executor.stop_within(self.stop_grace)
+
+
+def check_external(base_url: str, model: str, *, api_key: str | None = None, tries: int = 5,
+                   pause: float = 3.0) -> Server:
+    """A server someone else runs: it must answer ``/health`` (or ``/v1/models``) and one token."""
+    last = ""
+    for attempt in range(tries):
+        for path in ("/health", "/v1/models"):
+            try:
+                r = requests.get(base_url + path, timeout=10)
+                if r.status_code == 200:
+                    problem = one_token_completion(base_url, model, api_key=api_key)
+                    if problem is None:
+                        return Server(base_url=base_url, model=model)
+                    last = f"one-token completion failed: {problem}"
+                    break
+                last = f"GET {path} answered HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        if attempt + 1 < tries:
+            time.sleep(pause)
+    raise ServerError(f"the server at {base_url} does not answer ({last}). Check --server-url and "
+                      f"--served-model-name (now {model!r}).")

@@ -1,0 +1,132 @@
+"""The accuracy gate end to end: lm-eval against the real vLLM CPU server, once per server instance."""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+from e2e_support import MODELS_DIR, REPO, SUITE_TEST, mini_suite_toml
+from faulty_server import FaultyServer
+
+GATE_TEST = '''
+def test_accuracy(inferencemax, inferencemax_gate):
+    gate = inferencemax.gate(inferencemax_gate)
+    assert gate is None or gate.passed, gate.message()
+''' + SUITE_TEST
+
+
+def _embedded_gate() -> dict:
+    suite = tomllib.loads((REPO / "suites" / "smollm2-cpu" / "suite.toml").read_text())
+    return suite["stages"]["cpu"]["accuracy"]
+
+
+def _toml_table(table: dict) -> str:
+    lines = ["[stages.cpu.accuracy]"]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
+            lines.append(f"{key} = {{ {inner} }}")
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _suite(pytester, gate: dict) -> None:
+    d = pytester.mkdir("mini")
+    toml = mini_suite_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }") + _toml_table(gate)
+    (d / "suite.toml").write_text(toml)
+    (d / "test_mini.py").write_text(GATE_TEST)
+
+
+def _run(pytester, url: str, tmp_path, run_id: str):
+    return pytester.runpytest_subprocess(
+        "mini", "--server-url", url, "--served-model-name", "smollm2", "--tokenizer",
+        str(MODELS_DIR / "SmolLM2-135M-Instruct"), "--results-dir", str(tmp_path), "--run-id", run_id,
+        "--models-dir", str(MODELS_DIR), timeout=600)
+
+
+def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_server, tmp_path):
+    gate = _embedded_gate()
+    _suite(pytester, gate)
+    run = _run(pytester, vllm_server.base_url, tmp_path, "pass")
+    run.assert_outcomes(passed=3)
+    out = run.stdout.str()
+    assert out.count("inferencemax: accuracy gate (wikitext") == 1  # one server, one gate, two points
+    assert re.search(r"accuracy gate wikitext \(max_ratio\): PASSED", out)
+    for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
+        assert re.search(rf"\| {metric}\s+\| [0-9.]+\s+\| <= [0-9.]+\s+\| \+[0-9.]+", out), metric
+    for conc in (1, 2):
+        rec = json.loads((tmp_path / "pass" / f"mini-16-4-c{conc}.json").read_text())
+        assert set(rec["accuracy"]) == {"bits_per_byte", "byte_perplexity", "word_perplexity"}
+        val = rec["accuracy_validation"]
+        assert val["status"] == "PASSED" and val["threshold_multiplier"] == gate["threshold_multiplier"]
+        assert val["baselines"] == gate["baselines"]
+        for metric, base in gate["baselines"].items():
+            limit = val["limits"][metric]
+            assert limit["limit"] == base * gate["threshold_multiplier"] >= rec["accuracy"][metric]
+    manifest = json.loads((tmp_path / "pass" / "manifest.json").read_text())
+    assert len(manifest["accuracy_gates"]) == 1 and manifest["accuracy_gates"][0]["passed"] is True
+
+
+def test_tightened_gate_fails_and_points_are_not_run(pytester, vllm_server, tmp_path):
+    gate = _embedded_gate()
+    gate["baselines"] = {k: v * 0.5 for k, v in gate["baselines"].items()}
+    _suite(pytester, gate)
+    run = _run(pytester, vllm_server.base_url, tmp_path, "tight")
+    run.assert_outcomes(failed=1, skipped=2)
+    out = run.stdout.str()
+    assert "accuracy gate wikitext (max_ratio): FAILED" in out and "| NO" in out
+    assert "not run: accuracy gate wikitext (max_ratio): FAILED" in out
+    assert not list((tmp_path / "tight").glob("mini-16-4-c*.json"))  # no point ran
+    failures = json.loads((tmp_path / "tight" / "summary.json").read_text())["failures"]
+    assert sorted(f["point"] for f in failures) == ["mini-16-4-c1", "mini-16-4-c2", "mini-accuracy"]
+
+
+def test_server_without_prompt_logprobs_gets_a_clear_error(pytester, tmp_path):
+    _suite(pytester, _embedded_gate())
+    with FaultyServer("ok") as server:
+        run = _run(pytester, server.base_url, tmp_path, "nolp")
+    run.assert_outcomes(failed=1, skipped=2)
+    out = run.stdout.str()
+    assert "prompt logprobs" in out
+    assert "not run: the accuracy gate could not run" in out
+
+
+def test_skip_accuracy_is_marked_in_every_result(pytester, vllm_server, tmp_path):
+    _suite(pytester, _embedded_gate())
+    run = pytester.runpytest_subprocess(
+        "mini", "--skip-accuracy", "-k", "c1", "--server-url", vllm_server.base_url, "--served-model-name",
+        "smollm2", "--results-dir", str(tmp_path), "--run-id", "skip", "--models-dir", str(MODELS_DIR), timeout=300)
+    run.assert_outcomes(passed=1)
+    rec = json.loads((tmp_path / "skip" / "mini-16-4-c1.json").read_text())
+    assert rec["accuracy"] is None and rec["accuracy_validation"]["status"] == "SKIPPED"
+    assert "--skip-accuracy" in rec["accuracy_validation"]["reason"]
+
+
+def test_gate_equals_the_stage1_lm_eval_command_line_to_the_last_digit(pytester, vllm_server, tmp_path):
+    """The plugin's gate and the bounty runner's own command line, on the same server and documents."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pytest_inferencemax.measure.accuracy import builtin_documents, render_wikitext_task, write_jsonl
+
+    gate = _embedded_gate()
+    assert gate["model_args"] == {"num_concurrent": 10, "max_retries": 3}  # stage 1's, nothing more
+    _suite(pytester, gate)
+    _run(pytester, vllm_server.base_url, tmp_path, "cli").assert_outcomes(passed=3)
+    ours = json.loads((tmp_path / "cli" / "manifest.json").read_text())["accuracy_gates"][0]["values"]
+
+    data = write_jsonl(builtin_documents(8), tmp_path / "builtin.jsonl")  # what dataset = "builtin" builds
+    tasks = render_wikitext_task(data, tmp_path / "tasks").parent
+    model = str(MODELS_DIR / "SmolLM2-135M-Instruct")  # the server also serves under its path: $MODEL
+    cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "local-completions", "--model_args",
+           f"model={model},base_url={vllm_server.base_url}/v1/completions,num_concurrent=10,max_retries=3",
+           "--tasks", "wikitext_local", "--include_path", str(tasks), "--output_path", str(tmp_path / "cli-out")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (result_file,) = (tmp_path / "cli-out").rglob("results_*.json")
+    theirs = json.loads(result_file.read_text())["results"]["wikitext_local"]
+    for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
+        assert ours[metric] == theirs[f"{metric},none"], metric  # equal floats, every digit

@@ -1,0 +1,98 @@
+"""Merging runs: two separate pytest sessions of one suite, merged, against one session of both;
+refusals; the JUnit XML's per-point figures. On the real CPU server, in --server-url mode."""
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from e2e_support import MODELS_DIR
+from fake_leaderboard import FakeLeaderboard
+from pytest_inferencemax.cli.merge import main as merge_main
+from test_conclusion import _suite
+
+POINTS = ("mini-16-4-c1", "mini-16-4-c2")
+
+
+def _run(pytester, server, results: Path, run_id: str, *extra: str):
+    run = pytester.runpytest_subprocess(
+        "mini", "--server-url", server.base_url, "--served-model-name", "smollm2", "--skip-accuracy",
+        "--results-dir", str(results), "--run-id", run_id, "--models-dir", str(MODELS_DIR), *extra, timeout=300)
+    assert run.ret == 0, run.stdout.str()[-3000:]
+    return results / run_id
+
+
+def _without_paths(summary: dict) -> dict:
+    out = dict(summary)
+    out["conclusion"] = [line for line in summary["conclusion"] if not line.startswith("report: ")]
+    return out
+
+
+def test_two_runs_merged_give_the_summary_of_one_run_of_both(pytester, vllm_server, tmp_path, capsys):
+    with FakeLeaderboard() as board:
+        _suite(pytester, board.base_url)
+    results = tmp_path / "results"
+    a = _run(pytester, vllm_server, results, "a", "-k", "c1")
+    b = _run(pytester, vllm_server, results, "b", "-k", "c2")
+    both = _run(pytester, vllm_server, results, "both", "--junitxml", str(tmp_path / "junit.xml"))
+    baselines = pytester.path / "baselines"
+
+    # 1. two separate sessions, merged: one curve, one verdict, every point's figures as recorded
+    assert merge_main([str(a), str(b), "--out", str(tmp_path / "ab"), "--baselines", str(baselines)]) == 0
+    merged = json.loads((tmp_path / "ab" / "summary.json").read_text())
+    one = json.loads((both / "summary.json").read_text())
+    assert [p["point"] for p in merged["points"]] == [p["point"] for p in one["points"]] == list(POINTS)
+    verdict = [line for line in merged["conclusion"] if line.startswith("verdict ")]
+    assert verdict == [line for line in one["conclusion"] if line.startswith("verdict ")] and len(verdict) == 1
+    for point, src in zip(POINTS, (a, b)):
+        assert json.loads((tmp_path / "ab" / f"{point}.json").read_text()) == json.loads((src / f"{point}.json").read_text())
+    assert (tmp_path / "ab" / "report.md").is_file() and len(list((tmp_path / "ab" / "plots").glob("*.png"))) == 2
+    sources = json.loads((tmp_path / "ab" / "sources.json").read_text())["runs"]
+    assert [s["points"] for s in sources] == [["mini-16-4-c1"], ["mini-16-4-c2"]]
+    assert len(list((tmp_path / "ab").glob("manifest-*.json"))) == 2
+    out = capsys.readouterr().out
+    assert verdict[0] in out and "results: " in out
+
+    # 2. the one session's own points, split over two folders (as two nodes would have them) and
+    #    merged: exactly the summary that session wrote (only the report's path differs)
+    for point, name in zip(POINTS, ("x", "y")):
+        node = tmp_path / "nodes" / name / "results" / "run"
+        node.mkdir(parents=True)
+        shutil.copy(both / f"{point}.json", node)
+        shutil.copy(both / "manifest.json", node)
+    assert merge_main([str(tmp_path / "nodes"), "--out", str(tmp_path / "xy"), "--baselines", str(baselines),
+                       "-q"]) == 0
+    assert _without_paths(json.loads((tmp_path / "xy" / "summary.json").read_text())) == _without_paths(one)
+
+    # 3. the JUnit XML carries each point's figures
+    cases = {c.get("name"): c for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    for point in POINTS:
+        case = next(c for name, c in cases.items() if point in name)
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        rec = json.loads((both / f"{point}.json").read_text())
+        assert float(props["tput_per_gpu"]) == pytest.approx(rec["tput_per_gpu"])
+        assert float(props["median_e2el_ms"]) == pytest.approx(rec["median_e2el_ms"])
+        assert props["accuracy"] == "SKIPPED" and props["client_bound"] == "False"
+        assert "tput_per_gpu_ratio_vs_b200_1126" in props
+
+    # 4. refusals, each naming the problem: the same point twice, mixed rules, mixed baselines, nothing
+    assert merge_main([str(a), str(both), "--out", str(tmp_path / "dup")]) == 2
+    assert "point mini-16-4-c1 is in both" in capsys.readouterr().err
+    for field, value, words in (("verdict_rule", {"rule": "none", "reason": "other"}, "different verdict rules"),
+                                ("baseline", "another-ref", "different baselines")):
+        odd = tmp_path / f"odd-{field}"
+        odd.mkdir()
+        rec = json.loads((b / "mini-16-4-c2.json").read_text())
+        rec["inferencemax"][field] = value
+        (odd / "mini-16-4-c2.json").write_text(json.dumps(rec))
+        assert merge_main([str(a), str(odd), "--out", str(tmp_path / f"out-{field}")]) == 2
+        assert words in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert merge_main([str(empty), "--out", str(tmp_path / "none")]) == 2
+    assert "no point records under" in capsys.readouterr().err
+    assert merge_main([str(a), "--out", str(a)]) == 2
+    assert "is one of the runs being merged" in capsys.readouterr().err

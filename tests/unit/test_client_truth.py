@@ -1,0 +1,36 @@
+"""The client against the calibration server (benchmarks/calibration_server.py), which records when
+it really wrote each event: timing truth, per-token ITL, the client-bound flag, several client
+processes, token-count and prefix-cache checks."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from pytest_inferencemax.measure.looplag import LoopLag, lag_limit_ms
+from pytest_inferencemax.measure.multiclient import split
+from calibration import calibration_server, specs
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with calibration_server() as base:
+        yield base
+
+
+def test_lag_limit_and_merge():
+    assert lag_limit_ms(4.0) == 1.0 and lag_limit_ms(100.0) == pytest.approx(5.0)
+    merged = LoopLag.merge([LoopLag(10, 0.1, 0.5, 2.0), LoopLag(5, 0.3, 0.2, 9.0)])
+    assert merged == LoopLag(15, 0.3, 0.5, 9.0)
+    assert LoopLag.of([]) == LoopLag(0, 0.0, 0.0, 0.0)
+
+
+def test_split_spreads_concurrency_requests_and_warmups():
+    reqs = specs(10, 5)
+    shares = split(5, reqs, 10, procs=2)
+    assert [s.concurrency for s in shares] == [3, 2]
+    assert [len(s.requests) for s in shares] == [5, 5]
+    assert [s.warmups for s in shares] == [6, 4]
+    assert len(split(2, reqs, 0, procs=8)) == 2  # never more processes than slots
+
+

@@ -1,0 +1,35 @@
+"""A server that stops answering fails the point within the stall timeout, not hours later."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from faulty_server import FaultyServer
+from pytest_inferencemax.measure.loadgen import ClientConfig, run_load
+from pytest_inferencemax.measure.workload import RequestSpec
+
+SPECS = [RequestSpec(prompt="hello", prompt_len=1, output_len=8, target_prompt_len=1)] * 6
+
+
+@pytest.mark.parametrize("mode", ["hang", "midstream"])
+def test_run_aborts_within_stall_timeout(mode):
+    with FaultyServer(mode) as server:
+        client = ClientConfig(base_url=server.base_url, model="m", request_timeout=600)
+        t0 = time.monotonic()
+        result = asyncio.run(run_load(client, SPECS, concurrency=2, stall_timeout=1.5, tick_interval=0.2))
+        elapsed = time.monotonic() - t0
+    assert result.aborted and "stalled: no request made progress" in result.aborted
+    assert "--stall-timeout 1.5 s" in result.aborted
+    assert 1.5 <= elapsed < 5
+
+
+def test_healthy_stream_is_not_called_stalled():
+    with FaultyServer("ok") as server:
+        client = ClientConfig(base_url=server.base_url, model="m", request_timeout=60)
+        result = asyncio.run(run_load(client, SPECS, concurrency=2, num_warmups=2, stall_timeout=1.0))
+    assert result.aborted is None
+    assert [r.output_tokens for r in result.results] == [8] * 6 and all(r.success for r in result.results)
+
+
