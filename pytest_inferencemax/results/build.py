@@ -1,0 +1,163 @@
+"""From a measurement to a record on disk: the one place a :class:`PointRecord` is built.
+
+:func:`record_point` measures a point (``measure/runner.py``), builds its record, lets the caller
+add what the run knows beyond the measurement (the stage, baseline comparison, accuracy, hook
+fields), writes it to the run's folder and says on the terminal what the point gave. The
+pytest fixture and ``cli.bench`` both call it, so both write the same record.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pytest_inferencemax import __version__
+from pytest_inferencemax.measure.loadgen import LoadResult, RequestResult
+from pytest_inferencemax.measure.runner import Measurement, RunSettings, measure_point
+from pytest_inferencemax.measure.workload import Workload
+from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.progress import Progress
+from pytest_inferencemax.results.record import (
+    AccuracyValidation, BenchmarkArgs, ClientCheck, OurFields, PointRecord, PrefixCacheCheck, TokenCheck,
+)
+from pytest_inferencemax.results.store import RunFolder, write_text_atomic
+
+# compute_metrics' keys that are ours (under ``inferencemax``), not the reference client's
+_OURS_FROM_METRICS = ("tput_per_gpu", "interactivity", "tput_per_gpu_divisor", "failed", "output_tokens_from_usage",
+                      "output_tokens_retokenized", "token_itl_counts_from")
+
+
+def error_summary(results: Sequence[RequestResult], limit: int = 10) -> dict[str, int]:
+    """Failed requests grouped by error text (first line, shortened)."""
+    counts = Counter((r.error.splitlines()[0][:200] if r.error else "unknown error") for r in results if not r.success)
+    return dict(counts.most_common(limit))
+
+
+def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backend: str, base_url: str,
+                 seed: int, save_detailed: bool = False, stage_fields: dict[str, Any] | None = None) -> PointRecord:
+    """The record of measurement ``m``: reference keys first, the bounty's, then ours.
+
+    ``stage_fields``: what a suite's stage adds under ``inferencemax`` (server, leaderboard_url,
+    payload_layout, baseline, baseline_key, verdict_rule); absent for ``cli.bench``."""
+    point, load, metrics = m.point, m.load, m.metrics
+    ok = [r for r in load.results if r.success]
+    figures = {k: v for k, v in metrics.items() if k not in _OURS_FROM_METRICS}
+    ours = OurFields(
+        point=point.id, version=__version__, started_at=load.started_at,
+        tput_per_gpu_divisor=metrics["tput_per_gpu_divisor"], failed=metrics["failed"],
+        errors=error_summary(load.results), warmups=load.warmups, warmup_failures=load.warmup_failures,
+        output_tokens_from_usage=metrics["output_tokens_from_usage"],
+        output_tokens_retokenized=metrics["output_tokens_retokenized"],
+        token_itl_counts_from=metrics.get("token_itl_counts_from"),
+        output_tokens_requested=sum(r.output_len_requested for r in ok),
+        output_token_mismatches=sum(1 for r in ok if r.output_tokens is not None
+                                    and r.output_tokens != r.output_len_requested),
+        suite=point.suite, stage=point.stage, isl=point.isl, osl=point.osl, conc=point.conc, tp=point.tp,
+        request_timeout_s=m.request_timeout, num_prompts_overridden=point.num_prompts_overridden,
+        prompt_length_mismatches=m.workload.length_mismatches,
+        client=ClientCheck(**m.client_check), prefix_cache=PrefixCacheCheck(**m.prefix_cache),
+        token_check=TokenCheck(**m.token_check), **(stage_fields or {}),
+    )
+    detailed: dict[str, Any] = {}
+    if save_detailed:
+        detailed = {"input_lens": [r.prompt_len for r in load.results],
+                    "output_lens": [r.output_tokens for r in load.results],
+                    "ttfts": [r.ttft for r in load.results],
+                    "itls": [list(r.itl) for r in load.results],  # gaps between events, as the reference
+                    "e2els": [r.latency for r in load.results],
+                    "errors": [r.error for r in load.results]}
+    return PointRecord.model_validate({
+        "date": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"), "backend": backend, "model_id": served_model,
+        "tokenizer_id": tokenizer_id, "best_of": 1, "num_prompts": point.num_prompts, "request_rate": "inf",
+        "burstiness": 1.0, "max_concurrency": point.conc, **figures,
+        "benchmark_args": BenchmarkArgs(
+            model=served_model, backend=backend, base_url=base_url, dataset_name="random",
+            random_input_len=point.isl, random_output_len=point.osl, random_range_ratio=point.range_ratio,
+            num_prompts=point.num_prompts, max_concurrency=point.conc, request_rate="inf",
+            num_warmups=point.num_warmups, seed=seed),
+        "tput_per_gpu": metrics["tput_per_gpu"], "interactivity": metrics["interactivity"],
+        "inferencemax": ours, **detailed,
+    })
+
+
+def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] | None, AccuracyValidation]:
+    """The bounty's ``accuracy`` and ``accuracy_validation``, with the limits really enforced.
+
+    ``gate`` is the server's :class:`~pytest_inferencemax.measure.accuracy.GateResult` (a point only
+    runs after its gate passed); ``skipped_why`` says why there is none."""
+    if gate is None:
+        return None, AccuracyValidation(status="SKIPPED", reason=skipped_why)
+    spec = gate.spec
+    validation: dict[str, Any] = {
+        "status": "PASSED" if gate.passed else "FAILED", "task": spec.task, "rule": spec.rule.value,
+        "limits": {v.metric: {"op": v.op, "limit": v.limit, "margin": v.margin} for v in gate.verdicts},
+        "lm_eval_version": gate.lm_eval_version, "dataset": gate.dataset, "dataset_sha256": gate.dataset_sha256,
+        "provenance": spec.provenance,
+    }
+    if spec.rule.value == "max_ratio":
+        accuracy = {v.metric: v.value for v in gate.verdicts}
+        validation.update(baselines=dict(spec.baselines), threshold_multiplier=spec.threshold_multiplier)
+    else:
+        accuracy = {f"{spec.task}_metric": gate.verdicts[0].value, "task": spec.task}
+        validation.update(minimum_accepted=spec.minimum, metric=spec.metric, num_fewshot=spec.num_fewshot)
+    return accuracy, AccuracyValidation(**validation)
+
+
+@dataclass
+class PointOutcome:
+    """A finished point: its record, where it lies, and the raw results it came from."""
+
+    point: Point
+    record: PointRecord
+    path: Path
+    load: LoadResult
+    workload: Workload
+
+    @property
+    def failed(self) -> int:
+        return self.record.failed
+
+    @property
+    def invalid(self) -> list[str]:
+        return self.record.invalid
+
+    def failure_report(self) -> str:
+        lines = [f"{self.failed} of {self.point.num_prompts} requests failed ({self.path}):"]
+        lines += [f"  {n} x {text}" for text, n in self.record.ours.errors.items()]
+        return "\n".join(lines)
+
+
+def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: Any, tokenizer_id: str,
+                 backend: str, settings: RunSettings, progress: Progress, folder: RunFolder | None = None,
+                 out_path: Path | None = None, stage_fields: dict[str, Any] | None = None,
+                 complete: Callable[[PointRecord], PointRecord] | None = None,
+                 abort_check: Callable[[], str | None] | None = None,
+                 server_log: Path | None = None) -> PointOutcome:
+    """Measure ``point``, build its record, let ``complete`` add to it (it returns the record to write),
+    and write it (to ``out_path``, else to ``folder``'s ``<point>.json``) before returning."""
+    m = measure_point(point, base_url=base_url, served_model=served_model, tokenizer=tokenizer, settings=settings,
+                      progress=progress, abort_check=abort_check, server_log=server_log)
+    record = build_record(m, served_model=served_model, tokenizer_id=tokenizer_id, backend=backend,
+                          base_url=base_url, seed=settings.seed, save_detailed=settings.save_detailed,
+                          stage_fields=stage_fields)
+    if complete is not None:
+        record = complete(record)
+    if out_path is not None:
+        path = write_text_atomic(out_path, record.to_json())
+    elif folder is not None:
+        path = folder.write_point(record)
+    else:
+        raise ValueError("record_point needs a folder or an out_path")
+    progress.line(
+        f"inferencemax: {point.id}: {record.completed}/{point.num_prompts} ok in {m.load.duration:.1f} s, "
+        f"{record.output_throughput:.1f} out tok/s, {record.tput_per_gpu:.1f} tok/s/GPU "
+        f"(/{point.tput_per_gpu_divisor}), median TTFT {record.median_ttft_ms:.0f} ms, "
+        f"median E2E {record.median_e2el_ms:.0f} ms -> {path}")
+    for warning in record.warnings():
+        progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
+    outcome = PointOutcome(point, record, path, m.load, m.workload)
+    for why in outcome.invalid:
+        progress.line(f"inferencemax: {point.id}: INVALID: {why}")
+    return outcome
