@@ -23,6 +23,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.serve import api
 
 LEGACY_RULES = {"each metric <= baseline x threshold_multiplier": "max_ratio", "score >= minimum": "min_score"}
 # min_score's default metric. lm-eval 0.4.x prints a task's rows sorted by "metric,filter", so the bounty's parser,
@@ -202,21 +203,13 @@ def render_wikitext_task(data_file: Path, include_dir: Path) -> Path:
     return include_dir / "wikitext_local.yaml"
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-
-def _root(base_url: str) -> str:
-    return base_url.rstrip("/").removesuffix("/v1/completions").removesuffix("/v1")
-
-
 def probe_prompt_logprobs(base_url: str, model: str, api_key: str | None = None, timeout: float = 60) -> str | None:
     """None if /v1/completions returns prompt-token logprobs (as lm-eval's loglikelihood asks), else why not."""
-    url = f"{_root(base_url)}/v1/completions"
+    url = f"{api.root(base_url)}/v1/completions"
     payload = {"model": model, "prompt": "The quick brown fox jumps over the lazy dog.", "temperature": 0,
                "max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": True}  # lm-eval 0.4.13's loglikelihood payload
     try:
-        r = requests.post(url, json=payload, headers=_headers(api_key), timeout=timeout)
+        r = api.post(base_url, "/v1/completions", payload, api_key=api_key, timeout=timeout)
         lps = r.json()["choices"][0]["logprobs"]["token_logprobs"] if r.ok else None
     except requests.RequestException as e:
         return f"cannot reach {url}: {e}"
@@ -227,14 +220,6 @@ def probe_prompt_logprobs(base_url: str, model: str, api_key: str | None = None,
                 "loglikelihood tasks (wikitext) need choices[0].logprobs.token_logprobs for the prompt tokens with "
                 "echo=true, logprobs=1 (vLLM and SGLang return them unless disabled, e.g. vLLM --max-logprobs 0)")
     return None
-
-
-def server_max_model_len(base_url: str, model: str, api_key: str | None = None, timeout: float = 30) -> int | None:
-    """The served model's ``max_model_len`` from GET /v1/models (vLLM reports it; other servers may not)."""
-    r = requests.get(f"{_root(base_url)}/v1/models", headers=_headers(api_key), timeout=timeout)
-    r.raise_for_status()
-    n = {e.get("id"): e.get("max_model_len") for e in r.json().get("data", [])}.get(model)
-    return n if isinstance(n, int) else None
 
 
 def hf_dataset_cached(repo_id: str) -> bool:
@@ -294,7 +279,7 @@ def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: s
     override the spec's). Raises :class:`AccuracyError` when the gate cannot run (dataset, logprobs, metric)."""
     import lm_eval
     from lm_eval.tasks import TaskManager
-    root, ds = _root(base_url), dataset or spec.dataset
+    root, ds = api.root(base_url), dataset or spec.dataset
     with tempfile.TemporaryDirectory(prefix="imx-acc-", dir=work_dir) as tmp:
         task_name, include, data_file = _prepare_task(spec, ds, Path(tmp), allow_download)
         if check_logprobs and spec.task in LOGPROB_TASKS and (e := probe_prompt_logprobs(root, served_model, api_key)):
@@ -302,7 +287,7 @@ def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: s
         model_args = gate_model_args(spec, root, served_model, tokenizer_path, num_concurrent)
         t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(
-            model="local-completions", model_args={**model_args, **({"header": _headers(api_key)} if api_key else {})},
+            model="local-completions", model_args={**model_args, **({"header": api.auth_headers(api_key)} if api_key else {})},
             tasks=[task_name], num_fewshot=spec.num_fewshot, limit=spec.limit, log_samples=False, bootstrap_iters=0,
             task_manager=TaskManager(include_path=str(include) if include else None, include_defaults=include is None))
         elapsed = time.perf_counter() - t0  # lm-eval's whole run: task build, requests, metrics

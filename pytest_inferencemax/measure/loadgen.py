@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Coroutine, Protocol, Sequence, TypeVar
 
+from pytest_inferencemax.serve.api import auth_headers
 from pytest_inferencemax.measure.http_stream import HTTPStreamError, StreamingClient
 from pytest_inferencemax.measure.looplag import LoopLagMonitor, LoopLag
 from pytest_inferencemax.measure.sse import DONE_BYTES, SSEParser
@@ -73,7 +74,7 @@ class ClientConfig:
         return body
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return auth_headers(self.api_key)
 
 
 @dataclass(slots=True)

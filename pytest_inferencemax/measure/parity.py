@@ -85,11 +85,6 @@ class ParityReport:
         return {"point": self.point, "rounds": self.rounds, "passed": self.passed,
                 "rows": [asdict(r) for r in self.rows], "runs": [asdict(r) for r in self.runs]}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ParityReport:
-        return cls(data["point"], data["rounds"], [ParityRun(**r) for r in data["runs"]],
-                   [ParityRow(**r) for r in data["rows"]])
-
 
 def judge(point: str, runs: Sequence[ParityRun]) -> ParityReport:
     """The side-by-side rows and their verdicts from the runs of both clients."""

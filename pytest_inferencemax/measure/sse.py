@@ -28,10 +28,6 @@ class SSEEvent:
     def data(self) -> str:
         return self.raw.decode("utf-8", errors="replace")
 
-    @property
-    def is_done(self) -> bool:
-        return self.raw == DONE_BYTES
-
 
 class SSEParser:
     """Feed it byte chunks as they arrive; it returns the events each chunk completes."""

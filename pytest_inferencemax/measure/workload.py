@@ -47,10 +47,6 @@ class Workload:
         """How many prompts missed their target length after every retry."""
         return sum(r.prompt_len != r.target_prompt_len for r in self.requests)
 
-    @property
-    def total_output_tokens_requested(self) -> int:
-        return sum(r.output_len for r in self.requests)
-
 
 def sample_lengths(rng: np.random.RandomState, length: int, range_ratio: float, n: int) -> list[int]:
     """Lengths uniform over the integers [int(length * range_ratio), length]."""

@@ -24,10 +24,11 @@ from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
 from pytest_inferencemax.plugin.options import Settings
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.build import PointOutcome, accuracy_fields, record_point
-from pytest_inferencemax.results.manifest import Manifest, engine_version
+from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
 from pytest_inferencemax.results.store import RunFolder
+from pytest_inferencemax.serve.api import engine_version
 from pytest_inferencemax.serve.server import Server, ServerPool, check_external
 
 
@@ -43,6 +44,7 @@ class BenchSession:
     _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
     _compared: dict[str, PointRecord] | None = None
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
+    _recipes: dict[tuple[Path, str], Recipe] = field(default_factory=dict)
     _external: Server | None = None
     pool: ServerPool | None = None
     worker: int = 0  # xdist worker index (0 without xdist)
@@ -127,6 +129,14 @@ class BenchSession:
         return self.model(suite)
 
     def recipe(self, suite: Suite, point: Point) -> Recipe:
+        """The launch recipe of ``point``'s server, rendered once per point (collection, ordering, the
+        --collect-only plan and the run all ask for it)."""
+        key = (suite.path, point.id)
+        if key not in self._recipes:
+            self._recipes[key] = self._render(suite, point)
+        return self._recipes[key]
+
+    def _render(self, suite: Suite, point: Point) -> Recipe:
         ctx = RecipeContext(model=self.model(suite), served_model_name=self.served_model_name(suite),
                             tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
                             models_dir=self.settings.models_dir, host=suite.server.host)
@@ -264,11 +274,11 @@ class BenchSession:
         if self.manifest is None:
             return
         entry: dict[str, Any] = {"base_url": server.base_url, "model": server.model,
-                                 "engine_version": engine_version(server.base_url)}
+                                 "engine_version": engine_version(server.base_url, api_key=self.settings.api_key)}
         if server.recipe is not None:
-            entry.update(engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
-                         env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
-                         started_in_s=round(server.started_in, 1), recipe_key=server.recipe.key,
+            launch = launch_fields(server)
+            entry.update({k: launch[k] for k in ("engine", "argv", "env", "log", "pid")},
+                         started_in_s=round(server.started_in, 1), recipe_key=launch["recipe_key"],
                          worker=self.worker, devices=list(self.devices.devices) if self.devices else None)
         self.manifest.add_server(entry)
 
@@ -311,10 +321,7 @@ class BenchSession:
             # so that results merged from several runs or nodes are judged alike
             "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict or None}
         if server.recipe is not None:
-            stage_fields["server"].update(
-                engine=server.recipe.engine, argv=redact_argv(server.command_for_record()),
-                env=redact_env(server.recipe.env), log=str(server.log_path), pid=server.pid,
-                recipe_key=server.recipe.key)
+            stage_fields["server"].update(launch_fields(server))
 
         def complete(record: PointRecord) -> PointRecord:
             comparison(table, model_key, record)
@@ -339,3 +346,11 @@ class BenchSession:
 
 
 SESSION = pytest.StashKey[BenchSession]()  # the session of a pytest run, in config.stash
+
+
+def launch_fields(server: Server) -> dict[str, Any]:
+    """How a launched server was started, secrets redacted: for the point records and the manifest."""
+    assert server.recipe is not None
+    return {"engine": server.recipe.engine, "argv": redact_argv(server.command_for_record()),
+            "env": redact_env(server.recipe.env), "log": str(server.log_path), "pid": server.pid,
+            "recipe_key": server.recipe.key}

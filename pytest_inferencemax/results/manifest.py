@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
 
 from pytest_inferencemax import __version__
 from pytest_inferencemax.plan.devices import gpu_report
@@ -42,22 +41,6 @@ def git_commit(root: Path) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
-
-
-def engine_version(base_url: str) -> Any:
-    """What the server says about its version (vLLM: ``/version``; SGLang: ``/get_server_info``)."""
-    for path in ("/version", "/get_server_info"):
-        try:
-            r = requests.get(base_url + path, timeout=5)
-        except requests.RequestException:
-            continue
-        if r.status_code == 200:
-            try:
-                data = r.json()
-            except ValueError:
-                continue
-            return data.get("version", data) if isinstance(data, dict) else data
-    return None
 
 
 @dataclass

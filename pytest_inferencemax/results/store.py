@@ -126,8 +126,3 @@ class RunFolder:
         from pytest_inferencemax.measure.parity import render
         return self.write_json(f"{stem}.json", report.to_dict()), self.write_text(f"{stem}.md", render(report) + "\n")
 
-
-def read_parity(path: Path) -> ParityReport:
-    """A parity report saved by :meth:`RunFolder.write_parity` (its ``.json``)."""
-    from pytest_inferencemax.measure.parity import ParityReport
-    return ParityReport.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

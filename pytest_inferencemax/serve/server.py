@@ -20,7 +20,9 @@ from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutE
 
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
 from pytest_inferencemax.plan.recipe import Recipe
-from pytest_inferencemax.errors import ServerError  # raised here; defined in the error tree (errors.py)
+from pytest_inferencemax.errors import ServerError
+from pytest_inferencemax.serve import api
+from pytest_inferencemax.serve.api import one_token_completion  # raised here; defined in the error tree (errors.py)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,23 +40,6 @@ def port_in_use(host: str, port: int) -> bool:
 def _port_busy(host: str, port: int) -> ServerError:
     return ServerError(f"port {port} on {host} is already in use: stop what listens there, "
                        "or drop --port to let a free port be chosen")
-
-
-def one_token_completion(base_url: str, model: str, timeout: float = 60.0, api_key: str | None = None) -> str | None:
-    """Ask for one token; ``None`` when it works, else what went wrong."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        r = requests.post(f"{base_url}/v1/completions", timeout=timeout, headers=headers,
-                          json={"model": model, "prompt": "Hello", "max_tokens": 1, "temperature": 0.0})
-    except requests.RequestException as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if r.status_code != 200:
-        return f"HTTP {r.status_code}: {r.text[:300]}"
-    try:
-        choices = r.json().get("choices")
-    except ValueError:
-        return f"answer is not JSON: {r.text[:200]}"
-    return None if choices else f"answer has no choices: {r.text[:200]}"
 
 
 class ServingExecutor(HTTPExecutor):
@@ -231,7 +216,7 @@ def check_external(base_url: str, model: str, *, api_key: str | None = None, tri
     for attempt in range(tries):
         for path in ("/health", "/v1/models"):
             try:
-                r = requests.get(base_url + path, timeout=10)
+                r = api.get(base_url, path, api_key=api_key, timeout=10)
                 if r.status_code == 200:
                     problem = one_token_completion(base_url, model, api_key=api_key)
                     if problem is None:

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from pytest_inferencemax.serve import api
+
 # Per engine, the histogram (its name without _sum/_count) or counter (without _total) of each figure;
 # the first name present wins (vLLM renamed time_per_output_token to inter_token_latency).
 FIGURES = {
@@ -37,9 +39,8 @@ def parse_totals(text: str) -> dict[str, float]:
 
 def read_totals(base_url: str, *, timeout: float = 10.0, api_key: str | None = None) -> tuple[dict[str, float] | None, str]:
     """``parse_totals`` of ``base_url``/metrics, or None with why it could not be read."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        resp = requests.get(base_url.rstrip("/") + "/metrics", timeout=timeout, headers=headers)
+        resp = api.get(base_url, "/metrics", api_key=api_key, timeout=timeout)
     except requests.RequestException as exc:
         return None, f"GET /metrics failed: {type(exc).__name__}"
     if resp.status_code != 200:

@@ -12,8 +12,7 @@ import yaml
 from faulty_server import FaultyServer
 from pytest_inferencemax.measure import accuracy
 from pytest_inferencemax.measure.accuracy import (AccuracyError, GateResult, GateSpec, Rule, builtin_documents, judge,
-                                          probe_prompt_logprobs, render_wikitext_task, run_gate,
-                                          server_max_model_len, write_jsonl)
+                                          probe_prompt_logprobs, render_wikitext_task, run_gate, write_jsonl)
 
 REPO = Path(__file__).resolve().parents[2]
 WIKITEXT = {"task": "wikitext", "rule": "max_ratio", "threshold_multiplier": 1.03,
@@ -227,11 +226,9 @@ def test_probe_reports_a_server_without_prompt_logprobs():
     assert "wikitext" in err and "echo=true, logprobs=1" in err
 
 
-def test_probe_accepts_prompt_logprobs_and_reads_max_model_len():
+def test_probe_accepts_prompt_logprobs():
     with FaultyServer("logprobs") as server:
         assert probe_prompt_logprobs(server.base_url + "/v1", "faulty") is None
-        assert server_max_model_len(server.base_url, "faulty") == 4096
-        assert server_max_model_len(server.base_url, "other") is None
 
 
 def test_probe_unreachable():

@@ -2,13 +2,15 @@
 against a real vLLM server, and ``--parity`` in a suite run."""
 from __future__ import annotations
 
+import json
+
 
 import pytest
 
 from pytest_inferencemax.measure import parity
 from pytest_inferencemax.cli import parity as parity_cli
 from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun, judge, render
-from pytest_inferencemax.results.store import RunFolder, read_parity
+from pytest_inferencemax.results.store import RunFolder
 
 
 def runs(precise: list[float], reference: list[float], **override: float) -> list[ParityRun]:
@@ -58,10 +60,13 @@ def test_one_round_is_refused():
                      "--osl", "1", "--conc", "1", "--rounds", "1"])
 
 
-def test_a_saved_report_loads_back_and_renders_the_same(tmp_path):
+def test_a_saved_report_holds_every_run_and_row_and_the_table(tmp_path):
     report = judge("p", runs([100, 108], [104, 97]))
-    _, md = RunFolder(tmp_path).write_parity(report)
-    assert render(read_parity(tmp_path / "parity.json")) + "\n" == md.read_text()
+    path, md = RunFolder(tmp_path).write_parity(report, "p.parity")
+    saved = json.loads(path.read_text())
+    assert path.name == "p.parity.json" and saved == json.loads(json.dumps(report.to_dict()))
+    assert len(saved["runs"]) == 4 and saved["passed"] == report.passed
+    assert md.read_text() == render(report) + "\n"
 
 
 def test_a_stalled_server_stops_parity_with_the_run_and_the_reason():
