@@ -3,7 +3,9 @@
 Modes: ``hang`` accepts streaming completions and never answers; ``midstream`` sends a few
 token events and then goes silent; ``ok`` streams normally; ``quirky`` streams what clients must
 survive (usage on token events that disagrees with the final usage, an error event without
-choices, a malformed event, a comment line); ``error500`` answers streaming requests with HTTP 500.
+choices, a malformed event, a comment line); ``malformed`` streams normally but sends a broken JSON
+event after the first token (and no prompt_tokens in its usage); ``error500`` answers streaming
+requests with HTTP 500.
 Every completion request's client port and headers are kept in ``peers`` and ``headers``. Non-streaming requests (the
 readiness check) and ``/health`` always work, so the fault shows only during a point.
 Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
@@ -55,13 +57,17 @@ class FaultyServer(LoopbackServer):
         await resp.prepare(request)
         n = body.get("max_tokens", 1)
         limit = self.tokens_before_stall if self.mode == "midstream" else n
-        for _ in range(min(n, limit)):
+        for i in range(min(n, limit)):
             await resp.write(b"data: " + json.dumps({"choices": [{"index": 0, "text": "t"}]}).encode() + b"\n\n")
+            if self.mode == "malformed" and i == 0:
+                await resp.write(b'data: {"choices": [{"index": 0, "text": "t"\n\n')
             await asyncio.sleep(0.01)
         if self.mode == "midstream":
             await self.stopped()
             return resp
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
+        if self.mode == "malformed":
+            del usage["usage"]["prompt_tokens"]
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
 

@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client", type=client_kind, default="precise",
                    help="load generator: precise (default) or reference (the bounty client's semantics, aiohttp)")
     p.add_argument("--save-detailed", action="store_true", help="keep per-request arrays in the JSON")
+    p.add_argument("--fail-on-stream-errors", action="store_true",
+                   help="exit 1 when the server sent malformed stream events (default: counted and warned about)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
     return p
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{point.id}: {rec.completed}/{point.num_prompts} ok, {rec.output_throughput:.1f} out tok/s, "
               f"{rec.total_token_throughput:.1f} total tok/s, median TTFT {rec.median_ttft_ms:.1f} ms, "
               f"median TPOT {rec.median_tpot_ms:.2f} ms, median E2E {rec.median_e2el_ms:.0f} ms -> {path}")
-        failed += outcome.failed + len(outcome.invalid)
+        failed += outcome.failed + len(outcome.invalid) + (rec.stream_errors if args.fail_on_stream_errors else 0)
     return 1 if failed else 0
 
 

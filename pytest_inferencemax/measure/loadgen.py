@@ -98,6 +98,8 @@ class RequestResult:
     generated_text: str = ""
     events: int = 0  # SSE events with choices
     response_id: str | None = None  # the "id" of the server's first chunk (matches server logs)
+    malformed_events: int = 0  # stream events that were not JSON objects: skipped, as the reference skips them
+    malformed_example: str | None = None  # the first of them, shortened
 
 
 @dataclass
@@ -212,6 +214,14 @@ async def send_request(http: StreamingClient, client: ClientConfig, spec: Reques
     return out  # event_tokens is used only when usage came on every event (metrics.event_token_counts)
 
 
+def note_malformed(out: RequestResult, data: bytes | str) -> None:
+    """Count a stream event that is not a JSON object (the figures skip it; the record counts it)."""
+    out.malformed_events += 1
+    if out.malformed_example is None:
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        out.malformed_example = text[:120]
+
+
 class _StreamState:
     """What one stream has shown so far; ``handle`` takes each event's data as it arrives."""
 
@@ -234,8 +244,9 @@ class _StreamState:
             try:
                 obj = json.loads(data.decode("utf-8", errors="replace"))  # stray bytes in the text
             except ValueError:
-                return  # not JSON: skipped, as the reference client does
+                obj = None  # not JSON: skipped, as the reference client does, but counted
         if not isinstance(obj, dict):
+            note_malformed(out, data)
             return
         if out.response_id is None:
             out.response_id = obj.get("id")

@@ -33,7 +33,7 @@ from array import array
 
 import aiohttp
 
-from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, RequestResult
+from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, RequestResult, note_malformed
 from pytest_inferencemax.measure.workload import RequestSpec
 
 TIMEOUT = aiohttp.ClientTimeout(total=6 * 60 * 60)  # the reference's AIOHTTP_TIMEOUT
@@ -102,7 +102,8 @@ class ReferenceSender:
                             try:
                                 data = json.loads(text)
                             except json.JSONDecodeError:
-                                continue  # skipped, as the reference skips it
+                                note_malformed(out, text)  # skipped, as the reference skips it; counted
+                                continue
                             if out.response_id is None and isinstance(data, dict):
                                 out.response_id = data.get("id")
                             if choices := data.get("choices"):

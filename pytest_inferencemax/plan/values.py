@@ -135,3 +135,13 @@ def run_name(text: str) -> str:
     if not text or any(c in text for c in "/\\") or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"{text!r} cannot name a folder; use letters, digits, - and _")
     return text
+
+
+def boolean(text: str) -> bool:
+    """An ini file's yes/no: true/false, yes/no, on/off, 1/0 (any case)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a yes/no value: use true or false")

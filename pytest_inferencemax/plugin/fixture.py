@@ -119,6 +119,10 @@ class SuiteBench:
                 props.append((FAILURE, (point.id, f"parity: {why}")))
                 pytest.fail(f"{point.id}: the two clients disagree: {why}", pytrace=False)
         record = outcome.record
+        if record.stream_errors and self.session.settings.fail_on_stream_errors:
+            why = record.ours.stream.warning if record.ours.stream else ""
+            props.append((FAILURE, (point.id, f"stream errors: {why}")))
+            pytest.fail(f"{point.id}: {why}", pytrace=False)
         if record.client_bound and self.session.settings.fail_client_bound:
             why = record.ours.client.why if record.ours.client else ""
             props.append((FAILURE, (point.id, f"client-bound: {why}")))

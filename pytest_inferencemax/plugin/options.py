@@ -15,7 +15,8 @@ from typing import Any, Callable
 import pytest
 
 from pytest_inferencemax.plan.values import (
-    positive_int, non_negative_int, positive_float, port_number, conc_list, id_list, name_list, http_url, percentage, json_object, at_least_two, client_kind, run_name,
+    at_least_two, boolean, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
+    percentage, port_number, positive_float, positive_int, run_name,
 )
 
 
@@ -82,6 +83,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
            "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
     Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
+    Option("fail-on-stream-errors", "fail points whose server sent malformed stream events (default: counted in "
+           "the record and warned about; the figures skip them as the reference client does)", boolean, flag=True,
+           ini=True),
     Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
     Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),
@@ -171,6 +175,7 @@ class Settings:
     parity_rounds: int
     client_lag_limit_ms: float | None
     fail_client_bound: bool
+    fail_on_stream_errors: bool
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float
@@ -209,7 +214,8 @@ class Settings:
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
             parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
-            fail_client_bound=get(config, "fail-client-bound"), extra_body=get(config, "extra-body") or {},
+            fail_client_bound=get(config, "fail-client-bound"),
+            fail_on_stream_errors=get(config, "fail-on-stream-errors"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
             accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),

@@ -20,7 +20,7 @@ from pytest_inferencemax.measure.workload import Workload
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.record import (
-    AccuracyValidation, BenchmarkArgs, ClientCheck, OurFields, PointRecord, PrefixCacheCheck, TokenCheck,
+    AccuracyValidation, BenchmarkArgs, ClientCheck, OurFields, PointRecord, PrefixCacheCheck, StreamCheck, TokenCheck,
 )
 from pytest_inferencemax.results.store import RunFolder, write_text_atomic
 
@@ -33,6 +33,13 @@ def error_summary(results: Sequence[RequestResult], limit: int = 10) -> dict[str
     """Failed requests grouped by error text (first line, shortened)."""
     counts = Counter((r.error.splitlines()[0][:200] if r.error else "unknown error") for r in results if not r.success)
     return dict(counts.most_common(limit))
+
+
+def stream_check(results: Sequence[RequestResult]) -> StreamCheck:
+    """Malformed stream events of the point's requests (timed ones; warmups are not recorded)."""
+    bad = [r for r in results if r.malformed_events]
+    return StreamCheck(malformed_events=sum(r.malformed_events for r in bad), requests=len(bad),
+                       example=bad[0].malformed_example if bad else None)
 
 
 def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backend: str, base_url: str,
@@ -58,7 +65,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         request_timeout_s=m.request_timeout, num_prompts_overridden=point.num_prompts_overridden,
         prompt_length_mismatches=m.workload.length_mismatches,
         client=ClientCheck(**m.client_check), prefix_cache=PrefixCacheCheck(**m.prefix_cache),
-        token_check=TokenCheck(**m.token_check), **(stage_fields or {}),
+        token_check=TokenCheck(**m.token_check), stream=stream_check(load.results), **(stage_fields or {}),
     )
     detailed: dict[str, Any] = {}
     if save_detailed:

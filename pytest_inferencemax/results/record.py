@@ -106,6 +106,22 @@ class TokenCheck(_Part):
     failures: list[str] = Field(default_factory=list)
 
 
+class StreamCheck(_Part):
+    """Stream events that were not JSON objects: skipped by both clients (as the reference skips them),
+    counted here so that a server sending broken events is seen."""
+
+    malformed_events: int = 0
+    requests: int = 0  # requests with at least one
+    example: Optional[str] = None  # the first, shortened
+
+    @property
+    def warning(self) -> str | None:
+        if not self.malformed_events:
+            return None
+        return (f"{self.malformed_events} malformed stream event(s) in {self.requests} request(s) were skipped "
+                f"(e.g. {self.example!r}): the figures leave them out; --fail-on-stream-errors fails such a point")
+
+
 class ServerInfo(_Part):
     """The server a point ran against; how it was started when the run launched it (secrets redacted)."""
 
@@ -147,6 +163,7 @@ class OurFields(_Part):
     client: Optional[ClientCheck] = None
     prefix_cache: Optional[PrefixCacheCheck] = None
     token_check: Optional[TokenCheck] = None
+    stream: Optional[StreamCheck] = None  # absent from records written before it was counted
     # what a suite's stage adds (absent from records of `cli.bench`)
     server: Optional[ServerInfo] = None
     leaderboard_url: Optional[str] = None
@@ -373,7 +390,14 @@ class PointRecord(_Part):
             out += [f"token counts: {f}" for f in self.ours.token_check.flagged]
         if self.ours.prefix_cache and self.ours.prefix_cache.warning:
             out.append("prefix cache: " + self.ours.prefix_cache.warning)
+        if self.ours.stream and self.ours.stream.warning:
+            out.append("stream: " + self.ours.stream.warning)
         return out
+
+    @property
+    def stream_errors(self) -> int:
+        """Malformed stream events the point's requests received (0 for records that did not count them)."""
+        return self.ours.stream.malformed_events if self.ours.stream else 0
 
     def sort_key(self) -> tuple[str, str, int, int, int]:
         o = self.ours
