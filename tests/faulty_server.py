@@ -5,7 +5,8 @@ token events and then goes silent; ``ok`` streams normally; ``quirky`` streams w
 survive (usage on token events that disagrees with the final usage, an error event without
 choices, a malformed event, a comment line); ``malformed`` streams normally but sends a broken JSON
 event after the first token (and no prompt_tokens in its usage); ``error500`` answers streaming
-requests with HTTP 500.
+requests with HTTP 500; ``unhealthy`` answers ``/health`` with 503 (a server still loading) and
+counts the checks in ``health_checks``.
 Every completion request's client port and headers are kept in ``peers`` and ``headers``. Non-streaming requests (the
 readiness check) and ``/health`` always work, so the fault shows only during a point.
 Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
@@ -31,11 +32,16 @@ class FaultyServer(LoopbackServer):
         self.tokens_before_stall = tokens_before_stall
         self.peers: list[int] = []
         self.headers: list[dict[str, str]] = []
+        self.health_checks = 0
 
     def routes(self, app: web.Application) -> None:
-        app.router.add_get("/health", _health)
+        app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", _models)
         app.router.add_post("/v1/completions", self._completions)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
+        return web.Response(status=503, text="loading") if self.mode == "unhealthy" else web.Response(text="ok")
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -84,10 +90,6 @@ async def _quirky(request: web.Request, n: int) -> web.StreamResponse:
     usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
     await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
     return resp
-
-
-async def _health(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
 
 
 async def _models(request: web.Request) -> web.Response:

@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client", type=client_kind, default="precise",
                    help="load generator: precise (default) or reference (the bounty client's semantics, aiohttp)")
     p.add_argument("--save-detailed", action="store_true", help="keep per-request arrays in the JSON")
+    p.add_argument("--server-ready-timeout", type=positive_float, default=60.0,
+                   help="seconds to wait for the server to be ready (default: %(default)g)")
     p.add_argument("--fail-on-stream-errors", action="store_true",
                    help="exit 1 when the server sent malformed stream events (default: counted and warned about)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
@@ -59,11 +61,12 @@ def out_path(base: Path, conc: int, several: bool) -> Path:
     return base.with_name(f"{base.stem}-c{conc}{base.suffix or '.json'}") if several else base
 
 
-def connect(base_url: str, model: str, tokenizer_id: str, api_key_env: str) -> tuple[str | None, Any]:
+def connect(base_url: str, model: str, tokenizer_id: str, api_key_env: str,
+            ready_timeout: float = 60.0) -> tuple[str | None, Any]:
     """The API key from ``api_key_env`` and the loaded tokenizer, once the server at ``base_url`` answers;
     raises ServerError or RuntimeError with a one-line reason (the command lines print it and exit 2)."""
     api_key = os.environ.get(api_key_env) or None
-    check_external(base_url, model, api_key=api_key)
+    check_external(base_url, model, api_key=api_key, ready_timeout=ready_timeout)
     return api_key, load_tokenizer(tokenizer_id)
 
 
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--range-ratio {args.range_ratio} must be within [0, 1]")
     progress = StreamProgress(sys.stderr, quiet=args.quiet)
     try:
-        api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env)
+        api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env,
+                                     args.server_ready_timeout)
     except (ServerError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

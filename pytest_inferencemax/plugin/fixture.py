@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_inferencemax.errors import InferenceMaxError
 from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
@@ -95,6 +96,9 @@ class SuiteBench:
             pytest.skip(f"not run: {not_run}")
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
+        except InferenceMaxError as exc:  # a cause we know and said in words: the message, no traceback
+            props.append((FAILURE, (point.id, str(exc).splitlines()[0])))
+            pytest.fail(str(exc), pytrace=False)
         except BaseException as exc:
             props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
             raise

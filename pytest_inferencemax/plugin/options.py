@@ -66,6 +66,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "port for a launched server; 0 picks a free one", port_number, default=0, metavar="N"),
     Option("server-start-timeout", "seconds to wait for a launched server to serve", positive_float,
            default=1800.0, ini=True, metavar="S"),
+    Option("server-ready-timeout", "seconds to wait for a --server-url server to be ready (checked once per "
+           "session: a server that is not ready fails every point at once with the cause)", positive_float,
+           default=60.0, ini=True, metavar="S"),
     Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,
            ini=True, metavar="S"),
     Option("stall-timeout", "fail a point when no request receives a byte for this many seconds",
@@ -167,6 +170,7 @@ class Settings:
     models_dir: Path
     port: int
     server_start_timeout: float
+    server_ready_timeout: float
     request_timeout: float | None
     stall_timeout: float
     client_procs: int
@@ -211,6 +215,7 @@ class Settings:
                     or datetime.now().strftime("%Y%m%d-%H%M%S")),
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
+            server_ready_timeout=get(config, "server-ready-timeout"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
             parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),

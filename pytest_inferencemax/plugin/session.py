@@ -29,7 +29,7 @@ from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
 from pytest_inferencemax.results.store import RunFolder
 from pytest_inferencemax.serve.api import engine_version
-from pytest_inferencemax.serve.server import Server, ServerPool, check_external
+from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, check_external
 
 
 @dataclass
@@ -46,6 +46,7 @@ class BenchSession:
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
     _recipes: dict[tuple[Path, str], Recipe] = field(default_factory=dict)
     _external: Server | None = None
+    _external_error: str | None = None  # why --server-url's server was not ready (then no point runs)
     pool: ServerPool | None = None
     worker: int = 0  # xdist worker index (0 without xdist)
     devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
@@ -257,8 +258,17 @@ class BenchSession:
     def server(self, suite: Suite, point: Point) -> Server:
         if self.settings.server_url:
             if self._external is None:
-                self._external = check_external(self.settings.server_url, self.served_model_name(suite),
-                                                api_key=self.settings.api_key)
+                if self._external_error is not None:  # checked once: every later point fails at once
+                    raise ServerError(f"not retried: {self._external_error}")
+                self.progress.line(f"inferencemax: checking the server at {self.settings.server_url} "
+                                   f"(up to {self.settings.server_ready_timeout:g} s)")
+                try:
+                    self._external = check_external(self.settings.server_url, self.served_model_name(suite),
+                                                    api_key=self.settings.api_key,
+                                                    ready_timeout=self.settings.server_ready_timeout)
+                except ServerError as exc:
+                    self._external_error = str(exc)
+                    raise
                 self._note_server(self._external)
             return self._external
         if self.pool is None:

@@ -209,24 +209,46 @@ class ServerPool:
             cur.executor.stop_within(self.stop_grace)
 
 
-def check_external(base_url: str, model: str, *, api_key: str | None = None, tries: int = 5,
-                   pause: float = 3.0) -> Server:
-    """A server someone else runs: it must answer ``/health`` (or ``/v1/models``) and one token."""
-    last = ""
-    for attempt in range(tries):
-        for path in ("/health", "/v1/models"):
-            try:
-                r = api.get(base_url, path, api_key=api_key, timeout=10)
-                if r.status_code == 200:
-                    problem = one_token_completion(base_url, model, api_key=api_key)
-                    if problem is None:
-                        return Server(base_url=base_url, model=model)
-                    last = f"one-token completion failed: {problem}"
-                    break
-                last = f"GET {path} answered HTTP {r.status_code}"
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-        if attempt + 1 < tries:
-            time.sleep(pause)
-    raise ServerError(f"the server at {base_url} does not answer ({last}). Check --server-url and "
-                      f"--served-model-name (now {model!r}).")
+def check_external(base_url: str, model: str, *, api_key: str | None = None, ready_timeout: float = 60.0,
+                   pause: float = 2.0) -> Server:
+    """A server someone else runs, once it is ready: ``/health`` answers 2xx (a server without a
+    ``/health`` route may answer 404), ``/v1/models`` lists ``model``, and one token comes back.
+
+    A server that is not ready yet (refused connections, ``/health`` 503, a failing completion) is
+    asked again every ``pause`` seconds until ``ready_timeout`` has passed; a model it does not serve
+    is refused at once with the names it lists."""
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        left = max(1.0, deadline - time.monotonic())
+        problem = _not_ready(base_url, model, api_key, timeout=min(10.0, left), completion_timeout=min(60.0, left))
+        if problem is None:
+            return Server(base_url=base_url, model=model)
+        if time.monotonic() + pause > deadline:
+            break
+        time.sleep(pause)
+    raise ServerError(f"the server at {base_url} is not ready after {ready_timeout:g} s: {problem}. Check "
+                      "--server-url, or raise --server-ready-timeout if it is still starting")
+
+
+def _not_ready(base_url: str, model: str, api_key: str | None, *, timeout: float,
+               completion_timeout: float) -> str | None:
+    """Why the server is not ready to be measured, or None when it is; raises :class:`ServerError` for
+    what waiting cannot fix (a model name it does not serve)."""
+    try:
+        health = api.get(base_url, "/health", api_key=api_key, timeout=timeout)
+        if health.status_code != 404 and not 200 <= health.status_code < 300:
+            return f"GET /health answered HTTP {health.status_code}"
+        models = api.get(base_url, "/v1/models", api_key=api_key, timeout=timeout)
+    except requests.RequestException as exc:
+        return f"it does not answer ({type(exc).__name__}: {exc})"
+    if models.status_code != 200:
+        return f"GET /v1/models answered HTTP {models.status_code}"
+    try:
+        served = [str(m.get("id")) for m in models.json().get("data") or [] if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        served = []  # not the OpenAI shape: the one-token request below decides
+    if served and model not in served:
+        raise ServerError(f"the server at {base_url} does not serve {model!r}: /v1/models lists "
+                          f"{', '.join(repr(m) for m in served)}; pass one of them as --served-model-name")
+    problem = one_token_completion(base_url, model, timeout=completion_timeout, api_key=api_key)
+    return f"a one-token completion failed ({problem})" if problem else None

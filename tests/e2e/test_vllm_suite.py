@@ -107,9 +107,9 @@ def test_server_url_that_does_not_answer_fails_clearly(pytester, tmp_path):
 
     url = f"http://127.0.0.1:{free_port()}"
     run = pytester.runpytest_subprocess("mini", "--server-url", url, "--results-dir", str(tmp_path),
-                                        "--models-dir", str(MODELS_DIR), timeout=120)
+                                        "--models-dir", str(MODELS_DIR), "--server-ready-timeout", "2", timeout=120)
     run.assert_outcomes(failed=1)
-    assert f"the server at {url} does not answer" in run.stdout.str()
+    assert f"the server at {url} is not ready after 2 s: it does not answer" in run.stdout.str()
 
 
 def test_adhoc_command_line_point(vllm_server, smollm2_model, tmp_path):
