@@ -19,6 +19,7 @@ from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
+from pytest_inferencemax.serve.server import port_in_use
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.summary import summary_lines, write_summary
 
@@ -114,6 +115,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if errors := CONFIG_ERRORS.pop(config, None):
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
     bench = _session(config)
+    if not config.option.collectonly:
+        _check_ports(bench, config)
     first_seen: dict[tuple[str, str], int] = {}
 
     def order(item: pytest.Item) -> tuple[int, int]:
@@ -132,6 +135,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.sort(key=order)  # stable: file order within a group
     except ConfigError as exc:  # a recipe that cannot be rendered
         raise pytest.UsageError(str(exc)) from None
+
+
+def _check_ports(bench: BenchSession, config: pytest.Config) -> None:
+    """A fixed --port that something already listens on is refused before any server starts."""
+    s = bench.settings
+    if not s.port or s.server_url or not bench.suites:
+        return
+    workers = getattr(config.option, "numprocesses", None)
+    ports = [s.port + bench.worker] if hasattr(config, "workerinput") else [s.port + w for w in range(workers or 1)]
+    for host in sorted({suite.server.host for suite in bench.suites.values()}):
+        if busy := [p for p in ports if port_in_use(host, p)]:
+            raise pytest.UsageError(f"--port {s.port}: port {busy[0]} on {host} is already in use (another server?): "
+                                    "stop what listens there, choose another --port, or drop --port to let a free "
+                                    "port be chosen")
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:

@@ -2,6 +2,8 @@
 baseline, for every server configuration; one line each, exit code 4 (pytest's usage error)."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml
@@ -58,3 +60,15 @@ def test_an_unknown_stage_and_a_broken_suite_file_are_usage_errors(pytester):
     result = pytester.runpytest_inprocess("mini", "--models-dir", str(MODELS_DIR), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any("not valid TOML" in line for line in result.errlines)
+
+
+def test_a_busy_port_is_refused_before_any_server_starts(pytester, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(pytester, "", "--port", str(port), "--results-dir", str(tmp_path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and f"port {port} on 127.0.0.1 is already in use" in errors[0]
+    assert not list(tmp_path.glob("*/server-*.log"))  # nothing was launched
