@@ -97,9 +97,12 @@ class Verdict:
     points_above_baseline: int | None = None  # stage-1 tie-break 1
     tput_ratio_sum: float | None = None  # stage-1 tie-break 2
     points_meeting_all_targets: int | None = None  # stage 2
+    incomplete: str | None = None  # why the curve cannot be judged whole (the run was interrupted)
 
     @property
     def label(self) -> str:
+        if self.incomplete:
+            return "incomplete"
         if not self.applicable:
             return "not applicable"
         return "qualified" if self.qualified else "not qualified"

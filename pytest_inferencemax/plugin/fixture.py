@@ -94,14 +94,21 @@ class SuiteBench:
         if not_run:
             props.append((FAILURE, (point.id, f"not run: {not_run}")))
             pytest.skip(f"not run: {not_run}")
+        self.session.current_point = point.id
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
-        except InferenceMaxError as exc:  # a cause we know and said in words: the message, no traceback
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the session ends and says this point stopped
+            props.append((FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
+            raise
+        except InferenceMaxError as exc:
+            self.session.current_point = None  # a cause we know and said in words: the message, no traceback
             props.append((FAILURE, (point.id, str(exc).splitlines()[0])))
             pytest.fail(str(exc), pytrace=False)
         except BaseException as exc:
+            self.session.current_point = None
             props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
             raise
+        self.session.current_point = None
         props.append((RECORD, str(outcome.path)))
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
         if outcome.failed:

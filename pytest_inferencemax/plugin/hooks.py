@@ -6,6 +6,8 @@ a test module whose tests take the ``inferencemax_point`` parameter: one test pe
 """
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.serve.server import port_in_use
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
-from pytest_inferencemax.results.summary import summary_lines, write_summary
+from pytest_inferencemax.results.summary import Interruption, summary_lines, write_summary
 
 FINISHED = pytest.StashKey[FinishedRun]()
+INTERRUPTION = pytest.StashKey[Interruption | None]()
+_PREVIOUS_HANDLERS: dict[pytest.Config, dict[signal.Signals, Any]] = {}  # restored at pytest_unconfigure
 # configuration errors found while collecting, per pytest config: refused together as a usage error
 CONFIG_ERRORS: dict[pytest.Config, list[str]] = {}
 
@@ -55,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = bench
+    _PREVIOUS_HANDLERS[config] = _end_like_ctrl_c_on(bench, (signal.SIGTERM, signal.SIGHUP))
     config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(bench), "inferencemax-xdist")
@@ -75,6 +80,34 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["inferencemax_run_id"] = self.bench.settings.run_id  # one results folder
+
+
+def _end_like_ctrl_c_on(bench: BenchSession, signals: tuple[signal.Signals, ...]) -> dict[signal.Signals, Any]:
+    """SIGTERM (``timeout``, a CI job cancelled, ``kill``) and SIGHUP (a closed terminal) end the run as
+    Ctrl-C does: pytest unwinds, the session tears the server's process group down and says what was
+    interrupted. A second signal during that teardown is ignored, so that the teardown finishes."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if bench.interrupted_by is None:
+            bench.interrupted_by = signal.Signals(signum).name
+            raise KeyboardInterrupt(bench.interrupted_by)
+
+    return {sig: signal.signal(sig, handler) for sig in signals}
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    for config, _ in list(_PREVIOUS_HANDLERS.items()):
+        bench = config.stash.get(SESSION, None)
+        if bench is not None and bench.interrupted_by is None:
+            bench.interrupted_by = "Ctrl-C"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    bench = session.config.stash.get(SESSION, None)
+    if bench is not None:
+        bench.planned = [p.id for item in session.items if (p := point_of(item)) and POINT_ARG in item.callspec.params]
 
 
 def _session(config: pytest.Config) -> BenchSession:
@@ -183,8 +216,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(SESSION, None)
     if bench is None:
         return
-    bench.close()  # also on Ctrl-C and internal errors: no server is left behind
-    if bench.record_paths or bench.failures:
+    bench.close()  # also on Ctrl-C, SIGTERM and internal errors: no server is left behind
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    if interrupted and bench.current_point and bench.current_point not in {p for p, _ in bench.failures}:
+        bench.failures.append((bench.current_point, f"interrupted by {bench.interrupted_by or 'Ctrl-C'}"))
+    if bench.record_paths or bench.failures or interrupted:
         session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
         bench.manifest.write(finished=True)
         if not _is_worker(session.config):
@@ -193,18 +229,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
                                     unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
                       if s.submit_team else None)
+            interruption = bench.interruption() if interrupted else None
             finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
-                                  echo=bench.progress.line)
+                                  echo=bench.progress.line, interruption=interruption)
             session.config.stash[FINISHED] = finished
-            write_summary(records, bench.failures, bench.run_dir, finished.lines())
+            session.config.stash[INTERRUPTION] = interruption
+            write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     bench = config.stash.get(SESSION, None)
+    interruption = config.stash.get(INTERRUPTION, None)
+    if bench is not None and interruption is not None and config.get_verbosity() < 0:
+        terminalreporter.write_line(f"inferencemax: INCOMPLETE: {interruption.line()} (results: {bench.run_dir})")
     if bench is None or not (bench.record_paths or bench.failures) or config.get_verbosity() < 0:
         return
     terminalreporter.section("inferencemax summary")
-    for line in summary_lines(bench.records(), bench.failures, bench.run_dir):
+    for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption):
         terminalreporter.write_line(line)
     finished = config.stash.get(FINISHED, None)
     for line in finished.lines() if finished else []:
@@ -215,4 +256,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     bench = config.stash.get(SESSION, None)
     if bench is not None:
         bench.close()
+    for sig, previous in _PREVIOUS_HANDLERS.pop(config, {}).items():
+        signal.signal(sig, previous)
 

@@ -28,6 +28,7 @@ from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
 from pytest_inferencemax.results.store import RunFolder
+from pytest_inferencemax.results.summary import Interruption
 from pytest_inferencemax.serve.api import engine_version
 from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, check_external
 
@@ -47,6 +48,9 @@ class BenchSession:
     _recipes: dict[tuple[Path, str], Recipe] = field(default_factory=dict)
     _external: Server | None = None
     _external_error: str | None = None  # why --server-url's server was not ready (then no point runs)
+    planned: list[str] = field(default_factory=list)  # the points this process was to run, in order
+    current_point: str | None = None  # the point running now (kept when an interruption stops it)
+    interrupted_by: str | None = None  # "Ctrl-C", "SIGTERM" or "SIGHUP" once the run was interrupted
     pool: ServerPool | None = None
     worker: int = 0  # xdist worker index (0 without xdist)
     devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
@@ -79,6 +83,12 @@ class BenchSession:
     @property
     def folder(self) -> RunFolder:
         return RunFolder(self.run_dir)
+
+    def interruption(self) -> Interruption:
+        """What an interruption left: the point it stopped and the points that never ran."""
+        done = {p.stem for p in self.record_paths} | {point for point, _ in self.failures}
+        return Interruption(by=self.interrupted_by or "Ctrl-C", point=self.current_point,
+                            not_run=tuple(p for p in self.planned if p not in done and p != self.current_point))
 
     def records(self) -> list[PointRecord]:
         """The finished points' records (of every worker), in the order they finished."""

@@ -4,7 +4,7 @@ Runs once, in the process that saw every point (the xdist controller, or the onl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -14,6 +14,7 @@ from pytest_inferencemax.publish.plots import plot_curves
 from pytest_inferencemax.publish.report import PLOTS_DIR, write_report
 from pytest_inferencemax.publish.submission import PointSubmission, SubmissionError, submit_run
 from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.summary import Interruption
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class FinishedRun:
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"verdict {key.title}: {v.label.upper()} ({v.decided_by})" for key, v in self.verdicts.items()]
+        out = [f"verdict {key.title}: {v.label.upper()} ({v.incomplete or v.decided_by})"
+               for key, v in self.verdicts.items()]
         if self.report:
             out.append(f"report: {self.report} (plots in {self.report.parent / 'plots'})")
         out += [f"submission {s.point}: {s.status}{': ' + s.message if s.message else ''}" for s in self.submissions]
@@ -45,14 +47,21 @@ class FinishedRun:
 
 def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tuple[str, str], Any],
                baselines_dir: Path, submit: SubmitOptions | None = None,
-               echo: Callable[[str], None] = print, with_plots: bool = True) -> FinishedRun:
+               echo: Callable[[str], None] = print, with_plots: bool = True,
+               interruption: Interruption | None = None) -> FinishedRun:
     """Judge the run's curves by their stages' ``rules``, write plots and ``report.md`` to ``run_dir``
     and, with ``submit``, send the qualifying points to the leaderboard."""
     result = FinishedRun()
     curves, result.verdicts = judge_curves(build_curves(records), rules, baselines_dir)
+    if interruption is not None:  # part of a curve is no verdict: nothing qualifies, nothing is submitted
+        result.verdicts = {k: replace(v, qualified=False, incomplete=interruption.line())
+                           for k, v in result.verdicts.items()}
     plots = dict(plot_curves(curves, Path(run_dir) / PLOTS_DIR)) if with_plots else {}
-    result.report = write_report(run_dir, records, result.verdicts, plots, curves)
+    result.report = write_report(run_dir, records, result.verdicts, plots, curves, interruption)
     if submit is None or not records:
+        return result
+    if interruption is not None:
+        result.problems.append(f"submission: not sent, the run is incomplete ({interruption.line()})")
         return result
     qualified = {rec.point_id for rec in records
                  if (v := result.verdicts.get(curve_key(rec))) is not None and v.qualified}

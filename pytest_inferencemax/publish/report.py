@@ -16,6 +16,7 @@ from pytest_inferencemax.judge.curve import Curve, CurveKey, build_curves, curve
 from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, Verdict
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.store import write_text_atomic
+from pytest_inferencemax.results.summary import Interruption
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
@@ -64,8 +65,11 @@ def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
 def _verdict_lines(verdict: Verdict | None) -> list[str]:
     if verdict is None:
         return ["**Verdict: not judged** (no verdict was computed for this curve)"]
-    lines = [f"**Verdict: {verdict.label}** (rule `{verdict.rule}`)", "",
-             f"Decided by: {verdict.decided_by}", ""]
+    lines = [f"**Verdict: {verdict.label}** (rule `{verdict.rule}`)", ""]
+    if verdict.incomplete:
+        lines += [f"The run was {verdict.incomplete}. On the points that ran: {verdict.decided_by}", ""]
+    else:
+        lines += [f"Decided by: {verdict.decided_by}", ""]
     if verdict.points_above_baseline is not None:
         ratio_sum = DASH if verdict.tput_ratio_sum is None else f"{verdict.tput_ratio_sum:.3f}"
         lines += [(f"Tie-break figures: points above the baseline tput/GPU {verdict.points_above_baseline}; "
@@ -116,13 +120,17 @@ def _manifest_lines(run_dir: Path) -> list[str]:
 
 
 def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
-                  plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None) -> str:
+                  plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
+                  interruption: Interruption | None = None) -> str:
     run_dir = Path(run_dir)
     curves = list(curves) if curves is not None else build_curves(records)
     by_key: dict[CurveKey, list[PointRecord]] = {}
     for rec in records:
         by_key.setdefault(curve_key(rec), []).append(rec)
     lines = [f"# InferenceMAX run report: {run_dir.name}", ""]
+    if interruption is not None:
+        lines += [f"**Incomplete run**: {interruption.line()}. The verdicts below are \"incomplete\": a curve "
+                  "with points missing qualifies for nothing, and nothing was submitted.", ""]
     if not curves:
         lines += ["No point finished in this run.", ""]
     lines += [f"- {c.key.title}: **{verdicts[c.key].label if c.key in verdicts else 'not judged'}**"
@@ -150,7 +158,9 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
 
 
 def write_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
-                 plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None) -> Path:
+                 plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
+                 interruption: Interruption | None = None) -> Path:
     """Write ``<run_dir>/report.md`` atomically; returns its path."""
     run_dir = Path(run_dir)
-    return write_text_atomic(run_dir / REPORT_FILE, render_report(run_dir, records, verdicts, plots, curves))
+    return write_text_atomic(run_dir / REPORT_FILE, render_report(run_dir, records, verdicts, plots, curves,
+                                                                  interruption))

@@ -1,6 +1,7 @@
 """The run's table: one row per point and suite on the terminal, and ``summary.json`` on disk."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -74,8 +75,9 @@ def render_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path) -> list[str]:
-    lines: list[str] = []
+def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
+                  interruption: Interruption | None = None) -> list[str]:
+    lines: list[str] = [f"INCOMPLETE: {interruption.line()}", ""] if interruption else []
     by_suite: dict[str, list[PointRecord]] = {}
     for rec in records:
         by_suite.setdefault(f"{rec.ours.suite} (stage {rec.ours.stage})", []).append(rec)
@@ -95,9 +97,28 @@ def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
     return lines
 
 
+@dataclass(frozen=True)
+class Interruption:
+    """A run cut short by Ctrl-C, SIGTERM or SIGHUP: which point was running and which never ran."""
+
+    by: str  # "Ctrl-C", "SIGTERM" or "SIGHUP"
+    point: str | None  # the point that was running, if one was
+    not_run: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        during = f"during {self.point}" if self.point else "between points"
+        rest = (f"; {len(self.not_run)} point(s) not run: {', '.join(self.not_run)}" if self.not_run
+                else "; every other point had run")
+        return f"interrupted by {self.by} {during}{rest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "point": self.point, "not_run": list(self.not_run)}
+
+
 def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
-                  conclusion: Sequence[str] = ()) -> Path:
+                  conclusion: Sequence[str] = (), interruption: Interruption | None = None) -> Path:
     data = {
+        "interrupted": interruption.to_dict() if interruption else None,  # the run is incomplete when set
         "conclusion": list(conclusion),  # verdicts, report, submissions
         "points": [{"point": rec.point_id, "file": f"{rec.point_id}.json",
                     **{k: getattr(rec, k) for k in SUMMARY_FIGURES}}

@@ -140,3 +140,23 @@ def test_judged_curves_keep_amd_for_the_plots(tmp_path):
     curves, _ = judge_curves(build_curves(RECORDS), {("gptoss", "s1"): {**SHARE, "amd_baseline": "mi355x"}},
                              tmp_path)
     assert [s.kind for s in plot_series(curves[0], "e2e")] == ["ours", "baseline", "amd"]
+
+
+def test_an_interrupted_run_is_incomplete_qualifies_for_nothing_and_submits_nothing(tmp_path):
+    from pytest_inferencemax.publish.finish import SubmitOptions
+    from pytest_inferencemax.results.summary import Interruption, summary_lines
+
+    stop = Interruption(by="SIGTERM", point="gptoss-1024-1024-c8", not_run=("gptoss-1024-8192-c4",))
+    assert stop.line() == ("interrupted by SIGTERM during gptoss-1024-1024-c8; 1 point(s) not run: "
+                           "gptoss-1024-8192-c4")
+    records = [record(4, 500.0, 2000.0, 450.0)]  # beats the baseline: would qualify alone
+    finished = finish_run(tmp_path, records, {("gptoss", "s1"): SHARE}, BASELINES,
+                          SubmitOptions(team="T", dry_run=True), with_plots=False, interruption=stop)
+    (verdict,) = finished.verdicts.values()
+    assert verdict.label == "incomplete" and not verdict.qualified
+    assert finished.submissions == [] and "not sent, the run is incomplete" in finished.problems[0]
+    report = finished.report.read_text()
+    assert "**Incomplete run**: interrupted by SIGTERM during gptoss-1024-1024-c8" in report
+    assert "**Verdict: incomplete**" in report and "On the points that ran: qualified" in report
+    assert summary_lines(records, [], tmp_path, stop)[0] == "INCOMPLETE: " + stop.line()
+    assert Interruption(by="Ctrl-C", point=None).line() == "interrupted by Ctrl-C between points; every other point had run"
