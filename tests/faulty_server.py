@@ -1,7 +1,7 @@
 """A deliberately faulty OpenAI-compatible server for fault tests (no real server misbehaves on cue).
 
 Modes: ``hang`` accepts streaming completions and never answers; ``midstream`` sends a few
-token events and then goes silent; ``ok`` streams normally; ``quirky`` streams what clients must
+token events and then goes silent (after ``ok_streams`` streams that complete); ``ok`` streams normally; ``quirky`` streams what clients must
 survive (usage on token events that disagrees with the final usage, an error event without
 choices, a malformed event, a comment line); ``malformed`` streams normally but sends a broken JSON
 event after the first token (and no prompt_tokens in its usage); ``error500`` answers streaming
@@ -26,9 +26,13 @@ from loopback_server import LoopbackServer
 
 
 class FaultyServer(LoopbackServer):
-    def __init__(self, mode: str, tokens_before_stall: int = 3) -> None:
+    def __init__(self, mode: str, tokens_before_stall: int = 3, models: tuple[str, ...] = ("faulty",),
+                 ok_streams: int = 0) -> None:
         super().__init__()
         self.mode = mode
+        self.ok_streams = ok_streams  # midstream: this many streams complete before the others stall
+        self.streams = 0
+        self.models = models  # what /v1/models lists (the first with max_model_len 4096)
         self.tokens_before_stall = tokens_before_stall
         self.peers: list[int] = []
         self.headers: list[dict[str, str]] = []
@@ -36,12 +40,16 @@ class FaultyServer(LoopbackServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/health", self._health)
-        app.router.add_get("/v1/models", _models)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
 
     async def _health(self, request: web.Request) -> web.Response:
         self.health_checks += 1
         return web.Response(status=503, text="loading") if self.mode == "unhealthy" else web.Response(text="ok")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model", "max_model_len": 4096}
+                                                              for m in self.models]})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -62,13 +70,15 @@ class FaultyServer(LoopbackServer):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         n = body.get("max_tokens", 1)
-        limit = self.tokens_before_stall if self.mode == "midstream" else n
+        self.streams += 1
+        stalls = self.mode == "midstream" and self.streams > self.ok_streams
+        limit = self.tokens_before_stall if stalls else n
         for i in range(min(n, limit)):
             await resp.write(b"data: " + json.dumps({"choices": [{"index": 0, "text": "t"}]}).encode() + b"\n\n")
             if self.mode == "malformed" and i == 0:
                 await resp.write(b'data: {"choices": [{"index": 0, "text": "t"\n\n')
             await asyncio.sleep(0.01)
-        if self.mode == "midstream":
+        if stalls:
             await self.stopped()
             return resp
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
@@ -92,8 +102,6 @@ async def _quirky(request: web.Request, n: int) -> web.StreamResponse:
     return resp
 
 
-async def _models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": [{"id": "faulty", "object": "model", "max_model_len": 4096}]})
 
 
 def _echo_logprobs(prompt: str) -> dict:

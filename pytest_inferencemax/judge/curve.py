@@ -109,7 +109,8 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
     return key, CurvePoint(
         conc=o.conc, point_id=o.point, tput_per_gpu=tput, divisor=divisor, median_e2e_ms=float(rec.median_e2el_ms),
         interactivity=float(rec.interactivity), tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
-        baseline=base, accuracy_status=rec.accuracy_status, failed_requests=rec.failed, invalid=bool(rec.invalid),
+        baseline=base, accuracy_status=rec.accuracy_status, failed_requests=max(rec.failed, rec.num_prompts - rec.completed),
+        invalid=bool(rec.invalid),
     ), notes
 
 

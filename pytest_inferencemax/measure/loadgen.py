@@ -17,8 +17,9 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Coroutine, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence
 
+from pytest_inferencemax.measure.aio import run_async  # noqa: F401  (the loop every client runs on)
 from pytest_inferencemax.serve.api import auth_headers
 from pytest_inferencemax.measure.http_stream import HTTPStreamError, StreamingClient
 from pytest_inferencemax.measure.looplag import LoopLagMonitor, LoopLag
@@ -30,7 +31,6 @@ except ImportError:  # pragma: no cover - msgspec is a dependency; kept working 
     decode_json = json.loads
 from pytest_inferencemax.measure.workload import RequestSpec
 
-T = TypeVar("T")
 from pytest_inferencemax.plan.values import CLIENTS  # noqa: F401  (re-exported: the load generators)
 
 
@@ -335,12 +335,13 @@ async def run_load(
         t0 = time.perf_counter()
         live.started = live.last_progress = t0
         aborted = None
+        tasks = [asyncio.ensure_future(limited(s)) for s in requests]
         try:
-            results = await _guarded(asyncio.gather(*(limited(s) for s in requests)),
-                                     abort_check, on_tick, live, tick_interval, stall_timeout)
+            results = await _guarded(asyncio.gather(*tasks), abort_check, on_tick, live, tick_interval,
+                                     stall_timeout)
         except RunAborted as exc:
-            aborted = str(exc)
-            results = []
+            aborted = str(exc)  # the requests that had finished stay: the record shows what the point got to
+            results = [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
         finally:
             duration = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
@@ -350,35 +351,6 @@ async def run_load(
         await sender.close()
     return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted, lag=lag, client_cpu_s=cpu,
                       t0=t0, arrival_clock=sender.arrival_clock, client=client.client)
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on uvloop when it is installed (its I/O path costs the client less), else asyncio's loop.
-
-    An interruption (Ctrl-C, SIGTERM) cancels the run's tasks; the loop then stays quiet about the
-    cancelled futures nobody awaited any more, which asyncio would otherwise print, one traceback
-    each, long after pytest has said the run was interrupted."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(_quiet_when_cancelled(coro))
-    return uvloop.run(_quiet_when_cancelled(coro))
-
-
-async def _quiet_when_cancelled(coro: Coroutine[Any, Any, T]) -> T:
-    loop = asyncio.get_running_loop()
-    default = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), (asyncio.CancelledError, KeyboardInterrupt)):
-            return  # a task or future cancelled by the interruption: nothing to report
-        if default is not None:
-            default(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-    return await coro
 
 
 async def _tracked(sender: Sender, spec: RequestSpec, live: LiveStats) -> RequestResult:

@@ -57,6 +57,8 @@ class Measurement:
     client_check: dict[str, Any]
     prefix_cache: dict[str, Any]
     token_check: dict[str, Any]
+    aborted: str | None = None  # why the point was cut short (the figures cover the requests that finished)
+    aborted_report: str = ""  # the same with the server log's tail, for the failure message
 
 
 def measure_point(
@@ -97,9 +99,11 @@ def measure_point(
         while not load.aborted and time.monotonic() < deadline:
             time.sleep(0.1)
             load.aborted = abort_check()
+    report = ""
     if load.aborted:
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
-        raise PointAborted(f"{point.id} stopped: {load.aborted}{tail}", reason=load.aborted)
+        report = f"{point.id} stopped: {load.aborted}{tail}"
+        load.duration = max(load.duration, 1e-9)  # cut short in the warmups: no timed run, no figures
     count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
                               count_tokens=count_tokens)
@@ -112,6 +116,7 @@ def measure_point(
         prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups),
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
                                  ignore_eos=ignore_eos),
+        aborted=load.aborted, aborted_report=report,
     )
 
 
@@ -153,8 +158,10 @@ def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettin
 
 
 class PointAborted(PointError):
-    """The point was cut short (the server died, or a stall); the message says why."""
+    """The point was cut short (the server died, or a stall); the message says why. ``record_path`` is
+    the point's record, written before this was raised (with the requests that finished)."""
 
-    def __init__(self, message: str, reason: str = "") -> None:
+    def __init__(self, message: str, reason: str = "", record_path: Path | None = None) -> None:
         super().__init__(message)
         self.reason = reason or message
+        self.record_path = record_path

@@ -95,19 +95,24 @@ class SuiteBench:
             props.append((FAILURE, (point.id, f"not run: {not_run}")))
             pytest.skip(f"not run: {not_run}")
         self.session.current_point = point.id
+        failed: InferenceMaxError | None = None
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the session ends and says this point stopped
             props.append((FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
             raise
-        except InferenceMaxError as exc:
-            self.session.current_point = None  # a cause we know and said in words: the message, no traceback
+        except InferenceMaxError as exc:  # a cause we know and said in words: the message, no traceback
+            self.session.current_point = None
+            if record_path := getattr(exc, "record_path", None):  # an aborted point's record, with its cause
+                props.append((RECORD, str(record_path)))
             props.append((FAILURE, (point.id, str(exc).splitlines()[0])))
-            pytest.fail(str(exc), pytrace=False)
+            failed = exc
         except BaseException as exc:
             self.session.current_point = None
             props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
             raise
+        if failed is not None:  # outside the except block: the message alone, no chained exception
+            pytest.fail(str(failed), pytrace=False)
         self.session.current_point = None
         props.append((RECORD, str(outcome.path)))
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view

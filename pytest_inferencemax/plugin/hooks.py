@@ -19,6 +19,7 @@ from pytest_inferencemax.plugin.fixture import FAILURE, RECORD, inferencemax  # 
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.serve.server import port_in_use
@@ -107,7 +108,8 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION, None)
     if bench is not None:
-        bench.planned = [p.id for item in session.items if (p := point_of(item)) and POINT_ARG in item.callspec.params]
+        bench.planned = [p.id for item in session.items
+                         if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
 
 
 def _session(config: pytest.Config) -> BenchSession:

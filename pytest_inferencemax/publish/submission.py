@@ -96,6 +96,8 @@ def check_submittable(record: PointRecord) -> list[str]:
         why = f" ({val.reason})" if val and val.reason else ""
         problems.append(f"accuracy_validation.status is {status}{why}: only results that passed the accuracy "
                         "gate count (--skip-accuracy runs are for development)")
+    if record.ours.aborted:
+        problems.append(f"the point was cut short ({record.ours.aborted.splitlines()[0]})")
     if record.failed:
         problems.append(f"{record.failed} request(s) failed in this point")
     for why in record.invalid:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from pytest_inferencemax import __version__
 from pytest_inferencemax.measure.loadgen import LoadResult, RequestResult
-from pytest_inferencemax.measure.runner import Measurement, RunSettings, measure_point
+from pytest_inferencemax.measure.runner import Measurement, PointAborted, RunSettings, measure_point
 from pytest_inferencemax.measure.workload import Workload
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress
@@ -65,7 +65,8 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         request_timeout_s=m.request_timeout, num_prompts_overridden=point.num_prompts_overridden,
         prompt_length_mismatches=m.workload.length_mismatches,
         client=ClientCheck(**m.client_check), prefix_cache=PrefixCacheCheck(**m.prefix_cache),
-        token_check=TokenCheck(**m.token_check), stream=stream_check(load.results), **(stage_fields or {}),
+        token_check=TokenCheck(**m.token_check), stream=stream_check(load.results),
+        **({"aborted": m.aborted} if m.aborted else {}), **(stage_fields or {}),
     )
     detailed: dict[str, Any] = {}
     if save_detailed:
@@ -162,6 +163,8 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
         f"{record.output_throughput:.1f} out tok/s, {record.tput_per_gpu:.1f} tok/s/GPU "
         f"(/{point.tput_per_gpu_divisor}), median TTFT {record.median_ttft_ms:.0f} ms, "
         f"median E2E {record.median_e2el_ms:.0f} ms -> {path}")
+    if m.aborted:  # on disk with what it got to; the point fails with the cause
+        raise PointAborted(m.aborted_report, reason=m.aborted, record_path=path)
     for warning in record.warnings():
         progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
     outcome = PointOutcome(point, record, path, m.load, m.workload)

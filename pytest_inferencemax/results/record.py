@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
 
 Number = Union[int, float]  # kept as written: 8 stays 8 and 8.0 stays 8.0 (byte-compatible files)
 
@@ -36,11 +37,6 @@ REFERENCE_KEYS = (
 )
 BOUNTY_KEYS = ("benchmark_args", "tput_per_gpu", "interactivity")
 DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "e2els", "errors")
-
-# The three ratio keys of a baseline comparison: <prefix>_<tag> follows, e.g. b200_1126.
-TPUT_RATIO = "tput_per_gpu_ratio_vs_"
-E2E_RATIO = "median_e2e_ratio_vs_"
-INTVTY_RATIO = "interactivity_ratio_vs_"
 
 
 class RecordError(ResultsError):
@@ -164,6 +160,7 @@ class OurFields(_Part):
     prefix_cache: Optional[PrefixCacheCheck] = None
     token_check: Optional[TokenCheck] = None
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
+    aborted: Optional[str] = None  # why the point was cut short (a stall, the server's death); absent if it was not
     # what a suite's stage adds (absent from records of `cli.bench`)
     server: Optional[ServerInfo] = None
     leaderboard_url: Optional[str] = None
@@ -171,68 +168,6 @@ class OurFields(_Part):
     baseline: Optional[str] = None
     baseline_key: Optional[str] = None
     verdict_rule: Optional[dict[str, Any]] = None
-
-
-class BaselineFigures(BaseModel):
-    """The baseline's figures at the point's (ISL, OSL, CONC)."""
-
-    median_e2e_ms: Number
-    tput_per_gpu: Number
-    median_intvty: Number
-
-
-class BaselineComparison(BaseModel):
-    """The bounty's baseline group and ratios, e.g. ``b200_baseline_nv1126`` with ``b200_median_e2e_1126``
-    … and ``tput_per_gpu_ratio_vs_b200_1126`` …. ``figures`` and the ratios are None when the baseline
-    has no point at this (ISL, OSL, CONC): the JSON then holds the group and ratios as null."""
-
-    group: str
-    prefix: str
-    tag: str
-    figures: Optional[BaselineFigures] = None
-    tput_ratio: Optional[Number] = None
-    e2e_ratio: Optional[Number] = None
-    intvty_ratio: Optional[Number] = None
-
-    @property
-    def suffix(self) -> str:
-        return f"{self.prefix}_{self.tag}"
-
-    def field_names(self) -> tuple[str, str, str]:
-        """The group's inner keys for (median E2E, tput per GPU, median interactivity)."""
-        p, t = self.prefix, self.tag
-        return f"{p}_median_e2e_{t}", f"{p}_tput_pergpu_{t}", f"{p}_median_intvty_{t}"
-
-    def to_items(self) -> list[tuple[str, Any]]:
-        e2e, tput, intvty = self.field_names()
-        group = None if self.figures is None else {
-            e2e: self.figures.median_e2e_ms, tput: self.figures.tput_per_gpu, intvty: self.figures.median_intvty}
-        return [(self.group, group), (TPUT_RATIO + self.suffix, self.tput_ratio),
-                (E2E_RATIO + self.suffix, self.e2e_ratio), (INTVTY_RATIO + self.suffix, self.intvty_ratio)]
-
-    @classmethod
-    def pop_from(cls, data: dict[str, Any]) -> BaselineComparison | None:
-        """Take the comparison's keys out of a record's JSON object (found by the ratio key's suffix)."""
-        suffixes = [k[len(TPUT_RATIO):] for k in data if k.startswith(TPUT_RATIO)]
-        if not suffixes:
-            return None
-        if len(suffixes) > 1:
-            raise RecordError(f"the record compares with several baselines ({', '.join(suffixes)}); one is allowed")
-        prefix, _, tag = suffixes[0].rpartition("_")
-        e2e_key = f"{prefix}_median_e2e_{tag}"
-        group = next((k for k, v in data.items() if isinstance(v, dict) and e2e_key in v), None)
-        if group is None:  # no baseline point: the group is the null key that names a baseline
-            group = next((k for k, v in data.items() if v is None and "baseline" in k and k != "baseline_note"), None)
-        if group is None:
-            raise RecordError(f"the record has {TPUT_RATIO}{suffixes[0]} but no baseline group holding {e2e_key}")
-        fields = data.pop(group)
-        ratios = [data.pop(p + suffixes[0], None) for p in (TPUT_RATIO, E2E_RATIO, INTVTY_RATIO)]
-        figures = None
-        if fields is not None:
-            figures = BaselineFigures(median_e2e_ms=fields[e2e_key], tput_per_gpu=fields[f"{prefix}_tput_pergpu_{tag}"],
-                                      median_intvty=fields[f"{prefix}_median_intvty_{tag}"])
-        return cls(group=group, prefix=prefix, tag=tag, figures=figures, tput_ratio=ratios[0], e2e_ratio=ratios[1],
-                   intvty_ratio=ratios[2])
 
 
 class AccuracyValidation(_Part):
@@ -318,9 +253,10 @@ class PointRecord(_Part):
         data = dict(data)
         try:
             comparison = BaselineComparison.pop_from(data)
-            record = cls.model_validate(data)
-        except (RecordError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise RecordError(f"{source}: baseline comparison unreadable: {exc}") from None
+        try:
+            record = cls.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
             raise RecordError(f"{source}: not a valid point record ({problems}); was it written by "
@@ -368,6 +304,16 @@ class PointRecord(_Part):
     def invalid(self) -> list[str]:
         """Why the point did not measure the workload it names (its token counts), if it did not."""
         return list(self.ours.token_check.failures) if self.ours.token_check else []
+
+    @property
+    def status(self) -> str:
+        """``ok``; ``aborted`` (cut short: figures of the requests that finished), ``invalid`` (another
+        workload than the point names) or ``partial`` (requests failed): figures not to be read as a result."""
+        if self.ours.aborted:
+            return "aborted"
+        if self.invalid:
+            return "invalid"
+        return "partial" if self.failed or self.completed < self.num_prompts else "ok"
 
     @property
     def accuracy_status(self) -> str:

@@ -24,11 +24,10 @@ def _beats(rec: PointRecord) -> str:
 
 def _status(rec: PointRecord) -> str:
     """ok, or why the figures must not be read as a result (they are still shown)."""
-    if rec.invalid:
-        return "INVALID"
-    if rec.failed:
-        return f"PARTIAL ({rec.failed} failed)"
-    return "ok"
+    status = rec.status
+    if status == "partial":
+        return f"PARTIAL ({rec.num_prompts - rec.completed} of {rec.num_prompts} not ok)"
+    return status if status == "ok" else status.upper()
 
 
 COLUMNS: tuple[tuple[str, str, Callable[[PointRecord], Any]], ...] = (

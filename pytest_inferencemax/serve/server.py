@@ -241,10 +241,11 @@ def _not_ready(base_url: str, model: str, api_key: str | None, *, timeout: float
         models = api.get(base_url, "/v1/models", api_key=api_key, timeout=timeout)
     except requests.RequestException as exc:
         return f"it does not answer ({type(exc).__name__}: {exc})"
-    if models.status_code != 200:
+    if models.status_code not in (200, 404):  # 404: a server without the route; the completion decides
         return f"GET /v1/models answered HTTP {models.status_code}"
     try:
-        served = [str(m.get("id")) for m in models.json().get("data") or [] if isinstance(m, dict)]
+        served = [str(m.get("id")) for m in models.json().get("data") or [] if isinstance(m, dict)] \
+            if models.status_code == 200 else []
     except (ValueError, AttributeError):
         served = []  # not the OpenAI shape: the one-token request below decides
     if served and model not in served:

@@ -84,7 +84,7 @@ def test_tightened_gate_fails_and_points_are_not_run(pytester, vllm_server, tmp_
 
 def test_server_without_prompt_logprobs_gets_a_clear_error(pytester, tmp_path):
     _suite(pytester, _embedded_gate())
-    with FaultyServer("ok") as server:
+    with FaultyServer("ok", models=("smollm2",)) as server:
         run = _run(pytester, server.base_url, tmp_path, "nolp")
     run.assert_outcomes(failed=1, skipped=2)
     out = run.stdout.str()

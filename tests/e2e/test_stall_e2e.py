@@ -16,7 +16,7 @@ def test_stalled_point_fails_fast_through_the_plugin(pytester, smollm2_model, tm
     with FaultyServer("midstream") as server:
         t0 = time.monotonic()
         run = pytester.runpytest_subprocess(
-            "mini", "--server-url", server.base_url, "--stall-timeout", "2", "--results-dir", str(tmp_path),
+            "mini", "--server-url", server.base_url, "--served-model-name", "faulty", "--stall-timeout", "2", "--results-dir", str(tmp_path),
             "--run-id", "stall", "--models-dir", str(MODELS_DIR), timeout=120)
         elapsed = time.monotonic() - t0
     run.assert_outcomes(failed=1)
@@ -27,3 +27,8 @@ def test_stalled_point_fails_fast_through_the_plugin(pytester, smollm2_model, tm
     assert elapsed < 60
     summary = json.loads((tmp_path / "stall" / "summary.json").read_text())
     assert summary["failures"][0]["point"] == "mini-16-8-c2" and "stalled" in summary["failures"][0]["reason"]
+    # the stopped point leaves its record, with its status and cause, shown as such in the table
+    rec = json.loads((tmp_path / "stall" / "mini-16-8-c2.json").read_text())
+    assert rec["inferencemax"]["aborted"].startswith("during warmups: stalled") and rec["completed"] == 0
+    assert summary["points"][0]["point"] == "mini-16-8-c2"
+    assert any(line.startswith("mini-16-8-c2") and line.rstrip().endswith("ABORTED") for line in out.splitlines())

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pytest_inferencemax.plan.values import (
-    conc_list, http_url, json_object, non_negative_int, port_number, positive_float, positive_int, run_name,
+    boolean, conc_list, http_url, json_object, non_negative_int, port_number, positive_float, positive_int, run_name,
 )
 from pytest_inferencemax.plugin.options import OPTIONS
 
@@ -222,8 +222,8 @@ def test_option_table_is_consistent():
     assert len(names) == len(set(names))
     for o in OPTIONS:
         assert o.dest == "inferencemax_" + o.name.replace("-", "_")
-        if o.flag:
-            assert o.type is None
+        if o.flag:  # a flag's ini twin is read as yes/no
+            assert o.type is (boolean if o.ini else None), o.name
         if o.default is not None and o.type is not None and not o.flag:
             # Every default passes its own validator.
             assert o.type(str(o.default)) == o.default, o.name
@@ -272,3 +272,13 @@ def test_every_error_the_package_raises_on_purpose_is_in_one_tree():
     assert issubclass(ServerError, RuntimeError) and issubclass(PointAborted, RuntimeError)
     documented = errors.__doc__
     assert all(leaf.__name__ in documented for leaves in tree.values() for leaf in leaves)
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("Yes", True), ("1", True), ("false", False), ("OFF", False)])
+def test_a_flags_ini_twin_reads_yes_and_no(text, value):
+    assert boolean(text) is value
+
+
+def test_a_flags_ini_twin_refuses_anything_else():
+    with pytest.raises(Bad, match="'maybe' is not a yes/no value: use true or false"):
+        boolean("maybe")

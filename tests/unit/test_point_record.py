@@ -100,3 +100,13 @@ def test_reading_records_does_not_load_the_load_generator():
             "'pytest_inferencemax.measure.http_stream') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.replace("'", '"')) == []
+
+
+def test_status_says_whether_the_figures_are_a_result():
+    assert PointRecord.from_dict(record_dict({})).status == "ok"
+    assert PointRecord.from_dict(record_dict({"completed": 38, "inferencemax": {"failed": 2}})).status == "partial"
+    stopped = PointRecord.from_dict(record_dict({"completed": 3, "inferencemax": {"aborted": "stalled: no bytes"}}))
+    assert stopped.status == "aborted" and '"aborted": "stalled: no bytes"' in stopped.to_json()
+    data = record_dict({})
+    data["inferencemax"]["token_check"]["failures"] = ["another ISL"]
+    assert PointRecord.from_dict(data).status == "invalid"

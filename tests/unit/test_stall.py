@@ -33,3 +33,12 @@ def test_healthy_stream_is_not_called_stalled():
     assert [r.output_tokens for r in result.results] == [8] * 6 and all(r.success for r in result.results)
 
 
+
+
+def test_a_run_cut_short_keeps_the_requests_that_had_finished():
+    with FaultyServer("midstream", ok_streams=3) as server:
+        client = ClientConfig(base_url=server.base_url, model="faulty")
+        specs = [RequestSpec(prompt="a b c", prompt_len=3, output_len=5, target_prompt_len=3)] * 6
+        load = asyncio.run(run_load(client, specs, concurrency=6, num_warmups=0, stall_timeout=1.0))
+    assert load.aborted and "stalled" in load.aborted
+    assert len(load.results) == 3 and all(r.success and r.events == 5 for r in load.results)
