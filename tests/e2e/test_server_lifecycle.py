@@ -44,7 +44,8 @@ def test_server_killed_mid_point_costs_one_point(pytester, smollm2_model, tmp_pa
             first_bytes = first.read_bytes()
             pid = json.loads(first_bytes)["inferencemax"]["server"]["pid"]
             time.sleep(4)  # well inside c2 (24 requests of 64 tokens at concurrency 2)
-            assert not (run_dir / "mini-32-64-c2.json").exists()
+            killed = json.loads((run_dir / "mini-32-64-c2.json").read_text())  # the stopped point's record, with its cause
+    assert "killed by signal 9" in killed["inferencemax"]["aborted"] and killed["completed"] < 24
             os.killpg(pid, signal.SIGKILL)
             killed_at = time.monotonic()
             proc.wait(timeout=600)

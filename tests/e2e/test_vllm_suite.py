@@ -49,7 +49,8 @@ def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_mode
         assert rec["tput_per_gpu"] == pytest.approx(rec["total_token_throughput"])
         assert rec["interactivity"] == pytest.approx(1000 / rec["median_tpot_ms"])
         missing = [k for k in documented_keys() if not has_path(rec, k) and not k.startswith((
-            "b200_", "median_e2e_ratio", "tput_per_gpu_ratio", "interactivity_ratio"))]
+            "b200_", "median_e2e_ratio", "tput_per_gpu_ratio", "interactivity_ratio"))
+            and k != "inferencemax.aborted"]  # only in the record of a point cut short
         assert not missing, f"documented keys missing from the result: {missing}"
         # the client's self-checks on a real server: kernel stamps, a calm loop, honest token counts
         ours = rec["inferencemax"]
