@@ -17,7 +17,7 @@ from pytest_inferencemax.measure.runner import PointAborted, RunSettings
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.values import (
-    client_kind, conc_list, http_url, json_object, non_negative_int, positive_float, positive_int,
+    client_kind, conc_list, http_url, json_object, non_negative_float, non_negative_int, positive_float, positive_int,
 )
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.results.build import record_point
@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client", type=client_kind, default="precise",
                    help="load generator: precise (default) or reference (the bounty client's semantics, aiohttp)")
     p.add_argument("--save-detailed", action="store_true", help="keep per-request arrays in the JSON")
+    p.add_argument("--telemetry-interval", type=non_negative_float, default=1.0,
+                   help="seconds between samples of /metrics and the GPUs (0: none; default: %(default)g)")
     p.add_argument("--server-ready-timeout", type=positive_float, default=60.0,
                    help="seconds to wait for the server to be ready (default: %(default)g)")
     p.add_argument("--fail-on-stream-errors", action="store_true",
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = RunSettings(seed=args.seed, request_timeout=args.request_timeout, save_detailed=args.save_detailed,
                            extra_body=args.extra_body, api_key=api_key, client_procs=args.client_procs,
-                           client=args.client)
+                           client=args.client, telemetry_interval=args.telemetry_interval)
     failed = 0
     for conc in args.conc:
         point = Point(suite="adhoc", stage="adhoc", isl=args.isl, osl=args.osl, conc=conc,

@@ -6,6 +6,7 @@ Turning a measurement into a record and writing it is the results stage's job
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadRes
 from pytest_inferencemax.measure.looplag import lag_limit_ms
 from pytest_inferencemax.measure.metrics import compute_metrics
 from pytest_inferencemax.measure.prefix_cache import cache_record, read_counters
+from pytest_inferencemax.measure.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
 from pytest_inferencemax.measure.token_check import check_tokens
@@ -42,6 +44,8 @@ class RunSettings:
     client_lag_limit_ms: float | None = None  # None: looplag.lag_limit_ms of the point's median gap
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
+    telemetry_interval: float = 1.0  # seconds between samples of /metrics and the GPUs; 0: no sampling
+    gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Measurement:
     prefix_cache: dict[str, Any]
     token_check: dict[str, Any]
     aborted: str | None = None  # why the point was cut short (the figures cover the requests that finished)
+    telemetry: Telemetry | None = None  # the server's and the GPUs' samples through the point
     aborted_report: str = ""  # the same with the server log's tail, for the failure message
 
 
@@ -82,14 +87,22 @@ def measure_point(
                   f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
     cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
     on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
-    if settings.client_procs > 1:
-        from pytest_inferencemax.measure.multiclient import run_load_multiprocess
-        load = run_load_multiprocess(client, workload.requests, concurrency=point.conc,
-                                     num_warmups=point.num_warmups, procs=settings.client_procs, on_tick=on_tick,
-                                     abort_check=abort_check, stall_timeout=settings.stall_timeout)
-    else:
-        load = run_async(run_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
-                                  on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout))
+    sampler = (TelemetrySampler(base_url, interval=settings.telemetry_interval, api_key=settings.api_key,
+                                gpu_ids=settings.gpu_ids) if settings.telemetry_interval else None)
+    with sampler or nullcontext():
+        if settings.client_procs > 1:  # the processes hold their timed runs together: marked around them
+            from pytest_inferencemax.measure.multiclient import run_load_multiprocess
+            if sampler:
+                sampler.mark("start")
+            load = run_load_multiprocess(client, workload.requests, concurrency=point.conc,
+                                         num_warmups=point.num_warmups, procs=settings.client_procs, on_tick=on_tick,
+                                         abort_check=abort_check, stall_timeout=settings.stall_timeout)
+        else:
+            load = run_async(run_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
+                                      on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout,
+                                      before_timed=(lambda: sampler.mark("start")) if sampler else None))
+        if sampler:
+            sampler.mark("end")
     progress.done()
     if not load.aborted and abort_check is not None:
         # the server may have died faster than the periodic check: requests then fail at once,
@@ -116,7 +129,7 @@ def measure_point(
         prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups),
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
                                  ignore_eos=ignore_eos),
-        aborted=load.aborted, aborted_report=report,
+        aborted=load.aborted, aborted_report=report, telemetry=sampler.telemetry if sampler else None,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from pytest_inferencemax.plan.values import (
-    at_least_two, boolean, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
+    at_least_two, boolean, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
     percentage, port_number, positive_float, positive_int, run_name,
 )
 
@@ -69,6 +69,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("server-ready-timeout", "seconds to wait for a --server-url server to be ready (checked once per "
            "session: a server that is not ready fails every point at once with the cause)", positive_float,
            default=60.0, ini=True, metavar="S"),
+    Option("telemetry-interval", "seconds between samples of the server's /metrics and the GPUs through each "
+           "point (0: none); the series goes to <point>.telemetry.jsonl, its summary and a diagnosis to the record",
+           non_negative_float, default=1.0, ini=True, metavar="S"),
     Option("request-timeout", "seconds one request may take (default: 300 + 0.5 x OSL)", positive_float,
            ini=True, metavar="S"),
     Option("stall-timeout", "fail a point when no request receives a byte for this many seconds",
@@ -171,6 +174,7 @@ class Settings:
     port: int
     server_start_timeout: float
     server_ready_timeout: float
+    telemetry_interval: float
     request_timeout: float | None
     stall_timeout: float
     client_procs: int
@@ -216,6 +220,7 @@ class Settings:
             models_dir=path("models-dir"), port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             server_ready_timeout=get(config, "server-ready-timeout"),
+            telemetry_interval=get(config, "telemetry-interval"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
             parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),

@@ -356,7 +356,8 @@ class BenchSession:
                 settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
                                      stall_timeout=s.stall_timeout, client_procs=s.client_procs, client=s.client,
                                      client_lag_limit_ms=s.client_lag_limit_ms, extra_body=s.extra_body,
-                                     api_key=s.api_key),
+                                     api_key=s.api_key, telemetry_interval=s.telemetry_interval,
+                                     gpu_ids=tuple(self.devices.devices) if self.devices else None),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
         except PointAborted:

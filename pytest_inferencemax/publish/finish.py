@@ -13,6 +13,8 @@ from pytest_inferencemax.judge.verdict import Verdict, judge_curves
 from pytest_inferencemax.publish.plots import plot_curves
 from pytest_inferencemax.publish.report import PLOTS_DIR, write_report
 from pytest_inferencemax.publish.submission import PointSubmission, SubmissionError, submit_run
+from pytest_inferencemax.judge.diagnosis import reading
+from pytest_inferencemax.publish.telemetry_plots import plot_telemetry
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.summary import Interruption
 
@@ -34,12 +36,14 @@ class FinishedRun:
     report: Path | None = None
     submissions: list[PointSubmission] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    diagnoses: dict[str, str] = field(default_factory=dict)  # the losing points' readings (judge/diagnosis.py)
 
     def lines(self) -> list[str]:
         out = [f"verdict {key.title}: {v.label.upper()} ({v.incomplete or v.decided_by})"
                for key, v in self.verdicts.items()]
         if self.report:
             out.append(f"report: {self.report} (plots in {self.report.parent / 'plots'})")
+        out += [f"diagnosis {point}: {text}" for point, text in self.diagnoses.items()]
         out += [f"submission {s.point}: {s.status}{': ' + s.message if s.message else ''}" for s in self.submissions]
         out += [f"problem: {p}" for p in self.problems]
         return out
@@ -57,7 +61,9 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
         result.verdicts = {k: replace(v, qualified=False, incomplete=interruption.line())
                            for k, v in result.verdicts.items()}
     plots = dict(plot_curves(curves, Path(run_dir) / PLOTS_DIR)) if with_plots else {}
-    result.report = write_report(run_dir, records, result.verdicts, plots, curves, interruption)
+    point_plots = _telemetry_plots(Path(run_dir), records) if with_plots else {}
+    result.diagnoses = {rec.point_id: reading(rec) for rec in records if _lost(rec)}
+    result.report = write_report(run_dir, records, result.verdicts, plots, curves, interruption, point_plots)
     if submit is None or not records:
         return result
     if interruption is not None:
@@ -73,3 +79,21 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
         result.problems.append(f"submission: {exc}")
     return result
 
+
+def _lost(rec: PointRecord) -> bool:
+    """A point to explain: below its baseline on tput/GPU, or not a clean result."""
+    ratio = rec.comparison.tput_ratio if rec.comparison else None
+    return (ratio is not None and ratio < 1.0) or rec.status != "ok"
+
+
+def _telemetry_plots(run_dir: Path, records: Sequence[PointRecord]) -> dict[str, Path]:
+    """``plots/<point>-telemetry.png`` for every point whose time series is in the run folder."""
+    out = {}
+    for rec in records:
+        t = rec.ours.telemetry
+        if t is not None and t.series and (run_dir / t.series).is_file():
+            png = plot_telemetry(run_dir / t.series, run_dir / PLOTS_DIR / f"{rec.point_id}-telemetry.png",
+                                 f"{rec.point_id}: the server through the point")
+            if png is not None:
+                out[rec.point_id] = png
+    return out

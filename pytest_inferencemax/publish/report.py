@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import Curve, CurveKey, build_curves, curve_key
+from pytest_inferencemax.judge.diagnosis import reading
 from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, Verdict
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.store import write_text_atomic
@@ -60,6 +61,42 @@ def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
             text = f"{status}" + (f" ({val.reason})" if val and val.reason else "")
         by_text.setdefault(text, []).append(str(rec.ours.conc))
     return [f"- CONC {', '.join(sorted(concs, key=lambda c: (len(c), c)))}: {text}" for text, concs in by_text.items()]
+
+
+def _diagnosis_lines(records: Sequence[PointRecord], run_dir: Path, point_plots: Mapping[str, Path]) -> list[str]:
+    """Per point, by CONC: the server's view (batch, queue, KV cache, server vs client TTFT, power,
+    energy) and the reading of judge/diagnosis.py, with the point's telemetry plot."""
+    lines = []
+    for rec in sorted(records, key=lambda r: r.ours.conc):
+        t = rec.ours.telemetry
+        head = f"- CONC {rec.ours.conc} ({rec.status}): {reading(rec)}"
+        if t is not None and t.server_metrics:
+            facts = [f"running {_x1(t.mean_running)} avg / {_x1(t.max_running)} max",
+                     f"waiting {_x1(t.mean_waiting)} avg", f"KV cache peak {_pct(t.peak_kv_usage)}",
+                     f"preemptions {_x1(t.preemptions)}", f"server TTFT {_ms(t.server_mean_ttft_ms)} vs client "
+                     f"{_ms(rec.mean_ttft_ms)} (means)", f"queue {_ms(t.server_mean_queue_ms)}"]
+            if t.gpu.mean_power_w is not None:
+                facts.append(f"GPU power {t.gpu.mean_power_w:,.0f} W, {t.gpu.joules_per_output_token:.3g} J per "
+                             f"output token ({t.gpu.output_tokens_per_joule:.3g} tokens/J)")
+            else:
+                facts.append(f"GPU telemetry: {t.gpu.absent or 'none'}")
+            head += " — " + "; ".join(facts)
+        lines.append(head)
+        if png := point_plots.get(rec.point_id):
+            lines.append(f"  ![{rec.point_id} telemetry]({os.path.relpath(png, run_dir)})")
+    return lines or ["No point finished."]
+
+
+def _x1(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.1f}"
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f} ms"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0%}"
 
 
 def _verdict_lines(verdict: Verdict | None) -> list[str]:
@@ -121,7 +158,7 @@ def _manifest_lines(run_dir: Path) -> list[str]:
 
 def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
                   plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
-                  interruption: Interruption | None = None) -> str:
+                  interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None) -> str:
     run_dir = Path(run_dir)
     curves = list(curves) if curves is not None else build_curves(records)
     by_key: dict[CurveKey, list[PointRecord]] = {}
@@ -147,6 +184,7 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
                       f"{DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
         lines += ["### Verdict", ""] + _verdict_lines(verdict)
         lines += ["", "### Accuracy", ""] + _accuracy_lines(by_key.get(curve.key, []))
+        lines += ["", "### Diagnosis", ""] + _diagnosis_lines(by_key.get(curve.key, []), run_dir, point_plots or {})
         pngs = plots.get(curve.key, ())
         if pngs:
             lines += ["", "### Plots", ""]
@@ -159,8 +197,8 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
 
 def write_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
                  plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
-                 interruption: Interruption | None = None) -> Path:
+                 interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None) -> Path:
     """Write ``<run_dir>/report.md`` atomically; returns its path."""
     run_dir = Path(run_dir)
     return write_text_atomic(run_dir / REPORT_FILE, render_report(run_dir, records, verdicts, plots, curves,
-                                                                  interruption))
+                                                                  interruption, point_plots))

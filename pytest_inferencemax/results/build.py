@@ -23,6 +23,7 @@ from pytest_inferencemax.results.record import (
     AccuracyValidation, BenchmarkArgs, ClientCheck, OurFields, PointRecord, PrefixCacheCheck, StreamCheck, TokenCheck,
 )
 from pytest_inferencemax.results.store import RunFolder, write_text_atomic
+from pytest_inferencemax.results.telemetry import series_lines, summarize
 
 # compute_metrics' keys that are ours (under ``inferencemax``), not the reference client's
 _OURS_FROM_METRICS = ("tput_per_gpu", "interactivity", "tput_per_gpu_divisor", "failed", "output_tokens_from_usage",
@@ -150,14 +151,17 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
     record = build_record(m, served_model=served_model, tokenizer_id=tokenizer_id, backend=backend,
                           base_url=base_url, seed=settings.seed, save_detailed=settings.save_detailed,
                           stage_fields=stage_fields)
+    if out_path is None and folder is None:
+        raise ValueError("record_point needs a folder or an out_path")
+    target = out_path if out_path is not None else folder.point_file(point.id)
+    if m.telemetry is not None:  # the time series beside the record, its summary in it
+        series = write_text_atomic(target.with_name(target.stem + ".telemetry.jsonl"),
+                                   series_lines(m.telemetry, m.load.t0))
+        record.ours.telemetry = summarize(m.telemetry, m.load.t0, m.load.duration, record.total_output_tokens)
+        record.ours.telemetry.series = series.name
     if complete is not None:
         record = complete(record)
-    if out_path is not None:
-        path = write_text_atomic(out_path, record.to_json())
-    elif folder is not None:
-        path = folder.write_point(record)
-    else:
-        raise ValueError("record_point needs a folder or an out_path")
+    path = write_text_atomic(target, record.to_json())
     progress.line(
         f"inferencemax: {point.id}: {record.completed}/{point.num_prompts} ok in {m.load.duration:.1f} s, "
         f"{record.output_throughput:.1f} out tok/s, {record.tput_per_gpu:.1f} tok/s/GPU "

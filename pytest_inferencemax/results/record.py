@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
+from pytest_inferencemax.results.telemetry import TelemetrySummary
 
 Number = Union[int, float]  # kept as written: 8 stays 8 and 8.0 stays 8.0 (byte-compatible files)
 
@@ -160,6 +161,7 @@ class OurFields(_Part):
     prefix_cache: Optional[PrefixCacheCheck] = None
     token_check: Optional[TokenCheck] = None
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
+    telemetry: Optional[TelemetrySummary] = None  # the server's and the GPUs' view (results/telemetry.py)
     aborted: Optional[str] = None  # why the point was cut short (a stall, the server's death); absent if it was not
     # what a suite's stage adds (absent from records of `cli.bench`)
     server: Optional[ServerInfo] = None
