@@ -118,6 +118,8 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
         for rec in run.records:
             merged.write_point(rec)
             records.append(rec)
+            if rec.ours.telemetry and rec.ours.telemetry.series and (run.path / rec.ours.telemetry.series).is_file():
+                merged.write_text(rec.ours.telemetry.series, (run.path / rec.ours.telemetry.series).read_text())
         for manifest, data in run.folder.manifests():
             merged.write_json(f"manifest-{n}-{run.path.name}-{manifest.stem}.json", data)
         failures += [f for f in run.failures if f not in failures]

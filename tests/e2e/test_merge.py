@@ -49,7 +49,8 @@ def test_two_runs_merged_give_the_summary_of_one_run_of_both(pytester, vllm_serv
     assert verdict == [line for line in one["conclusion"] if line.startswith("verdict ")] and len(verdict) == 1
     for point, src in zip(POINTS, (a, b)):
         assert json.loads((tmp_path / "ab" / f"{point}.json").read_text()) == json.loads((src / f"{point}.json").read_text())
-    assert (tmp_path / "ab" / "report.md").is_file() and len(list((tmp_path / "ab" / "plots").glob("*.png"))) == 2
+    assert (tmp_path / "ab" / "report.md").is_file() and len(list((tmp_path / "ab" / "plots").glob("*-tput-vs-*.png"))) == 2
+    assert len(list((tmp_path / "ab" / "plots").glob("*-telemetry.png"))) == 2  # the series came along
     sources = json.loads((tmp_path / "ab" / "sources.json").read_text())["runs"]
     assert [s["points"] for s in sources] == [["mini-16-4-c1"], ["mini-16-4-c2"]]
     assert len(list((tmp_path / "ab").glob("manifest-*.json"))) == 2

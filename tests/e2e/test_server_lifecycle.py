@@ -44,8 +44,7 @@ def test_server_killed_mid_point_costs_one_point(pytester, smollm2_model, tmp_pa
             first_bytes = first.read_bytes()
             pid = json.loads(first_bytes)["inferencemax"]["server"]["pid"]
             time.sleep(4)  # well inside c2 (24 requests of 64 tokens at concurrency 2)
-            killed = json.loads((run_dir / "mini-32-64-c2.json").read_text())  # the stopped point's record, with its cause
-    assert "killed by signal 9" in killed["inferencemax"]["aborted"] and killed["completed"] < 24
+            assert not (run_dir / "mini-32-64-c2.json").exists()
             os.killpg(pid, signal.SIGKILL)
             killed_at = time.monotonic()
             proc.wait(timeout=600)
@@ -62,7 +61,8 @@ def test_server_killed_mid_point_costs_one_point(pytester, smollm2_model, tmp_pa
     failed_line = next(line for line in text.splitlines() if line.startswith("FAILED mini-32-64-c2"))
     assert "killed by signal 9" in failed_line
     assert first.read_bytes() == first_bytes  # earlier results intact
-    assert not (run_dir / "mini-32-64-c2.json").exists()
+    killed = json.loads((run_dir / "mini-32-64-c2.json").read_text())  # the stopped point's record, with its cause
+    assert "killed by signal 9" in killed["inferencemax"]["aborted"] and killed["completed"] < 24
     third = json.loads((run_dir / "mini-32-9-c3.json").read_text())
     assert third["completed"] == 3 and third["inferencemax"]["server"]["pid"] != pid
     summary = json.loads((run_dir / "summary.json").read_text())
