@@ -146,14 +146,14 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
                  server_log: Path | None = None) -> PointOutcome:
     """Measure ``point``, build its record, let ``complete`` add to it (it returns the record to write),
     and write it (to ``out_path``, else to ``folder``'s ``<point>.json``) before returning."""
+    if out_path is None and folder is None:
+        raise ValueError("record_point needs a folder or an out_path")
+    target = out_path if out_path is not None else folder.point_file(point.id)
     m = measure_point(point, base_url=base_url, served_model=served_model, tokenizer=tokenizer, settings=settings,
                       progress=progress, abort_check=abort_check, server_log=server_log)
     record = build_record(m, served_model=served_model, tokenizer_id=tokenizer_id, backend=backend,
                           base_url=base_url, seed=settings.seed, save_detailed=settings.save_detailed,
                           stage_fields=stage_fields)
-    if out_path is None and folder is None:
-        raise ValueError("record_point needs a folder or an out_path")
-    target = out_path if out_path is not None else folder.point_file(point.id)
     if m.telemetry is not None:  # the time series beside the record, its summary in it
         series = write_text_atomic(target.with_name(target.stem + ".telemetry.jsonl"),
                                    series_lines(m.telemetry, m.load.t0))

@@ -7,6 +7,8 @@ with progress shown while a long first start compiles.
 """
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -73,14 +75,54 @@ class ServingExecutor(HTTPExecutor):
         return problem is None
 
     def stop_within(self, grace: float) -> None:
-        """SIGTERM the process group, SIGKILL after ``grace`` seconds; close the log."""
+        """SIGTERM the process group, SIGKILL after ``grace`` seconds; close the log. Returns once no
+        process of the group is left: mirakuru waits for the server's main process only, and its
+        engine processes may take a moment longer (or need the SIGKILL)."""
         self._timeout = grace
+        pgid = self.process.pid if self.process is not None else None  # started with setsid: its own group
         try:
             self.stop()
         except Exception:  # noqa: BLE001 - a server that dies badly on SIGTERM is still stopped
             self.kill()
         finally:
             self._log.close()
+        if pgid is not None:
+            _reap_group(pgid, grace)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: a container's init may never
+    reap the engine processes that a server's exit left to it."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: ask the kernel (a zombie counts there)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _reap_group(pgid: int, grace: float) -> None:
+    """Wait up to ``grace`` seconds for every process of the group to end, then SIGKILL what is left."""
+    deadline = time.monotonic() + grace
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5.0
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @dataclass

@@ -52,7 +52,7 @@ def test_verdict_report_and_submission(pytester, vllm_server, tmp_path):
     assert "verdict mini, stage cpu, ISL 16 / OSL 4: QUALIFIED" in out
     report = (run_dir / "report.md").read_text()
     assert "qualified" in report.lower() and "beat the baseline" in report
-    pngs = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    pngs = sorted(p.name for p in (run_dir / "plots").glob("*-tput-vs-*.png"))  # the curve's two plots
     assert len(pngs) == 2 and all((run_dir / "plots" / p).stat().st_size > 1000 for p in pngs)
     # both points of the qualifying configuration were sent, in the stage-1 field order, and confirmed
     assert len(received) == 2
