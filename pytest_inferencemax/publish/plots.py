@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import Curve, CurveKey
 
@@ -98,6 +98,13 @@ def draw(series_list: Sequence[PlotSeries], path: Path, title: str, xlabel: str,
     if series_list:
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

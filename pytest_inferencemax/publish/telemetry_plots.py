@@ -4,9 +4,9 @@ where the host has a GPU tool, the GPUs' power (``plots/<point>-telemetry.png``)
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from pytest_inferencemax.publish.plots import save_png
 
 
 def read_series(path: Path) -> list[dict]:
@@ -52,15 +52,4 @@ def plot_telemetry(series_path: Path, out: Path, title: str) -> Path | None:
     axes[-1].set_xlabel("seconds from the start of the timed run (before 0: warmups)")
     axes[0].set_title(title, fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return save_png(fig, out)
