@@ -1,5 +1,5 @@
-"""Parity between the precise and the reference client: the judging rules on made-up runs, the command
-against a real vLLM server, and ``--parity`` in a suite run."""
+"""Parity between the precise and the reference client, end to end: the command against a real vLLM
+server, and ``--parity`` in a suite run against the calibration server (the judging rules: tests/unit)."""
 from __future__ import annotations
 
 import json
@@ -9,21 +9,7 @@ import sys
 import pytest
 
 from e2e_support import SUITE_TEST, mini_suite_toml
-from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun
 from calibration import calibration_server
-
-
-def runs(precise: list[float], reference: list[float], **override: float) -> list[ParityRun]:
-    """Runs whose output_throughput (and the other judged rates) take the given values, all else equal."""
-    out = []
-    for rnd, (a, b) in enumerate(zip(precise, reference), start=1):
-        for client, tput in (("precise", a), ("reference", b)):
-            figures = {k: 10.0 for k in REFERENCE_KEYS}
-            figures.update(completed=40, total_input_tokens=5120, total_output_tokens=2560, output_throughput=tput,
-                           request_throughput=tput / 64, total_token_throughput=3 * tput)
-            figures.update(override if client == "reference" and rnd == 2 else {})
-            out.append(ParityRun(client, rnd, figures, {"described": "n/a"}))
-    return out
 
 
 @pytest.mark.e2e
