@@ -20,7 +20,9 @@ Each field can be set for the whole server on the command line or per request in
 Other routes: ``GET /health``, ``GET /v1/models``, ``GET /metrics`` (Prometheus text with vLLM's or
 SGLang's prefix-cache counters; ``--prefix-hit-rate`` sets the share of prompt tokens counted as
 hits), ``GET /calibration/truth`` (per response id: when the request was read, when each event was
-written, the tokens in each) and ``POST /calibration/reset``.
+written, the tokens in each), ``POST /calibration/reset`` and ``POST /calibration/schedule`` (a JSON
+object of schedule fields: the new defaults for requests from then on, e.g. to make one round of a
+point slower than the next; with one worker only).
 
 Hand-written on asyncio protocols with httptools' parser (uvloop when installed) instead of a web
 framework: at tens of thousands of events per second a framework's per-write overhead would make
@@ -43,7 +45,7 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Iterator
 
 import httptools
@@ -187,6 +189,13 @@ class Connection(asyncio.Protocol):
         elif path == b"/calibration/reset" and method == "POST":
             self.state.truth.clear()
             self._reply(200, b"{}")
+        elif path == b"/calibration/schedule" and method == "POST":  # change the defaults from now on
+            try:
+                self.state.schedule = self.state.schedule.override({"calibration": json.loads(body or b"{}")})
+            except (ValueError, TypeError) as exc:
+                self._reply(400, json.dumps({"error": {"message": str(exc)}}).encode())
+            else:
+                self._reply(200, json.dumps(asdict(self.state.schedule)).encode())
         else:
             self._reply(404, b'{"error": {"message": "not found"}}')
         self._done()

@@ -14,6 +14,7 @@ from typing import Iterable
 
 from pytest_inferencemax.judge.baseline import BaselinePoint, BaselineTable
 from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.rounds import FigureStats, RoundsSummary
 
 
 
@@ -49,10 +50,27 @@ class CurvePoint:
     accuracy_status: str  # accuracy_validation.status: PASSED, FAILED, SKIPPED or "unknown"
     failed_requests: int = 0
     invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
+    rounds: RoundsSummary | None = None  # --repeat: the rounds' figures and intervals; None for one round
 
     @property
     def median_e2e_s(self) -> float:
         return self.median_e2e_ms / 1000.0
+
+    @property
+    def n_rounds(self) -> int:
+        return self.rounds.n if self.rounds else 1
+
+    def stats(self, figure: str) -> FigureStats | None:
+        """A figure's statistics over the rounds (record key: tput_per_gpu, median_e2el_ms, interactivity)."""
+        return self.rounds.stats(figure) if self.rounds else None
+
+    def mean(self, figure: str) -> float:
+        """The rounds' mean of a figure, or the one round's figure."""
+        s = self.stats(figure)
+        if s is not None:
+            return float(s.mean)
+        return {"tput_per_gpu": self.tput_per_gpu, "median_e2el_ms": self.median_e2e_ms,
+                "interactivity": self.interactivity}[figure]
 
 
 @dataclass(frozen=True)
@@ -109,8 +127,8 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
     return key, CurvePoint(
         conc=o.conc, point_id=o.point, tput_per_gpu=tput, divisor=divisor, median_e2e_ms=float(rec.median_e2el_ms),
         interactivity=float(rec.interactivity), tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
-        baseline=base, accuracy_status=rec.accuracy_status, failed_requests=max(rec.failed, rec.num_prompts - rec.completed),
-        invalid=bool(rec.invalid),
+        baseline=base, accuracy_status=rec.accuracy_status, invalid=bool(rec.invalid), rounds=o.rounds,
+        failed_requests=max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0),
     ), notes
 
 

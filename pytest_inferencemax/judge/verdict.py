@@ -29,8 +29,10 @@ from pathlib import Path
 from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, BaselineTable, load_baseline
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
 from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.judge.noise import SINGLE_ROUND, Decision, Outcome, decide, what_would_decide
+from pytest_inferencemax.results.stats import METHOD
 
-CHECK, CROSS, DASH = "✓", "✗", "–"
+CHECK, CROSS, DASH, QUESTION = "✓", "✗", "–", "?"
 
 
 class VerdictError(ConfigError):
@@ -78,9 +80,11 @@ def parse_rule(data: Mapping[str, Any] | None, where: str = "verdict") -> BeatBa
 @dataclass(frozen=True)
 class PointRow:
     conc: int
-    mark: str  # ✓ beats the baseline / meets all targets, ✗ does not, – no baseline or target
+    mark: str  # ✓ beats the baseline / meets all targets, ✗ does not, ? inconclusive, – no baseline or target
     status: str  # in words
     checks: tuple[tuple[str, str], ...] = ()  # (check, result) pairs
+    outcome: str | None = None  # beats, loses, inconclusive; None: nothing to judge (no baseline or target)
+    rounds: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,9 @@ class Verdict:
     tput_ratio_sum: float | None = None  # stage-1 tie-break 2
     points_meeting_all_targets: int | None = None  # stage 2
     incomplete: str | None = None  # why the curve cannot be judged whole (the run was interrupted)
+    inconclusive_points: int = 0  # points whose comparison lies within their rounds' noise
+    undecided: str | None = None  # the inconclusive points could swing the verdict: what would decide them
+    noise: str = SINGLE_ROUND  # how the points were tested for noise, in words
 
     @property
     def label(self) -> str:
@@ -105,19 +112,18 @@ class Verdict:
             return "incomplete"
         if not self.applicable:
             return "not applicable"
+        if self.undecided:
+            return "inconclusive"
         return "qualified" if self.qualified else "not qualified"
 
 
-# metric -> (our value, baseline value, higher is better, words)
-_METRICS: Mapping[str, tuple[Any, Any, bool, str]] = MappingProxyType({
-    "tput_per_gpu": (lambda p: p.tput_per_gpu, lambda b: b.tput_per_gpu, True, "tput/GPU"),
-    "interactivity": (lambda p: p.interactivity, lambda b: b.median_intvty, True, "interactivity"),
-    "median_e2e": (lambda p: p.median_e2e_ms, lambda b: b.median_e2e_ms, False, "median E2E"),
+# metric -> (our value, baseline value, higher is better, words, the record key of our figure)
+_METRICS: Mapping[str, tuple[Any, Any, bool, str, str]] = MappingProxyType({
+    "tput_per_gpu": (lambda p: p.tput_per_gpu, lambda b: b.tput_per_gpu, True, "tput/GPU", "tput_per_gpu"),
+    "interactivity": (lambda p: p.interactivity, lambda b: b.median_intvty, True, "interactivity", "interactivity"),
+    "median_e2e": (lambda p: p.median_e2e_ms, lambda b: b.median_e2e_ms, False, "median E2E", "median_e2el_ms"),
 })
-
-
-def _better(ours: float, theirs: float, higher: bool) -> bool:
-    return ours > theirs if higher else ours < theirs
+MARKS = {Outcome.BEATS: CHECK, Outcome.LOSES: CROSS, Outcome.INCONCLUSIVE: QUESTION}
 
 
 def accuracy_summary(curve: Curve) -> tuple[bool, str]:
@@ -130,47 +136,78 @@ def accuracy_summary(curve: Curve) -> tuple[bool, str]:
     return True, f"accuracy gate passed on all {len(curve.points)} points"
 
 
-def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[PointRow, bool, str]:
-    """The point's row, whether it beats the baseline, and its AMD result (above/below/not checked)."""
-    ours_of, base_of, higher, words = _METRICS[rule.metric]
+def noise_words(curve: Curve) -> str:
+    counts = sorted({p.n_rounds for p in curve.points})
+    if counts in ([], [1]):
+        return SINGLE_ROUND
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{span} rounds per point: {METHOD}"
+
+
+def _point_decision(p: CurvePoint, metric: str, target: float, **kw: Any) -> Decision:
+    ours_of, _, higher, _, key = _METRICS[metric]
+    return decide(ours_of(p), target, higher, p.stats(key), **kw)
+
+
+def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[PointRow, Decision | None, str]:
+    """The point's row, its decision against the baseline (None without one: it does not beat) and its
+    AMD result (below / not below / within noise / not checked)."""
+    _, base_of, _, words, _ = _METRICS[rule.metric]
     checks: list[tuple[str, str]] = []
-    beats = False
+    decision: Decision | None = None
     if p.baseline is None:
-        mark, status = DASH, "no baseline"
+        mark, status, outcome = DASH, "no baseline", None
     else:
-        ours, theirs = ours_of(p), base_of(p.baseline)
-        beats = _better(ours, theirs, higher) and p.failed_requests == 0 and not p.invalid
-        mark = CHECK if beats else CROSS
-        status = f"{words} {ours:.6g} vs baseline {theirs:.6g}: " + ("beats" if beats else "does not beat")
-        if p.failed_requests and _better(ours, theirs, higher):
-            status += f" ({p.failed_requests} failed requests: not counted)"
-        elif p.invalid and _better(ours, theirs, higher):
-            status += " (invalid workload, see token_check: not counted)"
+        decision = _point_decision(p, rule.metric, base_of(p.baseline))
+        if decision.outcome is Outcome.BEATS and (p.failed_requests or p.invalid):
+            why = (f"{p.failed_requests} failed requests" if p.failed_requests
+                   else "invalid workload, see token_check")
+            decision = replace(decision, outcome=Outcome.LOSES, words=decision.words + f" ({why}: not counted)")
+        outcome = decision.outcome.value
+        mark = MARKS[decision.outcome]
+        status = f"{words} {decision.words} vs baseline {base_of(p.baseline):.6g}: " + {"beats": "beats", "loses": "does not beat",
+                                                  "inconclusive": "inconclusive"}[outcome]
+        if decision.outcome is Outcome.INCONCLUSIVE:
+            status += f"; {what_would_decide(decision, p.n_rounds)}"
     amd: BaselinePoint | None = curve.amd_at(p.conc)
     if curve.amd_source is None or amd is None:
         amd_result = "not checked"
         checks.append(("AMD", "not checked (" + ("no AMD table" if curve.amd_source is None
                                                   else f"no AMD point at CONC {p.conc}") + ")"))
     else:
-        ours, theirs = ours_of(p), base_of(amd)
-        amd_result = "below" if _better(theirs, ours, higher) else "not below"
-        checks.append(("AMD", f"{words} {ours:.6g} vs AMD {theirs:.6g}: {amd_result}"))
+        vs_amd = _point_decision(p, rule.metric, base_of(amd), ties_beat=True)  # equal to AMD's is not below it
+        amd_result = {Outcome.LOSES: "below", Outcome.BEATS: "not below",
+                      Outcome.INCONCLUSIVE: "within noise"}[vs_amd.outcome]
+        checks.append(("AMD", f"{words} {vs_amd.words} vs AMD {base_of(amd):.6g}: {amd_result}"))
     checks.append(("accuracy", p.accuracy_status))
-    return PointRow(p.conc, mark, status, tuple(checks)), beats, amd_result
+    return PointRow(p.conc, mark, status, tuple(checks), outcome, p.n_rounds), decision, amd_result
 
 
 def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
-    rows, beaten, amd_results = [], 0, []
+    rows, decisions, amd_results = [], [], []
     for p in curve.points:
-        row, beats, amd = _share_row(p, rule, curve)
+        row, decision, amd = _share_row(p, rule, curve)
         rows.append(row)
-        beaten += beats
+        decisions.append(decision)
         amd_results.append(amd)
     total = len(curve.points)
-    share_ok = total > 0 and Fraction(beaten, total) >= Fraction(str(rule.min_share))
-    share_words = (f"{beaten} of {total} points ({beaten / total:.0%}) beat the baseline "
-                   f"{_METRICS[rule.metric][3]} at the same CONC (needs >= {rule.min_share:.0%})"
-                   if total else "the curve has no points")
+    beaten = sum(1 for d in decisions if d is not None and d.outcome is Outcome.BEATS)
+    unsure = [p for p, d in zip(curve.points, decisions) if d is not None and d.outcome is Outcome.INCONCLUSIVE]
+    decided = total - len(unsure)
+    need = Fraction(str(rule.min_share))
+    worst_ok = total > 0 and Fraction(beaten, total) >= need  # even if every inconclusive point lost
+    best_ok = total > 0 and Fraction(beaten + len(unsure), total) >= need  # even if every one beat
+    metric_words = _METRICS[rule.metric][3]
+    if not total:
+        share_words = "the curve has no points"
+    elif not unsure:
+        share_words = (f"{beaten} of {total} points ({beaten / total:.0%}) beat the baseline "
+                       f"{metric_words} at the same CONC (needs >= {rule.min_share:.0%})")
+    else:
+        share_words = (f"{beaten} of {decided} decided points beat the baseline {metric_words} at the same CONC, "
+                       f"{len(unsure)} inconclusive (needs >= {rule.min_share:.0%} of {total} points: "
+                       f"{beaten / total:.0%} if every inconclusive point loses, "
+                       f"{(beaten + len(unsure)) / total:.0%} if every one beats)")
     no_base = [p.conc for p in curve.points if p.baseline is None]
     if no_base:
         share_words += f"; no baseline at CONC {', '.join(map(str, no_base))}"
@@ -189,57 +226,83 @@ def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
     else:
         amd_check, amd_words = "passed", "no point below AMD's existing points"
     acc_ok, acc_words = accuracy_summary(curve)
-    qualified = share_ok and not below and acc_ok
+    undecided = None
+    if worst_ok != best_ok and not below and acc_ok:
+        undecided = ("the inconclusive points decide it: " + "; ".join(
+            f"CONC {p.conc}: {what_would_decide(d, p.n_rounds)}" for p, d in zip(curve.points, decisions)
+            if d is not None and d.outcome is Outcome.INCONCLUSIVE) + " (--repeat auto adds them)")
+    qualified = worst_ok and not below and acc_ok
     if qualified:
-        decided = f"qualified: {share_words}; {amd_words}; {acc_words}"
+        decided_by = f"qualified: {share_words}; {amd_words}; {acc_words}"
+    elif undecided:
+        decided_by = f"inconclusive: {share_words}; {undecided}"
     else:
-        failing = [w for ok, w in ((share_ok, share_words), (not below, amd_words), (acc_ok, acc_words)) if not ok]
-        decided = "not qualified: " + "; ".join(failing)
+        failing = [w for ok, w in ((best_ok, share_words), (not below, amd_words), (acc_ok, acc_words)) if not ok]
+        decided_by = "not qualified: " + "; ".join(failing)
     ratios = [p.tput_ratio for p in curve.points if p.tput_ratio is not None]
     notes = list(curve.notes)
     if amd_check in ("not checked", "partly checked"):
         notes.append("the AMD condition is not fully checked: give the rule an amd_baseline table")
-    return Verdict(key=curve.key, rule=rule.rule, applicable=True, qualified=qualified, decided_by=decided,
+    within = [p.conc for p, r in zip(curve.points, amd_results) if r == "within noise"]
+    if within:
+        notes.append(f"within the noise of AMD's point at CONC {', '.join(map(str, within))}: not counted as below")
+    return Verdict(key=curve.key, rule=rule.rule, applicable=True, qualified=qualified, decided_by=decided_by,
                    per_point=tuple(rows), notes=tuple(notes), accuracy=acc_words, amd_check=amd_check,
                    points_above_baseline=sum(1 for p in curve.points
                                              if p.tput_ratio is not None and p.tput_ratio > 1),
-                   tput_ratio_sum=sum(ratios) if ratios else None)
+                   tput_ratio_sum=sum(ratios) if ratios else None, inconclusive_points=len(unsure),
+                   undecided=undecided, noise=noise_words(curve))
+
+
+def _target_check(p: CurvePoint, metric: str, target: float, name: str, op: str) -> tuple[tuple[str, str], Decision]:
+    d = _point_decision(p, metric, target, ties_beat=True)
+    word = {Outcome.BEATS: "met", Outcome.LOSES: "missed", Outcome.INCONCLUSIVE: "within noise"}[d.outcome]
+    return (name, f"{d.words} {op} {target:.6g}: {word}"), d
 
 
 def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
-    rows, met_all = [], 0
+    rows, met_all, unsure = [], 0, 0
     for p in curve.points:
         t = p.baseline
         if t is None:
-            rows.append(PointRow(p.conc, DASH, "no target", (("accuracy", p.accuracy_status),)))
+            rows.append(PointRow(p.conc, DASH, "no target", (("accuracy", p.accuracy_status),), None, p.n_rounds))
             continue
-        checks = (
-            ("E2E", f"{p.median_e2e_ms:.6g} ms <= {t.median_e2e_ms:.6g}: "
-                    + ("met" if p.median_e2e_ms <= t.median_e2e_ms else "missed")),
-            ("interactivity", f"{p.interactivity:.6g} >= {t.median_intvty:.6g}: "
-                              + ("met" if p.interactivity >= t.median_intvty else "missed")),
-            ("tput/GPU", f"{p.tput_per_gpu:.6g} >= {t.tput_per_gpu:.6g}: "
-                         + ("met" if p.tput_per_gpu >= t.tput_per_gpu else "missed")),
-        )
-        n_met = sum(c[1].endswith(": met") for c in checks)
-        ok = n_met == 3 and p.failed_requests == 0 and not p.invalid
-        met_all += ok
-        status = "meets all three targets" if ok else f"meets {n_met} of 3 targets"
-        if n_met == 3 and not ok:
+        pairs = (_target_check(p, "median_e2e", t.median_e2e_ms, "E2E", "ms <="),
+                 _target_check(p, "interactivity", t.median_intvty, "interactivity", ">="),
+                 _target_check(p, "tput_per_gpu", t.tput_per_gpu, "tput/GPU", ">="))
+        checks = tuple(c for c, _ in pairs)
+        outcomes = [d.outcome for _, d in pairs]
+        n_met = outcomes.count(Outcome.BEATS)
+        clean = p.failed_requests == 0 and not p.invalid
+        if n_met == 3 and clean:
+            outcome, status = Outcome.BEATS, "meets all three targets"
+        elif Outcome.LOSES in outcomes or not clean:
+            outcome, status = Outcome.LOSES, f"meets {n_met} of 3 targets"
+        else:
+            outcome, status = Outcome.INCONCLUSIVE, f"meets {n_met} of 3 targets, the others within noise"
+        met_all += outcome is Outcome.BEATS
+        unsure += outcome is Outcome.INCONCLUSIVE
+        if n_met == 3 and not clean:
             status += (f" but had {p.failed_requests} failed requests" if p.failed_requests
                        else " but its workload was invalid (token_check)")
-        rows.append(PointRow(p.conc, CHECK if ok else CROSS, status, checks + (("accuracy", p.accuracy_status),)))
+        rows.append(PointRow(p.conc, MARKS[outcome], status, checks + (("accuracy", p.accuracy_status),),
+                             outcome.value, p.n_rounds))
     acc_ok, acc_words = accuracy_summary(curve)
-    enough = met_all >= rule.min_points
+    enough, could = met_all >= rule.min_points, met_all + unsure >= rule.min_points
     target_words = (f"{met_all} of {len(curve.points)} points meet all three targets "
-                    f"(needs >= {rule.min_points})")
+                    f"(needs >= {rule.min_points})" + (f", {unsure} within noise" if unsure else ""))
+    undecided = ("the points within noise decide it (--repeat auto adds rounds to them)"
+                 if could and not enough and acc_ok else None)
     qualified = enough and acc_ok
-    failing = [w for ok, w in ((enough, target_words), (acc_ok, acc_words)) if not ok]
-    decided = (f"qualified: {target_words}; {acc_words}" if qualified else "not qualified: " + "; ".join(failing))
+    failing = [w for ok, w in ((could, target_words), (acc_ok, acc_words)) if not ok]
+    decided = (f"qualified: {target_words}; {acc_words}" if qualified
+               else f"inconclusive: {target_words}; {undecided}" if undecided
+               else "not qualified: " + "; ".join(failing))
     notes = list(curve.notes) + [("stage 2 ranks submissions by points per CONC against the other entries; "
                                  "that ranking is not computed here")]
     return Verdict(key=curve.key, rule=rule.rule, applicable=True, qualified=qualified, decided_by=decided,
-                   per_point=tuple(rows), notes=tuple(notes), accuracy=acc_words, points_meeting_all_targets=met_all)
+                   per_point=tuple(rows), notes=tuple(notes), accuracy=acc_words, points_meeting_all_targets=met_all,
+                   inconclusive_points=unsure, undecided=undecided, noise=noise_words(curve))
 
 
 def judge(curve: Curve, rule: BeatBaselineShare | Targets | NotApplicable | Mapping[str, Any] | None) -> Verdict:
@@ -250,10 +313,10 @@ def judge(curve: Curve, rule: BeatBaselineShare | Targets | NotApplicable | Mapp
         return _judge_share(curve, rule)
     if isinstance(rule, Targets):
         return _judge_targets(curve, rule)
-    rows = tuple(PointRow(p.conc, DASH, "not judged") for p in curve.points)
+    rows = tuple(PointRow(p.conc, DASH, "not judged", rounds=p.n_rounds) for p in curve.points)
     return Verdict(key=curve.key, rule=rule.rule, applicable=False, qualified=False,
                    decided_by=f"not applicable: {rule.reason}", per_point=rows, notes=curve.notes,
-                   accuracy=accuracy_summary(curve)[1])
+                   accuracy=accuracy_summary(curve)[1], noise=noise_words(curve))
 
 
 def judge_curves(curves: Sequence[Curve], rules: Mapping[tuple[str, str], Any],

@@ -134,6 +134,22 @@ def at_least_two(text: str) -> int:
     return _whole_number(text, 2, "at least 2 (one run per client shows no run-to-run spread)")
 
 
+def repeat_count(text: str) -> int | str:
+    """``--repeat``: rounds per point, a whole number from 1, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _whole_number(text, 1, "at least 1")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a round count: give a whole number from 1 (rounds per "
+                                         "point) or 'auto' (rounds until the comparison with the baseline is "
+                                         "decided, up to --repeat-max)") from None
+
+
+def rounds_max(text: str) -> int:
+    return _whole_number(text, 2, "at least 2 (--repeat auto starts with 2 rounds, the fewest that show a spread)")
+
+
 def client_kind(text: str) -> str:
     if text not in CLIENTS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a client: choose one of {', '.join(CLIENTS)} "

@@ -8,16 +8,20 @@ report's ``user_properties`` (``RECORD``, ``FAILURE``), so it reaches the xdist 
 """
 from __future__ import annotations
 
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
 from pytest_inferencemax.errors import InferenceMaxError
+from pytest_inferencemax.judge.decided import open_question
 from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.pool import representative
 from pytest_inferencemax.results.compare import compare
 from pytest_inferencemax.results.record import PointRecord
 
@@ -54,6 +58,19 @@ def benchmark_extra_info(record: PointRecord) -> dict[str, Any]:
     return info
 
 
+def benchmark_rounds(benchmark: Any) -> Callable[[float], None]:
+    """Where each round's wall time goes in pytest-benchmark's table (a no-op without the fixture).
+
+    ``benchmark.pedantic()`` needs its round count up front, but ``--repeat auto`` decides it round by
+    round. So the rounds are fed into the fixture's statistics the way pedantic() feeds them
+    (pytest-benchmark 5: ``_make_stats`` then ``Metadata.update`` per round); tests/e2e checks the
+    table's rounds column, so a pytest-benchmark that changes this fails there, not silently."""
+    if benchmark is None or getattr(benchmark, "disabled", False):
+        return lambda seconds: None
+    benchmark._mode = "benchmark.pedantic(...)"  # used once: pytest-benchmark would warn "not used at all"
+    return benchmark._make_stats(1).update
+
+
 class SuiteBench:
     """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
 
@@ -62,6 +79,7 @@ class SuiteBench:
         self.suite = suite
         self._node = node
         self._config = node.config
+        self._cut: tuple[PointRecord, Path] | None = None  # a round cut short: its record, pooled with the others
 
     def gate(self, point: Point) -> GateResult | None:
         """Run (once per server instance) and return the accuracy gate of ``point``'s server."""
@@ -75,15 +93,67 @@ class SuiteBench:
         return gate
 
     def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
-        """Run ``point``; with pytest-benchmark's ``benchmark`` fixture, record it there too
-        (the point's wall time as the timing, every figure and ratio in ``extra_info``)."""
-        if benchmark is None:
-            return self._run(point)
-        outcome = benchmark.pedantic(self._run, args=(point,), rounds=1, iterations=1)
-        benchmark.extra_info.update(benchmark_extra_info(outcome.record))
+        """Run ``point`` (``--repeat``: its rounds); with pytest-benchmark's ``benchmark`` fixture, record it
+        there too (each round's wall time as a round's timing, every figure and ratio in ``extra_info``)."""
+        if self.session.rounds.single:
+            if benchmark is None:
+                return self._check(point, self._measure(point))
+            outcome = benchmark.pedantic(lambda: self._check(point, self._measure(point)), rounds=1, iterations=1)
+        else:
+            outcome = self._check(point, self._rounds(point, benchmark_rounds(benchmark)))
+        if benchmark is not None:
+            benchmark.extra_info.update(benchmark_extra_info(outcome.record))
         return outcome
 
-    def _run(self, point: Point) -> PointOutcome:
+    def _rounds(self, point: Point, timed: Callable[[float], None]) -> PointOutcome:
+        """The point's rounds until the rounds plan stops; the pooled outcome (``<point>.json``)."""
+        plan, rounds, durations = self.session.rounds, [], []
+        rule = self.session.verdict_rule(self.suite, point)
+        try:  # the server and its gate before round 1's clock starts: a round's time is its measurement
+            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
+        except InferenceMaxError:
+            pass  # round 1 meets the same cause and fails the test with it
+
+        def pooled(stopped: str | None = None, cut: tuple[PointRecord, Path] | None = None) -> PointOutcome:
+            records, paths = [r.record for r in rounds], [r.path for r in rounds]
+            if cut is not None:
+                records, paths = records + [cut[0]], paths + [cut[1]]
+            record, path = self.session.pool_rounds(records, paths, durations[:len(records)], stopped)
+            pick = rounds[representative([r.record for r in rounds])] if rounds else None
+            return PointOutcome(point, record, path, pick.load if pick else None, pick.workload if pick else None)
+
+        while True:
+            n = len(rounds) + 1
+            self._config.hook.pytest_inferencemax_round(point=point, round=n)
+            self.session.progress.line(f"inferencemax: {point.id}: round {n} ({plan.describe()})")
+            started = time.perf_counter()
+            self._cut = None
+            try:
+                outcome = self._measure(point, round_no=n)
+            except BaseException:
+                if rounds or self._cut:  # what finished is the point's record on disk though this round was cut short
+                    durations.append(time.perf_counter() - started)
+                    pooled(f"round {n} did not finish", self._cut)
+                raise
+            durations.append(time.perf_counter() - started)
+            timed(durations[-1])
+            rounds.append(outcome)
+            if outcome.invalid:
+                return outcome  # the check fails the point: its workload is not the one it names
+            result = pooled()
+            question = open_question(result.record, rule)
+            stop, why = plan.stop(durations, question)
+            if stop:
+                if why:
+                    result = pooled(why)
+                    self.session.progress.line(f"inferencemax: {point.id}: {why}")
+                return result
+            if question:
+                self.session.progress.line(f"inferencemax: {point.id}: undecided after {n} rounds: {question}")
+
+    def _measure(self, point: Point, round_no: int | None = None) -> PointOutcome:
+        """Run the point (or one round of it) once its server's gate passed; fail the test with the cause
+        when it cannot run."""
         # What the summary needs travels in user_properties, so it reaches the xdist controller too.
         props = self._node.user_properties
         try:
@@ -97,14 +167,19 @@ class SuiteBench:
         self.session.current_point = point.id
         failed: InferenceMaxError | None = None
         try:
-            outcome = self.session.run(self.suite, point, record_hook=self._record_hook)
+            outcome = self.session.run(self.suite, point, record_hook=self._record_hook, round_no=round_no)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the session ends and says this point stopped
             props.append((FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
             raise
         except InferenceMaxError as exc:  # a cause we know and said in words: the message, no traceback
             self.session.current_point = None
             if record_path := getattr(exc, "record_path", None):  # an aborted point's record, with its cause
+                if round_no:  # a round: pooled with the rounds before it into <point>.json
+                    self._cut = (self.session.folder.read_point(record_path), Path(record_path))
+                    record_path = self.session.folder.point_file(point.id)
                 props.append((RECORD, str(record_path)))
+            elif round_no and round_no > 1:
+                props.append((RECORD, str(self.session.folder.point_file(point.id))))  # the rounds before
             props.append((FAILURE, (point.id, str(exc).splitlines()[0])))
             failed = exc
         except BaseException as exc:
@@ -114,6 +189,11 @@ class SuiteBench:
         if failed is not None:  # outside the except block: the message alone, no chained exception
             pytest.fail(str(failed), pytrace=False)
         self.session.current_point = None
+        return outcome
+
+    def _check(self, point: Point, outcome: PointOutcome) -> PointOutcome:
+        """Record the finished point and fail the test for what makes it unusable."""
+        props = self._node.user_properties
         props.append((RECORD, str(outcome.path)))
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
         if outcome.failed:

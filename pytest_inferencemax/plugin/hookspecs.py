@@ -23,3 +23,11 @@ def pytest_inferencemax_manifest(manifest: dict[str, Any]) -> None:
     Called once at the end of a session that ran points, before the manifest is written: the
     place for a team's machine info (BIOS, firmware, driver and kernel versions, a change id).
     """
+
+
+@pytest.hookspec
+def pytest_inferencemax_round(point: Any, round: int) -> None:
+    """Called before each round of a point run with ``--repeat`` (``round`` counts from 1).
+
+    For what must change between rounds: a log marker, a cache to drop, a server setting to reset.
+    """

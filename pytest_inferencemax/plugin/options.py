@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 from pytest_inferencemax.plan.values import (
-    at_least_two, boolean, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
+    at_least_two, boolean, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
     percentage, port_number, positive_float, positive_int, run_name,
 )
 
@@ -81,6 +81,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("client", "load generator: 'precise' (ours: kernel receive stamps, pooled connections) or "
            "'reference' (the bounty client's semantics on aiohttp, for numbers comparable with its runner)",
            client_kind, default="precise", ini=True, metavar="NAME"),
+    Option("repeat", "rounds per point on the same server: N, or 'auto' (2 rounds, then more only while the "
+           "point's comparison with its baseline lies within the rounds' 95% interval, up to --repeat-max and "
+           "--repeat-budget); every round's record goes to rounds/, the point's record carries their statistics",
+           repeat_count, default=1, ini=True, metavar="N|auto"),
+    Option("repeat-max", "with --repeat auto: the most rounds a point gets", rounds_max, default=6, ini=True,
+           metavar="N"),
+    Option("repeat-budget", "with --repeat auto: minutes this session may spend on rounds beyond each point's "
+           "first two (default: no limit)", positive_float, ini=True, metavar="MIN"),
     Option("parity", "after each point, run it again with both clients alternating (--parity-rounds each) and "
            "fail the point when their token totals differ or their throughputs/TPOT differ beyond run-to-run "
            "spread; writes <point>.parity.md/.json", flag=True),
@@ -179,6 +187,9 @@ class Settings:
     stall_timeout: float
     client_procs: int
     client: str
+    repeat: int | str
+    repeat_max: int
+    repeat_budget: float | None  # minutes
     parity: bool
     parity_rounds: int
     client_lag_limit_ms: float | None
@@ -223,7 +234,8 @@ class Settings:
             telemetry_interval=get(config, "telemetry-interval"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
-            parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            repeat=get(config, "repeat"), repeat_max=get(config, "repeat-max"),
+            repeat_budget=get(config, "repeat-budget"), parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
             fail_client_bound=get(config, "fail-client-bound"),
             fail_on_stream_errors=get(config, "fail-on-stream-errors"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),

@@ -48,6 +48,8 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
                      f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
+    if lines and not bench.rounds.single:
+        lines.append(f"  rounds: {bench.rounds.describe()} (--repeat); each round's record under rounds/")
     s = bench.settings
     if recipes and s.gpus_per_server:
         env_vars = ",".join(s.gpu_env or default_visibility_vars())

@@ -22,6 +22,7 @@ from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
 from pytest_inferencemax.plan.recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
 from pytest_inferencemax.plugin.options import Settings
+from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.build import PointOutcome, accuracy_fields, record_point
 from pytest_inferencemax.results.manifest import Manifest
@@ -55,6 +56,7 @@ class BenchSession:
     worker: int = 0  # xdist worker index (0 without xdist)
     devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
     manifest: Manifest | None = None
+    rounds: RoundsPlan = field(default_factory=lambda: RoundsPlan(1, 2))  # --repeat
 
     @classmethod
     def create(cls, settings: Settings, progress: Progress, rootdir: Path, *, workerid: str | None = None,
@@ -63,7 +65,9 @@ class BenchSession:
 
         Raises ValueError when --gpus-per-server cannot give every worker its share.
         """
-        bench = cls(settings=settings, progress=progress, rootdir=rootdir, worker=worker_index(workerid))
+        bench = cls(settings=settings, progress=progress, rootdir=rootdir, worker=worker_index(workerid),
+                    rounds=RoundsPlan(settings.repeat, settings.repeat_max,
+                                      settings.repeat_budget * 60 if settings.repeat_budget else None))
         if settings.gpus_per_server:
             env_vars = settings.gpu_env or default_visibility_vars()
             if workerid is None and workers:  # the controller checks every worker's share up front
@@ -327,10 +331,10 @@ class BenchSession:
         return report
 
     # -- run ----------------------------------------------------------------------------------
-    def run(self, suite: Suite, point: Point, record_hook: Callable[[Point, PointRecord], PointRecord] | None = None
-            ) -> PointOutcome:
+    def run(self, suite: Suite, point: Point, record_hook: Callable[[Point, PointRecord], PointRecord] | None = None,
+            round_no: int | None = None) -> PointOutcome:
         """Measure ``point`` on its server and write its record (with the stage's comparison, accuracy
-        and the hooks' fields) before returning."""
+        and the hooks' fields) before returning; with ``round_no`` (--repeat), as that round's record."""
         server = self.server(suite, point)
         tokenizer = self.tokenizer(suite)
         table, model_key = self.baseline(suite, point)
@@ -353,6 +357,7 @@ class BenchSession:
             return record_point(
                 point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
                 tokenizer_id=self.tokenizer_id(suite), backend="vllm", folder=self.folder,
+                out_path=self.folder.round_file(point.id, round_no) if round_no else None,
                 settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
                                      stall_timeout=s.stall_timeout, client_procs=s.client_procs, client=s.client,
                                      client_lag_limit_ms=s.client_lag_limit_ms, extra_body=s.extra_body,
@@ -364,6 +369,20 @@ class BenchSession:
             if server.recipe is not None and server.death_reason() is None:
                 server.broken = f"it stalled during {point.id}"  # restart it for the next point
             raise
+
+
+    def pool_rounds(self, records: list[PointRecord], paths: list[Path], durations: list[float],
+                    stopped: str | None = None) -> tuple[PointRecord, Path]:
+        """A point's record from its rounds so far, written to ``<point>.json`` (after every round, so a
+        run cut short keeps what it measured)."""
+        from pytest_inferencemax.results.pool import pool_rounds
+        files = [str(Path(p).relative_to(self.run_dir)) for p in paths]
+        record = pool_rounds(records, files, durations=durations, stopped=stopped)
+        return record, self.folder.write_point(record)
+
+    def verdict_rule(self, suite: Suite, point: Point) -> VerdictRule:
+        _, stage = suite.stage(point.stage)
+        return parse_rule(stage.verdict or None, where=f"{suite.path} [stages.{point.stage}.verdict]")
 
 
 SESSION = pytest.StashKey[BenchSession]()  # the session of a pytest run, in config.stash

@@ -2,7 +2,8 @@
 
 Like InferenceMAX's ``utils/plot_perf.py``: y = throughput per GPU (tok/s/GPU) against x =
 median E2E latency (s), and against x = interactivity (tok/s/user). Our points are joined as a
-line and labelled by CONC; the baseline points (stage 1: B200; stage 2: the targets) and AMD's
+line and labelled by CONC (with ``--repeat``: the rounds' means, with their 95% intervals as error
+bars on both axes); the baseline points (stage 1: B200; stage 2: the targets) and AMD's
 existing points, when a table gives them, are overlaid with other markers.
 
 The data to draw are built by the pure function :func:`plot_series` (easy to test); :func:`draw`
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from pytest_inferencemax.judge.curve import Curve, CurveKey
+from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint
 
 XAxis = Literal["e2e", "intvty"]
 XLABELS: Mapping[str, str] = MappingProxyType({"e2e": "median end-to-end latency (s)",
@@ -34,17 +35,32 @@ class PlotSeries:
     ys: tuple[float, ...]
     labels: tuple[str, ...]  # one per point: its CONC
     kind: Literal["ours", "baseline", "amd"] = "ours"
+    # --repeat: each point's 95% interval as (below, above) its mean, on each axis; None: one round each
+    xerr: tuple[tuple[float, float], ...] | None = None
+    yerr: tuple[tuple[float, float], ...] | None = None
+
+
+def _spread(p: CurvePoint, key: str, scale: float = 1.0) -> tuple[float, float, float]:
+    """(mean, below, above) of a point's figure: the rounds' mean and interval, or its one value."""
+    stats = p.stats(key) if p.n_rounds > 1 else None
+    if stats is None:
+        return p.mean(key) * scale, 0.0, 0.0
+    mean = float(stats.mean)
+    return mean * scale, (mean - float(stats.low)) * scale, (float(stats.high) - mean) * scale
 
 
 def plot_series(curve: Curve, x: XAxis = "e2e") -> list[PlotSeries]:
     """Our points, then the baseline's and AMD's where there are any; empty series are left out."""
     if x not in XLABELS:
         raise ValueError(f"x must be 'e2e' or 'intvty', not {x!r}")
+    xkey, xscale = ("median_e2el_ms", 1e-3) if x == "e2e" else ("interactivity", 1.0)
+    xs = [_spread(p, xkey, xscale) for p in curve.points]
+    ys = [_spread(p, "tput_per_gpu") for p in curve.points]
+    rounds = any(p.n_rounds > 1 for p in curve.points)
     series = [PlotSeries(
-        name=f"{curve.key.suite} (ours)",
-        xs=tuple(p.median_e2e_s if x == "e2e" else p.interactivity for p in curve.points),
-        ys=tuple(p.tput_per_gpu for p in curve.points),
-        labels=tuple(str(p.conc) for p in curve.points),
+        name=f"{curve.key.suite} (ours)" + (" mean, 95% CI" if rounds else ""),
+        xs=tuple(v[0] for v in xs), ys=tuple(v[0] for v in ys), labels=tuple(str(p.conc) for p in curve.points),
+        xerr=tuple(v[1:] for v in xs) if rounds else None, yerr=tuple(v[1:] for v in ys) if rounds else None,
     )]
     base = [p.baseline for p in curve.points if p.baseline is not None]
     if base:
@@ -88,6 +104,10 @@ def draw(series_list: Sequence[PlotSeries], path: Path, title: str, xlabel: str,
             xs, ys = list(s.xs), list(s.ys)
         ax.plot(xs, ys, label=s.name, markersize=7, linewidth=1.5 if s.kind == "ours" else 1.0,
                 alpha=1.0 if s.kind == "ours" else 0.8, **style)  # type: ignore[arg-type]
+        if s.xerr is not None and s.yerr is not None:  # the rounds' 95% intervals
+            ax.errorbar(list(s.xs), list(s.ys), xerr=[[e[0] for e in s.xerr], [e[1] for e in s.xerr]],
+                        yerr=[[e[0] for e in s.yerr], [e[1] for e in s.yerr]], fmt="none", capsize=3,
+                        ecolor=str(style["color"]), elinewidth=1.0)
         for xv, yv, lab in zip(s.xs, s.ys, s.labels):
             ax.annotate(f"c{lab}", (xv, yv), textcoords="offset points", xytext=(5, 5), fontsize=8,
                         color=str(style["color"]))

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from pytest_inferencemax.judge.curve import Curve, CurveKey, build_curves, curve_key
+from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, build_curves, curve_key
 from pytest_inferencemax.judge.diagnosis import reading
-from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, Verdict
+from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, QUESTION, Verdict
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.store import write_text_atomic
 from pytest_inferencemax.results.summary import Interruption
@@ -37,7 +37,30 @@ def _mark(curve: Curve, verdict: Verdict | None, conc: int, tput_ratio: float | 
     return CHECK if tput_ratio > 1 else CROSS
 
 
+def _ci(p: CurvePoint, key: str, value: float, fmt: str, scale: float = 1.0, ratio: bool = False) -> str:
+    """``value`` alone for one round; the rounds' mean with its 95% interval otherwise."""
+    stats = (p.rounds.ratio(key) if ratio else p.stats(key)) if p.rounds and p.rounds.n > 1 else None
+    if stats is None:
+        return (_x(value) if ratio else format(value * scale, fmt))
+    mean, low, high = (float(v) * scale for v in (stats.mean, stats.low, stats.high))
+    unit = "x" if ratio else ""
+    return f"{mean:{fmt}}{unit} [{low:{fmt}}, {high:{fmt}}]"
+
+
 def curve_table(curve: Curve, verdict: Verdict | None) -> list[str]:
+    if any(p.n_rounds > 1 for p in curve.points):  # the rounds' means with their 95% intervals
+        lines = [("| CONC | rounds | tok/s/GPU | median E2E (s) | interactivity (tok/s/user) | tput ratio "
+                  "| E2E ratio | intvty ratio | vs baseline |"), "|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+        for p in curve.points:
+            lines.append(
+                f"| {p.conc} | {p.n_rounds} | {_ci(p, 'tput_per_gpu', p.tput_per_gpu, '.1f')} "
+                f"| {_ci(p, 'median_e2el_ms', p.median_e2e_ms, '.3f', 1e-3)} "
+                f"| {_ci(p, 'interactivity', p.interactivity, '.1f')} "
+                f"| {_ci(p, 'tput_per_gpu', p.tput_ratio, '.3f', ratio=True)} "
+                f"| {_ci(p, 'median_e2el_ms', p.e2e_ratio, '.3f', ratio=True)} "
+                f"| {_ci(p, 'interactivity', p.intvty_ratio, '.3f', ratio=True)} "
+                f"| {_mark(curve, verdict, p.conc, p.tput_ratio, p.baseline is not None)} |")
+        return lines + ["", "With rounds: the mean over the rounds [95% confidence interval] (docs/verdict.md)."]
     lines = [("| CONC | tok/s/GPU | median E2E (s) | interactivity (tok/s/user) | tput ratio | E2E ratio "
              "| intvty ratio | vs baseline |"),
              "|---:|---:|---:|---:|---:|---:|---:|:-:|"]
@@ -107,6 +130,8 @@ def _verdict_lines(verdict: Verdict | None) -> list[str]:
         lines += [f"The run was {verdict.incomplete}. On the points that ran: {verdict.decided_by}", ""]
     else:
         lines += [f"Decided by: {verdict.decided_by}", ""]
+    lines += [f"Noise: {verdict.noise}." + (f" {verdict.inconclusive_points} point(s) inconclusive."
+                                            if verdict.inconclusive_points else ""), ""]
     if verdict.points_above_baseline is not None:
         ratio_sum = DASH if verdict.tput_ratio_sum is None else f"{verdict.tput_ratio_sum:.3f}"
         lines += [(f"Tie-break figures: points above the baseline tput/GPU {verdict.points_above_baseline}; "
@@ -181,7 +206,7 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
                   + (f" AMD points: {curve.amd_source}." if curve.amd_source else ""), ""]
         lines += curve_table(curve, verdict)
         lines += ["", (f"{CHECK} beats the baseline (stage 2: meets all targets), {CROSS} does not, "
-                      f"{DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
+                      f"{QUESTION} inconclusive (within the rounds' noise), {DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
         lines += ["### Verdict", ""] + _verdict_lines(verdict)
         lines += ["", "### Accuracy", ""] + _accuracy_lines(by_key.get(curve.key, []))
         lines += ["", "### Diagnosis", ""] + _diagnosis_lines(by_key.get(curve.key, []), run_dir, point_plots or {})

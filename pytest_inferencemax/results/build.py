@@ -126,14 +126,18 @@ class PointOutcome:
 
     @property
     def failed(self) -> int:
-        return self.record.failed
+        """Failed requests (over every round, for a point run with --repeat)."""
+        rounds = self.record.ours.rounds
+        return sum(rounds.failed) if rounds else self.record.failed
 
     @property
     def invalid(self) -> list[str]:
         return self.record.invalid
 
     def failure_report(self) -> str:
-        lines = [f"{self.failed} of {self.point.num_prompts} requests failed ({self.path}):"]
+        rounds = self.record.ours.rounds
+        of = f"{rounds.n} x {self.point.num_prompts}" if rounds else str(self.point.num_prompts)
+        lines = [f"{self.failed} of {of} requests failed ({self.path}):"]
         lines += [f"  {n} x {text}" for text, n in self.record.ours.errors.items()]
         return "\n".join(lines)
 

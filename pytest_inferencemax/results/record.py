@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
+from pytest_inferencemax.results.rounds import RoundsSummary
 from pytest_inferencemax.results.telemetry import TelemetrySummary
 
 Number = Union[int, float]  # kept as written: 8 stays 8 and 8.0 stays 8.0 (byte-compatible files)
@@ -163,6 +164,7 @@ class OurFields(_Part):
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
     telemetry: Optional[TelemetrySummary] = None  # the server's and the GPUs' view (results/telemetry.py)
     aborted: Optional[str] = None  # why the point was cut short (a stall, the server's death); absent if it was not
+    rounds: Optional[RoundsSummary] = None  # --repeat: every round's figures and their intervals (results/rounds.py)
     # what a suite's stage adds (absent from records of `cli.bench`)
     server: Optional[ServerInfo] = None
     leaderboard_url: Optional[str] = None
@@ -315,6 +317,8 @@ class PointRecord(_Part):
             return "aborted"
         if self.invalid:
             return "invalid"
+        if self.ours.rounds and self.ours.rounds.not_ok:  # another round than the one on top was not clean
+            return "partial"
         return "partial" if self.failed or self.completed < self.num_prompts else "ok"
 
     @property

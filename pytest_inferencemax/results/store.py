@@ -2,7 +2,8 @@
 
 ``results/<run-id>/`` holds ``<point>.json`` per finished point (a :class:`PointRecord`),
 ``summary.json``, ``manifest.json`` (``manifest-<worker>.json`` under xdist), ``report.md``,
-``plots/``, ``<point>.parity.{json,md}`` and ``submissions/``; a merged run adds ``sources.json``.
+``plots/``, ``<point>.parity.{json,md}`` and ``submissions/``; a merged run adds ``sources.json``;
+``--repeat`` adds ``rounds/<point>.r<k>.json``, every round's record.
 docs/results.md describes each file. Every write goes to a temporary file in the same folder,
 is fsynced and renamed over the target, so a crash or Ctrl-C leaves the old file or the whole new
 one, never a part, and a finished point is on disk before the next one starts.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.results.record import PointRecord, RecordError
+from pytest_inferencemax.results.rounds import ROUNDS_DIR
 
 if TYPE_CHECKING:  # imported where used: reading a run folder must not load the load generator
     from pytest_inferencemax.measure.parity import ParityReport
@@ -61,6 +63,10 @@ class RunFolder:
     # -- points ------------------------------------------------------------------------------
     def point_file(self, point_id: str) -> Path:
         return self.path / f"{point_id}.json"
+
+    def round_file(self, point_id: str, round_no: int) -> Path:
+        """Round ``round_no`` (from 1) of a point run with --repeat: ``rounds/<point>.r<k>.json``."""
+        return self.path / ROUNDS_DIR / f"{point_id}.r{round_no}.json"
 
     def write_point(self, record: PointRecord) -> Path:
         return write_text_atomic(self.point_file(record.point_id), record.to_json())

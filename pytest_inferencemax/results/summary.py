@@ -48,6 +48,19 @@ COLUMNS: tuple[tuple[str, str, Callable[[PointRecord], Any]], ...] = (
 )
 
 
+def rounds_line(rec: PointRecord) -> str | None:
+    """A point run in rounds: how many, the judged figures' means and 95% intervals, why it stopped."""
+    r = rec.ours.rounds
+    if r is None:
+        return None
+    figures = ", ".join(f"{name} {float(st.mean):.4g} [{float(st.low):.4g}, {float(st.high):.4g}]"
+                        for name, st in r.figures.items() if name != "output_throughput")
+    tput = r.ratio("tput_per_gpu")
+    vs = f"; tput ratio {float(tput.mean):.3f}x [{float(tput.low):.3f}, {float(tput.high):.3f}]" if tput else ""
+    return (f"  rounds {rec.point_id}: {r.n}, representative r{r.representative}; {figures}{vs}"
+            + (f"; {r.stopped}" if r.stopped else ""))
+
+
 def _accuracy_line(rec: PointRecord) -> str:
     val = rec.accuracy_validation
     if val is None or val.status != "PASSED":
@@ -84,6 +97,7 @@ def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         lines.append(f"suite {name}: tok/s/GPU divides total token throughput by "
                      f"{records[0].ours.tput_per_gpu_divisor}")
         lines.extend(render_table(table_rows(records)).splitlines())
+        lines.extend(line for r in records if (line := rounds_line(r)))
         notes = {r.baseline_note for r in records if r.baseline_note}
         lines.extend(f"  baseline: {n}" for n in sorted(notes))
         lines.extend(f"  accuracy: {a}" for a in sorted({_accuracy_line(r) for r in records}))
@@ -120,7 +134,9 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         "interrupted": interruption.to_dict() if interruption else None,  # the run is incomplete when set
         "conclusion": list(conclusion),  # verdicts, report, submissions
         "points": [{"point": rec.point_id, "file": f"{rec.point_id}.json",
-                    **{k: getattr(rec, k) for k in SUMMARY_FIGURES}}
+                    **{k: getattr(rec, k) for k in SUMMARY_FIGURES},
+                    **({"rounds": rec.ours.rounds.model_dump(include={"n", "representative", "figures", "ratios",
+                                                                      "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],
         "failures": [{"point": p, "reason": r} for p, r in failures],
         "warnings": [{"point": rec.point_id, "warning": w} for rec in records for w in rec.warnings()],
