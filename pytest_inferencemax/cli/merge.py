@@ -9,9 +9,15 @@ is one run. The merged folder gets every point record, each run's manifest
 at its end: ``summary.json``, the curves' verdicts, ``plots/``, ``report.md`` and, with
 ``--submit-team``, the submissions of qualifying configurations.
 
-Refused, with exit code 2 and the reason: the same point in two runs; records of one suite and
-stage judged by different verdict rules or compared with different baselines (their figures
-would not form one curve); no point records at all. Exit code 1 when a point failed or a
+The same point in several runs is pooled: every run's rounds of it (``--repeat``; a point run once
+is one round) go to the merged ``rounds/`` and the point's record is made from all of them, as a
+run with ``--repeat`` makes it (results/pool.py), provided the runs measured the same thing: the
+same server recipe, model, workload (ISL, OSL, CONC, prompts, warmups, range ratio, seed) and
+tput/GPU divisor.
+
+Refused, with exit code 2 and the reason: the same point in two runs under different recipes or
+workloads; records of one suite and stage judged by different verdict rules or compared with
+different baselines (their figures would not form one curve); no point records at all. Exit code 1 when a point failed or a
 submission did not go through, 0 otherwise.
 """
 from __future__ import annotations
@@ -25,7 +31,9 @@ from typing import Any, Sequence
 
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
+from pytest_inferencemax.results.pool import pool_rounds
 from pytest_inferencemax.results.record import PointRecord, RecordError
+from pytest_inferencemax.results.rounds import ROUNDS_DIR
 from pytest_inferencemax.results.store import SOURCES_FILE, RunFolder
 from pytest_inferencemax.results.summary import summary_lines, write_summary
 
@@ -54,8 +62,8 @@ def find_runs(dirs: Sequence[Path]) -> list[Run]:
             raise MergeError(f"{top}: no such folder (pass run folders, results/<run-id>, or folders above them)")
         candidates = sorted({p.parent for p in top.rglob("*.json")} | {top})
         for path in candidates:
-            if path.resolve() in runs:
-                continue
+            if path.resolve() in runs or (path.name == ROUNDS_DIR and RunFolder(path.parent).point_files()):
+                continue  # a run's rounds/ belong to the run above them
             folder = RunFolder(path)
             try:
                 records = folder.points()
@@ -74,18 +82,31 @@ def _baseline_identity(rec: PointRecord) -> tuple[Any, ...]:
     return rec.ours.baseline, rec.ours.baseline_key, rec.comparison.group if rec.comparison else None
 
 
+def configuration(rec: PointRecord) -> dict[str, Any]:
+    """What must be equal for two runs' rounds of a point to be pooled."""
+    a, o = rec.benchmark_args, rec.ours
+    return {"recipe": o.server.recipe_key if o.server and o.server.launched else "external server",
+            "model": rec.model_id, "isl": o.isl, "osl": o.osl, "conc": o.conc, "num_prompts": rec.num_prompts,
+            "num_warmups": a.num_warmups, "range_ratio": a.random_range_ratio, "seed": a.seed,
+            "tput_per_gpu_divisor": o.tput_per_gpu_divisor}
+
+
 def check_consistent(runs: Sequence[Run]) -> dict[tuple[str, str], Any]:
     """The verdict rule of each (suite, stage); raises :class:`MergeError` on any mix-up."""
-    seen_points: dict[str, Path] = {}
+    seen_points: dict[str, tuple[dict[str, Any], Path]] = {}
     rules: dict[tuple[str, str], tuple[Any, Path]] = {}
     baselines: dict[tuple[str, str], tuple[Any, Path]] = {}
     for run in runs:
         for rec in run.records:
             point, key = rec.point_id, (rec.ours.suite, rec.ours.stage)
-            if point in seen_points:
-                raise MergeError(f"point {point} is in both {seen_points[point]} and {run.path}: keep one "
-                                 "(drop the other folder from the command) so that each point counts once")
-            seen_points[point] = run.path
+            config = configuration(rec)
+            if point in seen_points and seen_points[point][0] != config:
+                first, where = seen_points[point]
+                diff = ", ".join(f"{k} {first[k]!r} vs {config[k]!r}" for k in config if first[k] != config[k])
+                raise MergeError(f"point {point} in {where} and {run.path} measured different things ({diff}): "
+                                 "their rounds cannot be pooled; merge one of them, or give the variant "
+                                 "another suite or stage")
+            seen_points.setdefault(point, (config, run.path))
             rule = rec.ours.verdict_rule
             if key in rules and rules[key][0] != rule:
                 raise MergeError(
@@ -111,15 +132,14 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
     if out.resolve() in {r.path.resolve() for r in runs}:
         raise MergeError(f"--out {out} is one of the runs being merged: choose a new folder")
     merged = RunFolder(out)
-    records: list[PointRecord] = []
     failures: list[tuple[str, str]] = []
     sources = []
-    for n, run in enumerate(runs):
+    by_point: dict[str, list[tuple[PointRecord, Run]]] = {}
+    for run in runs:
         for rec in run.records:
-            merged.write_point(rec)
-            records.append(rec)
-            if rec.ours.telemetry and rec.ours.telemetry.series and (run.path / rec.ours.telemetry.series).is_file():
-                merged.write_text(rec.ours.telemetry.series, (run.path / rec.ours.telemetry.series).read_text())
+            by_point.setdefault(rec.point_id, []).append((rec, run))
+    records = [_merge_point(merged, found) for found in by_point.values()]
+    for n, run in enumerate(runs):
         for manifest, data in run.folder.manifests():
             merged.write_json(f"manifest-{n}-{run.path.name}-{manifest.stem}.json", data)
         failures += [f for f in run.failures if f not in failures]
@@ -130,6 +150,48 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
     finished = finish_run(out, records, rules, baselines_dir or Path("baselines"), submit, echo=echo)
     write_summary(records, failures, out, finished.lines())
     return finished, failures
+
+
+def _copy_series(rec: PointRecord, src_dir: Path, dst: RunFolder, name: str) -> None:
+    """Copy a record's telemetry series beside it under ``name`` (relative to ``dst``), renaming it in the record."""
+    t = rec.ours.telemetry
+    if t is None or not t.series:
+        return
+    src = src_dir / t.series
+    if src.is_file():
+        dst.write_text(name, src.read_text(encoding="utf-8"))
+        t.series = Path(name).name
+
+
+def _merge_point(merged: RunFolder, found: list[tuple[PointRecord, Run]]) -> PointRecord:
+    """One point of the merged run: its record as it was when one run holds it once; else every run's rounds
+    copied to ``rounds/`` (numbered in run order) and pooled."""
+    if len(found) == 1 and found[0][0].ours.rounds is None:
+        rec, run = found[0]
+        merged.write_point(rec)
+        t = rec.ours.telemetry
+        if t and t.series and (run.path / t.series).is_file():
+            merged.write_text(t.series, (run.path / t.series).read_text(encoding="utf-8"))
+        return rec
+    rounds: list[PointRecord] = []
+    files: list[str] = []
+    durations: list[float] = []
+    for rec, run in found:
+        r = rec.ours.rounds
+        parts = ([(run.folder.read_point(run.path / f), (run.path / f).parent) for f in r.files] if r
+                 else [(rec.model_copy(deep=True), run.path)])
+        times = list(r.durations_s) if r and len(r.durations_s) == len(r.files) else [float(rec.duration)] * len(parts)
+        for (round_rec, src_dir), seconds in zip(parts, times):
+            path = merged.round_file(rec.point_id, len(rounds) + 1)
+            _copy_series(round_rec, src_dir, merged, f"{ROUNDS_DIR}/{path.stem}.telemetry.jsonl")
+            merged.write_text(f"{ROUNDS_DIR}/{path.name}", round_rec.to_json())
+            rounds.append(round_rec)
+            files.append(f"{ROUNDS_DIR}/{path.name}")
+            durations.append(seconds)
+    pooled = pool_rounds(rounds, files, durations=durations, sources=[str(run.path) for _, run in found],
+                         stopped=f"pooled by merge from {len(found)} run(s)")
+    merged.write_point(pooled)
+    return pooled
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -79,9 +79,28 @@ def test_two_runs_merged_give_the_summary_of_one_run_of_both(pytester, vllm_serv
         assert props["accuracy"] == "SKIPPED" and props["client_bound"] == "False"
         assert "tput_per_gpu_ratio_vs_b200_1126" in props
 
-    # 4. refusals, each naming the problem: the same point twice, mixed rules, mixed baselines, nothing
-    assert merge_main([str(a), str(both), "--out", str(tmp_path / "dup")]) == 2
-    assert "point mini-16-4-c1 is in both" in capsys.readouterr().err
+    # 4. the same point in two runs of one configuration: their rounds pooled into the point's record
+    assert merge_main([str(a), str(both), "--out", str(tmp_path / "pooled"), "-q"]) == 0
+    pooled = json.loads((tmp_path / "pooled" / "mini-16-4-c1.json").read_text())
+    rounds = pooled["inferencemax"]["rounds"]
+    values = [json.loads((src / "mini-16-4-c1.json").read_text())["tput_per_gpu"] for src in (a, both)]
+    assert rounds["n"] == 2 and rounds["figures"]["tput_per_gpu"]["values"] == values
+    assert rounds["sources"] == [str(a), str(both)]
+    assert rounds["files"] == ["rounds/mini-16-4-c1.r1.json", "rounds/mini-16-4-c1.r2.json"]
+    assert all((tmp_path / "pooled" / f).is_file() for f in rounds["files"])
+    assert pooled["tput_per_gpu"] == min(values)  # the lower middle of two rounds
+    assert json.loads((tmp_path / "pooled" / "mini-16-4-c2.json").read_text()) == json.loads(
+        (both / "mini-16-4-c2.json").read_text())  # one run's point stays as it was
+
+    # 5. refusals, each naming the problem: the same point measured otherwise, mixed rules, mixed baselines,
+    #    nothing
+    other = tmp_path / "other-seed"
+    other.mkdir()
+    rec = json.loads((a / "mini-16-4-c1.json").read_text())
+    rec["benchmark_args"]["seed"] = 7
+    (other / "mini-16-4-c1.json").write_text(json.dumps(rec))
+    assert merge_main([str(a), str(other), "--out", str(tmp_path / "dup")]) == 2
+    assert "measured different things (seed 0 vs 7)" in capsys.readouterr().err
     for field, value, words in (("verdict_rule", {"rule": "none", "reason": "other"}, "different verdict rules"),
                                 ("baseline", "another-ref", "different baselines")):
         odd = tmp_path / f"odd-{field}"
