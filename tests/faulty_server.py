@@ -27,9 +27,10 @@ from loopback_server import LoopbackServer
 
 class FaultyServer(LoopbackServer):
     def __init__(self, mode: str, tokens_before_stall: int = 3, models: tuple[str, ...] = ("faulty",),
-                 ok_streams: int = 0) -> None:
+                 ok_streams: int = 0, prompt_tokens: bool = True) -> None:
         super().__init__()
         self.mode = mode
+        self.prompt_tokens = prompt_tokens  # False: usage without prompt_tokens (nothing to check the ISL against)
         self.ok_streams = ok_streams  # midstream: this many streams complete before the others stall
         self.streams = 0
         self.models = models  # what /v1/models lists (the first with max_model_len 4096)
@@ -82,7 +83,7 @@ class FaultyServer(LoopbackServer):
             await self.stopped()
             return resp
         usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
-        if self.mode == "malformed":
+        if self.mode == "malformed" or not self.prompt_tokens:
             del usage["usage"]["prompt_tokens"]
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         return resp

@@ -60,6 +60,11 @@ class CurvePoint:
     def n_rounds(self) -> int:
         return self.rounds.n if self.rounds else 1
 
+    @property
+    def confidence(self) -> float:
+        """The confidence of the point's intervals (0.95, or wider per look under --repeat auto)."""
+        return float(self.rounds.confidence) if self.rounds else 0.95
+
     def stats(self, figure: str) -> FigureStats | None:
         """A figure's statistics over the rounds (record key: tput_per_gpu, median_e2el_ms, interactivity)."""
         return self.rounds.stats(figure) if self.rounds else None

@@ -35,7 +35,7 @@ def open_question(record: PointRecord, rule: Any) -> str | None:
     for metric in metrics:
         key, attr, higher = _FIGURES[metric]
         target = float(getattr(p.baseline, attr))
-        d = decide(p.mean(key), target, higher, p.stats(key), ties_beat=ties)
+        d = decide(p.mean(key), target, higher, p.stats(key), ties_beat=ties, confidence=p.confidence)
         if d.outcome is Outcome.LOSES and isinstance(rule, Targets):
             return None  # a target decidedly missed: the point does not meet all three, whatever the rest
         if d.outcome is Outcome.INCONCLUSIVE:

@@ -1,6 +1,7 @@
 """Is a point's comparison with its baseline decided, given the noise of its rounds?
 
-A point beats its baseline figure when the whole 95 % interval of its mean over rounds lies on the
+A point beats its baseline figure when the whole interval of its mean over rounds (95 %; wider under
+``--repeat auto``, results/stats.py) lies on the
 better side of it, loses when the whole interval lies on the worse side, and is inconclusive when
 the interval holds it (docs/verdict.md). With one round there is no interval: the point beats or
 loses by its one figure, as the bounty's runner judges, labelled "1 round: not tested for noise".
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pytest_inferencemax.results.rounds import FigureStats
-from pytest_inferencemax.results.stats import rounds_to_decide
+from pytest_inferencemax.results.stats import CONFIDENCE, percent, rounds_to_decide
 
 SINGLE_ROUND = "1 round: not tested for noise"
 
@@ -35,7 +36,7 @@ class Decision:
 
 
 def decide(value: float, target: float, higher_is_better: bool, stats: FigureStats | None = None, *,
-           ties_beat: bool = False) -> Decision:
+           ties_beat: bool = False, confidence: float = CONFIDENCE) -> Decision:
     """Our figure (one round's ``value``, or ``stats`` over rounds) against the baseline's ``target``.
     Ties do not beat (stage 1) unless ``ties_beat`` (stage 2's targets are met at equality); an
     interval touching the target is inconclusive."""
@@ -45,12 +46,13 @@ def decide(value: float, target: float, higher_is_better: bool, stats: FigureSta
         better = value > target if higher_is_better else value < target
         return Decision(Outcome.BEATS if better else Outcome.LOSES, f"{value:.6g}", tested=False)
     low, high = float(stats.low), float(stats.high)
-    words = f"mean {float(stats.mean):.6g} (95% CI {low:.6g} to {high:.6g}, {len(stats.values)} rounds)"
+    words = (f"mean {float(stats.mean):.6g} ({percent(confidence)} CI {low:.6g} to {high:.6g}, "
+             f"{len(stats.values)} rounds)")
     above, below = low > target, high < target
     if above or below:
         beats = above if higher_is_better else below
         return Decision(Outcome.BEATS if beats else Outcome.LOSES, words, tested=True)
-    needed = rounds_to_decide([float(v) for v in stats.values], target)
+    needed = rounds_to_decide([float(v) for v in stats.values], target, confidence)
     return Decision(Outcome.INCONCLUSIVE, words, tested=True, rounds_needed=needed)
 
 

@@ -30,7 +30,7 @@ from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, Bas
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
 from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.judge.noise import SINGLE_ROUND, Decision, Outcome, decide, what_would_decide
-from pytest_inferencemax.results.stats import METHOD
+from pytest_inferencemax.results.stats import method
 
 CHECK, CROSS, DASH, QUESTION = "✓", "✗", "–", "?"
 
@@ -141,12 +141,13 @@ def noise_words(curve: Curve) -> str:
     if counts in ([], [1]):
         return SINGLE_ROUND
     span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-    return f"{span} rounds per point: {METHOD}"
+    confidences = sorted({p.confidence for p in curve.points if p.n_rounds > 1})
+    return f"{span} rounds per point: " + "; ".join(method(c) for c in confidences)
 
 
 def _point_decision(p: CurvePoint, metric: str, target: float, **kw: Any) -> Decision:
     ours_of, _, higher, _, key = _METRICS[metric]
-    return decide(ours_of(p), target, higher, p.stats(key), **kw)
+    return decide(ours_of(p), target, higher, p.stats(key), confidence=p.confidence, **kw)
 
 
 def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[PointRow, Decision | None, str]:

@@ -39,6 +39,11 @@ def junit_properties(record: PointRecord) -> list[tuple[str, Any]]:
     props: list[tuple[str, Any]] = [(k, getattr(record, k)) for k in JUNIT_FIGURES]
     if record.comparison is not None:
         props += [(k, v) for k, v in record.comparison.to_items()[1:] if v is not None]
+    if record.ours.rounds is not None:  # --repeat: the rounds and each judged figure's interval
+        r = record.ours.rounds
+        props.append(("rounds", r.n))
+        props += [(f"{name}_{part}", getattr(st, part)) for name, st in r.figures.items() if name != "output_throughput"
+                  for part in ("mean", "low", "high")]
     props.append(("accuracy", record.accuracy_status))
     props.append(("failed_requests", record.failed))
     props.append(("client_bound", record.client_bound))
@@ -55,6 +60,9 @@ def benchmark_extra_info(record: PointRecord) -> dict[str, Any]:
         info[key] = data.get(key)
     info["point"] = record.point_id
     info["tput_per_gpu_divisor"] = record.ours.tput_per_gpu_divisor
+    if record.ours.rounds is not None:
+        info["rounds"] = record.ours.rounds.model_dump(include={"n", "confidence", "representative", "figures",
+                                                                "ratios", "stopped"})
     return info
 
 

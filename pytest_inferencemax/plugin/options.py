@@ -82,8 +82,8 @@ OPTIONS: tuple[Option, ...] = (
            "'reference' (the bounty client's semantics on aiohttp, for numbers comparable with its runner)",
            client_kind, default="precise", ini=True, metavar="NAME"),
     Option("repeat", "rounds per point on the same server: N, or 'auto' (2 rounds, then more only while the "
-           "point's comparison with its baseline lies within the rounds' 95% interval, up to --repeat-max and "
-           "--repeat-budget); every round's record goes to rounds/, the point's record carries their statistics",
+           "rounds' interval (widened for the repeated looks: 99% for 6 rounds) still holds the baseline figure, "
+           "up to --repeat-max and --repeat-budget); every round's record goes to rounds/, the point's record carries their statistics",
            repeat_count, default=1, ini=True, metavar="N|auto"),
     Option("repeat-max", "with --repeat auto: the most rounds a point gets", rounds_max, default=6, ini=True,
            metavar="N"),

@@ -2,6 +2,7 @@
 
 ``--repeat N`` runs every point N times. ``--repeat auto`` runs 2 rounds (the fewest that show a
 spread), then one more at a time while the point's comparison with its baseline is still open
+(its interval, Bonferroni-widened for the repeated looks: results/stats.py, holds the baseline)
 (judge/decided.py), until it is decided, the point has ``--repeat-max`` rounds, or the next round
 would take this session's time on added rounds past ``--repeat-budget`` minutes.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+from pytest_inferencemax.results.stats import CONFIDENCE, percent, sequential_confidence
 
 AUTO_FIRST = 2
 
@@ -28,11 +31,17 @@ class RoundsPlan:
     def auto(self) -> bool:
         return self.repeat == "auto"
 
+    @property
+    def confidence(self) -> float:
+        """The intervals' confidence: 95 %, or per look under auto so that all looks together err <= 5 %."""
+        return sequential_confidence(self.max_rounds) if self.auto else CONFIDENCE
+
     def describe(self) -> str:
         if not self.auto:
             return f"{self.repeat} round(s) per point"
         budget = f", {self.budget_s / 60:g} min budget" if self.budget_s is not None else ""
-        return f"auto: {AUTO_FIRST} to {self.max_rounds} rounds per point{budget}"
+        return (f"auto: {AUTO_FIRST} to {self.max_rounds} rounds per point{budget}, "
+                f"{percent(self.confidence)} intervals")
 
     def stop(self, durations: Sequence[float], open_question: str | None) -> tuple[bool, str | None]:
         """After a round: (stop now, why, for the record). ``durations``: the point's rounds so far."""

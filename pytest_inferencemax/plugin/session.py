@@ -377,7 +377,7 @@ class BenchSession:
         run cut short keeps what it measured)."""
         from pytest_inferencemax.results.pool import pool_rounds
         files = [str(Path(p).relative_to(self.run_dir)) for p in paths]
-        record = pool_rounds(records, files, durations=durations, stopped=stopped)
+        record = pool_rounds(records, files, durations=durations, stopped=stopped, confidence=self.rounds.confidence)
         return record, self.folder.write_point(record)
 
     def verdict_rule(self, suite: Suite, point: Point) -> VerdictRule:

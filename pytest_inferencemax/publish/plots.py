@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint
+from pytest_inferencemax.results.stats import percent
 
 XAxis = Literal["e2e", "intvty"]
 XLABELS: Mapping[str, str] = MappingProxyType({"e2e": "median end-to-end latency (s)",
@@ -58,7 +59,7 @@ def plot_series(curve: Curve, x: XAxis = "e2e") -> list[PlotSeries]:
     ys = [_spread(p, "tput_per_gpu") for p in curve.points]
     rounds = any(p.n_rounds > 1 for p in curve.points)
     series = [PlotSeries(
-        name=f"{curve.key.suite} (ours)" + (" mean, 95% CI" if rounds else ""),
+        name=f"{curve.key.suite} (ours)" + (f" mean, {percent(max(p.confidence for p in curve.points))} CI" if rounds else ""),
         xs=tuple(v[0] for v in xs), ys=tuple(v[0] for v in ys), labels=tuple(str(p.conc) for p in curve.points),
         xerr=tuple(v[1:] for v in xs) if rounds else None, yerr=tuple(v[1:] for v in ys) if rounds else None,
     )]

@@ -16,6 +16,7 @@ from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, build_c
 from pytest_inferencemax.judge.diagnosis import reading
 from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, QUESTION, Verdict
 from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.stats import percent
 from pytest_inferencemax.results.store import write_text_atomic
 from pytest_inferencemax.results.summary import Interruption
 
@@ -38,7 +39,7 @@ def _mark(curve: Curve, verdict: Verdict | None, conc: int, tput_ratio: float | 
 
 
 def _ci(p: CurvePoint, key: str, value: float, fmt: str, scale: float = 1.0, ratio: bool = False) -> str:
-    """``value`` alone for one round; the rounds' mean with its 95% interval otherwise."""
+    """``value`` alone for one round; the rounds' mean with its interval otherwise."""
     stats = (p.rounds.ratio(key) if ratio else p.stats(key)) if p.rounds and p.rounds.n > 1 else None
     if stats is None:
         return (_x(value) if ratio else format(value * scale, fmt))
@@ -60,7 +61,8 @@ def curve_table(curve: Curve, verdict: Verdict | None) -> list[str]:
                 f"| {_ci(p, 'median_e2el_ms', p.e2e_ratio, '.3f', ratio=True)} "
                 f"| {_ci(p, 'interactivity', p.intvty_ratio, '.3f', ratio=True)} "
                 f"| {_mark(curve, verdict, p.conc, p.tput_ratio, p.baseline is not None)} |")
-        return lines + ["", "With rounds: the mean over the rounds [95% confidence interval] (docs/verdict.md)."]
+        conf = ", ".join(sorted({percent(p.confidence) for p in curve.points if p.n_rounds > 1}))
+        return lines + ["", f"With rounds: the mean over the rounds [{conf} confidence interval] (docs/verdict.md)."]
     lines = [("| CONC | tok/s/GPU | median E2E (s) | interactivity (tok/s/user) | tput ratio | E2E ratio "
              "| intvty ratio | vs baseline |"),
              "|---:|---:|---:|---:|---:|---:|---:|:-:|"]

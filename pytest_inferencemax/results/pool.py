@@ -12,14 +12,14 @@ from typing import Sequence
 
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.rounds import JUDGED, FigureStats, RoundsSummary
-from pytest_inferencemax.results.stats import CONFIDENCE, METHOD, mean_interval
+from pytest_inferencemax.results.stats import CONFIDENCE, mean_interval, method
 
 # what the summary keeps per round beyond the judged figures
 _ALSO = ("output_throughput",)
 
 
-def figure_stats(values: Sequence[float]) -> FigureStats:
-    iv = mean_interval(values)
+def figure_stats(values: Sequence[float], confidence: float = CONFIDENCE) -> FigureStats:
+    iv = mean_interval(values, confidence)
     return FigureStats(values=list(values), mean=iv.mean, low=iv.low, high=iv.high, stdev=iv.stdev)
 
 
@@ -39,9 +39,10 @@ def representative(records: Sequence[PointRecord]) -> int:
 
 
 def pool_rounds(records: Sequence[PointRecord], files: Sequence[str], *, durations: Sequence[float] = (),
-                stopped: str | None = None, sources: Sequence[str] | None = None) -> PointRecord:
+                stopped: str | None = None, sources: Sequence[str] | None = None,
+                confidence: float = CONFIDENCE) -> PointRecord:
     """The point's record from its rounds' records (in round order) and their files (relative to the
-    run folder). Raises ValueError for rounds of different points."""
+    run folder), with ``confidence`` intervals. Raises ValueError for rounds of different points."""
     if not records:
         raise ValueError("no rounds to pool")
     ids = {r.point_id for r in records}
@@ -49,16 +50,16 @@ def pool_rounds(records: Sequence[PointRecord], files: Sequence[str], *, duratio
         raise ValueError(f"rounds of different points cannot be pooled: {sorted(ids)}")
     pick = representative(records)
     point = records[pick].model_copy(deep=True)
-    figures = {k: figure_stats([float(getattr(r, k)) for r in records]) for k in (*JUDGED, *_ALSO)}
+    figures = {k: figure_stats([float(getattr(r, k)) for r in records], confidence) for k in (*JUDGED, *_ALSO)}
     base = _baseline_values(records[pick])
     ratios = None
     if base is not None:
-        ratios = {k: figure_stats([float(getattr(r, k)) / base[k] for r in records]) for k in JUDGED}
+        ratios = {k: figure_stats([float(getattr(r, k)) / base[k] for r in records], confidence) for k in JUDGED}
     telemetry = point.ours.telemetry
     if telemetry is not None and telemetry.series:  # the round's series, as seen from the run folder
         telemetry.series = str(Path(files[pick]).parent / Path(telemetry.series).name)
     point.ours.rounds = RoundsSummary(
-        n=len(records), method=METHOD, confidence=CONFIDENCE, representative=pick + 1, files=list(files),
+        n=len(records), method=method(confidence), confidence=confidence, representative=pick + 1, files=list(files),
         durations_s=[round(float(d), 3) for d in durations], statuses=[r.status for r in records],
         failed=[r.failed for r in records], figures=figures, ratios=ratios, stopped=stopped,
         sources=list(sources) if sources else None)

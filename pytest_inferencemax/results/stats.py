@@ -6,7 +6,9 @@ Method (docs/verdict.md): each round of a point is one measurement of each figur
 figure's 95 % confidence interval is Student's t interval of the mean, ``mean ± t(0.975, n-1) · s / √n``
 (``scipy.stats.t``), which assumes the round-to-round spread is roughly normal and the rounds
 independent. A baseline is a published number without a spread, so a ratio's interval is the
-figure's interval divided by it. Two runs' rounds are compared with Welch's t interval of the
+figure's interval divided by it. ``--repeat auto`` looks at the interval after every round and
+stops at the first decided look; to keep its chance of a wrong decision at 5 % over all looks, its
+intervals are Bonferroni-widened (:func:`sequential_confidence`). Two runs' rounds are compared with Welch's t interval of the
 difference of their means (``scipy.stats.ttest_ind(equal_var=False)``), which does not assume the
 two runs are equally noisy.
 """
@@ -17,8 +19,24 @@ from dataclasses import dataclass
 from typing import Sequence
 
 CONFIDENCE = 0.95
-METHOD = "Student t 95% confidence interval of the mean over rounds (scipy.stats.t)"
 WELCH = "Welch t 95% confidence interval of the difference of means (scipy.stats.ttest_ind, equal_var=False)"
+
+
+def percent(confidence: float) -> str:
+    """0.95 -> "95%", 0.9875 -> "98.75%"."""
+    return f"{confidence * 100:.4g}%"
+
+
+def method(confidence: float) -> str:
+    return f"Student t {percent(confidence)} confidence interval of the mean over rounds (scipy.stats.t)"
+
+
+def sequential_confidence(max_rounds: int, overall: float = CONFIDENCE) -> float:
+    """The per-look confidence of ``--repeat auto``: it looks after rounds 2 .. ``max_rounds`` and stops at
+    the first decided look, so each look's error is ``(1 - overall) / looks`` (Bonferroni), keeping the
+    chance of any wrong decision over all looks at or below ``1 - overall``."""
+    looks = max(max_rounds - 1, 1)
+    return 1.0 - (1.0 - overall) / looks
 
 
 @dataclass(frozen=True)

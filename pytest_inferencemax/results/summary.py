@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.stats import percent
 from pytest_inferencemax.results.store import SUMMARY_FILE, RunFolder
 
 # a point's figures in summary.json
@@ -57,7 +58,8 @@ def rounds_line(rec: PointRecord) -> str | None:
                         for name, st in r.figures.items() if name != "output_throughput")
     tput = r.ratio("tput_per_gpu")
     vs = f"; tput ratio {float(tput.mean):.3f}x [{float(tput.low):.3f}, {float(tput.high):.3f}]" if tput else ""
-    return (f"  rounds {rec.point_id}: {r.n}, representative r{r.representative}; {figures}{vs}"
+    return (f"  rounds {rec.point_id}: {r.n}, representative r{r.representative}, {percent(float(r.confidence))} "
+            f"intervals; {figures}{vs}"
             + (f"; {r.stopped}" if r.stopped else ""))
 
 

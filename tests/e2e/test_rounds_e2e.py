@@ -41,6 +41,7 @@ def test_repeat_3_gives_three_rounds_in_the_benchmark_table_and_the_records(pyte
     # the point's reference keys are its median round's, a real run's figures
     assert point["tput_per_gpu"] == sorted(values)[1]
     assert bench[0]["extra_info"]["tput_per_gpu"] == point["tput_per_gpu"]
+    assert bench[0]["extra_info"]["rounds"]["figures"]["tput_per_gpu"]["values"] == values
     assert "rounds smollm2-128-64-c2: 3" in out
     assert "| CONC | rounds |" in (run_dir / "report.md").read_text()
 
@@ -121,3 +122,26 @@ def test_repeat_auto_stops_adding_rounds_once_the_comparison_is_decided(pytester
     report = (tmp_path / "auto" / "report.md").read_text()
     assert "1 point(s) inconclusive" in report and "- CONC 2 ? tput/GPU mean" in report
     assert "| CONC | rounds |" in report
+
+
+def test_a_round_cut_short_keeps_the_rounds_before_it_in_the_points_record(pytester, smollm2_model, tmp_path):
+    from faulty_server import FaultyServer
+
+    d = pytester.mkdir("mini")
+    (d / "suite.toml").write_text(mini_suite_toml("{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }"))
+    (d / "test_mini.py").write_text(SUITE_TEST)
+    # round 1: 2 warmups and 4 requests complete; then every stream stalls, so round 2 is cut short
+    with FaultyServer("midstream", ok_streams=6, prompt_tokens=False) as server:
+        run = pytester.runpytest_subprocess(
+            "mini", "--server-url", server.base_url, "--served-model-name", "faulty", "--stall-timeout", "2",
+            "--tokenizer", str(smollm2_model), "--results-dir", str(tmp_path), "--run-id", "cut", "--repeat", "3",
+            "--telemetry-interval", "0", timeout=120)
+    run.assert_outcomes(failed=1)
+    rec = json.loads((tmp_path / "cut" / "mini-16-8-c2.json").read_text())
+    rounds = rec["inferencemax"]["rounds"]
+    assert rounds["n"] == 2 and rounds["statuses"] == ["ok", "aborted"]
+    assert rounds["stopped"] == "round 2 did not finish"
+    assert rounds["files"] == ["rounds/mini-16-8-c2.r1.json", "rounds/mini-16-8-c2.r2.json"]
+    assert not (tmp_path / "cut" / "rounds" / "mini-16-8-c2.r3.json").exists()
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["failures"][0]["point"] == "mini-16-8-c2" and "stalled" in summary["failures"][0]["reason"]

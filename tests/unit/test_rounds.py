@@ -22,7 +22,7 @@ from pytest_inferencemax.results.compare import compare
 from pytest_inferencemax.results.pool import pool_rounds, representative
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.rounds import FigureStats
-from pytest_inferencemax.results.stats import difference_interval, mean_interval, rounds_to_decide
+from pytest_inferencemax.results.stats import difference_interval, mean_interval, rounds_to_decide, sequential_confidence
 from pytest_inferencemax.results.summary import rounds_line
 from record_factory import point_record
 
@@ -225,6 +225,23 @@ def test_plots_report_and_summary_show_the_intervals():
     assert "(ours) mean, 95% CI" in ours.name
     rows = curve_table(curve, judge(curve, SHARE))
     assert rows[0].startswith("| CONC | rounds |") and f"400.0 [{tput.low:.1f}, {tput.high:.1f}]" in rows[2]
-    assert rounds_line(rounds_of(4, [400, 420, 380], base)).startswith("  rounds gptoss-1024-1024-c4: 3, representative r1")
+    assert rounds_line(rounds_of(4, [400, 420, 380], base)).startswith(
+        "  rounds gptoss-1024-1024-c4: 3, representative r1, 95% intervals; tput_per_gpu 400 [")
     single = build_curves([point_record(4, 400.0)])[0]
     assert plot_series(single, "e2e")[0].yerr is None
+
+
+def test_auto_widens_each_looks_interval_so_all_looks_together_err_at_most_5_percent():
+    assert sequential_confidence(6) == pytest.approx(0.99) and sequential_confidence(4) == pytest.approx(1 - 0.05 / 3)
+    assert RoundsPlan("auto", 6).confidence == pytest.approx(0.99) and RoundsPlan(3, 6).confidence == 0.95
+    recs = [point_record(4, t) for t in (400.0, 420.0, 380.0)]
+    narrow = pool_rounds(recs, ["a", "b", "c"]).ours.rounds
+    wide = pool_rounds(recs, ["a", "b", "c"], confidence=0.99).ours.rounds
+    assert wide.confidence == 0.99 and "99% confidence" in wide.method
+    assert wide.figures["tput_per_gpu"].low < narrow.figures["tput_per_gpu"].low
+    base = table({4: 340.0})
+    for r in recs:
+        comparison(base, "gptoss", r)
+    rule = parse_rule(SHARE)  # 340 lies below the 95% interval (350.3 to 449.7) but inside the 99% one
+    assert open_question(pool_rounds(recs, ["a", "b", "c"]), rule) is None
+    assert "99% CI" in open_question(pool_rounds(recs, ["a", "b", "c"], confidence=0.99), rule)
