@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
+from pytest_inferencemax.results.identity import configuration
 from pytest_inferencemax.results.pool import pool_rounds
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.rounds import ROUNDS_DIR
@@ -80,15 +81,6 @@ def find_runs(dirs: Sequence[Path]) -> list[Run]:
 def _baseline_identity(rec: PointRecord) -> tuple[Any, ...]:
     """Which baseline a record was compared with: the stage's file and key, and the group it wrote."""
     return rec.ours.baseline, rec.ours.baseline_key, rec.comparison.group if rec.comparison else None
-
-
-def configuration(rec: PointRecord) -> dict[str, Any]:
-    """What must be equal for two runs' rounds of a point to be pooled."""
-    a, o = rec.benchmark_args, rec.ours
-    return {"recipe": o.server.recipe_key if o.server and o.server.launched else "external server",
-            "model": rec.model_id, "isl": o.isl, "osl": o.osl, "conc": o.conc, "num_prompts": rec.num_prompts,
-            "num_warmups": a.num_warmups, "range_ratio": a.random_range_ratio, "seed": a.seed,
-            "tput_per_gpu_divisor": o.tput_per_gpu_divisor}
 
 
 def check_consistent(runs: Sequence[Run]) -> dict[tuple[str, str], Any]:

@@ -24,15 +24,23 @@ class CurveKey:
     stage: str
     isl: int
     osl: int
+    variant: str = ""  # the recipe variant ("": the suite's recipe, no variants)
 
     @property
     def slug(self) -> str:
-        """A file-name-safe name, e.g. ``gptoss-s1-1024-1024``."""
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.suite}-{self.stage}-{self.isl}-{self.osl}")
+        """A file-name-safe name, e.g. ``gptoss-s1-1024-1024`` (``gptoss-s1-1024-1024-bs32`` for a variant)."""
+        tail = f"-{self.variant}" if self.variant else ""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.suite}-{self.stage}-{self.isl}-{self.osl}{tail}")
 
     @property
     def title(self) -> str:
-        return f"{self.suite}, stage {self.stage}, ISL {self.isl} / OSL {self.osl}"
+        tail = f", variant {self.variant}" if self.variant else ""
+        return f"{self.suite}, stage {self.stage}, ISL {self.isl} / OSL {self.osl}{tail}"
+
+    @property
+    def base(self) -> "CurveKey":
+        """The same curve without its variant: what variants are ranked on."""
+        return CurveKey(self.suite, self.stage, self.isl, self.osl)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ class Curve:
 def curve_key(rec: PointRecord) -> CurveKey:
     """The curve a record's point lies on."""
     o = rec.ours
-    return CurveKey(o.suite, o.stage, o.isl, o.osl)
+    return CurveKey(o.suite, o.stage, o.isl, o.osl, o.variant or "")
 
 
 def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:

@@ -21,11 +21,14 @@ class Point:
     tp: int
     tput_per_gpu_divisor: int
     num_prompts_overridden: bool = False
+    variant: str | None = None  # the recipe variant it runs on (plan/variants.py); None: the suite's recipe
 
     @property
     def id(self) -> str:
-        """The test id: ``gptoss-1024-1024-c4``, so ``-k 1024-1024`` and ``-k c4`` select as expected."""
-        return f"{self.suite}-{self.isl}-{self.osl}-c{self.conc}"
+        """The test id: ``gptoss-1024-1024-c4`` (``gptoss-1024-1024-c4-bs32`` on variant ``bs32``), so
+        ``-k 1024-1024``, ``-k c4`` and ``-k bs32`` select as expected."""
+        base = f"{self.suite}-{self.isl}-{self.osl}-c{self.conc}"
+        return f"{base}-{self.variant}" if self.variant else base
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class PlanOptions:
     conc: tuple[int, ...] | None = None  # replaces every workload's CONC list
     num_prompts: int | None = None  # replaces the NUM_PROMPTS rule (for quick looks; marked in results)
     num_gpus: int | None = None  # the server's GPU count (TP); default: the suite's
+    variants: tuple[str, ...] = ()  # every point once per variant, variant after variant
 
 
 def plan_points(suite: Suite, options: PlanOptions = PlanOptions()) -> list[Point]:
@@ -45,14 +49,14 @@ def plan_points(suite: Suite, options: PlanOptions = PlanOptions()) -> list[Poin
     divisor = tp if stage.tput_per_gpu_divisor == "tp" else stage.tput_per_gpu_divisor
     points: list[Point] = []
     seen: set[str] = set()
-    for w in stage.workloads:
+    for variant, w in ((v, w) for v in (options.variants or (None,)) for w in stage.workloads):
         for conc in options.conc or w.conc:
             point = Point(
                 suite=suite.name, stage=stage_name, isl=w.isl, osl=w.osl, conc=conc,
                 num_prompts=options.num_prompts or conc * w.prompts_per_conc,
                 num_warmups=stage.warmups_per_conc * conc,
                 range_ratio=stage.range_ratio, tp=tp, tput_per_gpu_divisor=divisor,
-                num_prompts_overridden=options.num_prompts is not None,
+                num_prompts_overridden=options.num_prompts is not None, variant=variant,
             )
             if point.id in seen:
                 raise SuiteError(f"{suite.path}: stage {stage_name!r} lists {point.id} twice")

@@ -15,6 +15,7 @@ from string import Template
 
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import Suite, SuiteError
+from pytest_inferencemax.plan.variants import Variant
 
 _PORT = "${port}"
 
@@ -44,6 +45,7 @@ class Recipe:
     files_dir: Path
     health_path: str
     host: str
+    variant: str | None = None  # the variant it was rendered for (its changes are in argv and env)
 
     @property
     def key(self) -> str:
@@ -62,16 +64,18 @@ class Recipe:
             (self.files_dir / name).write_text(content, encoding="utf-8")
 
 
-def variables(suite: Suite, point: Point, ctx: RecipeContext) -> dict[str, str]:
-    """Every placeholder a recipe may use for this point."""
+def variables(suite: Suite, point: Point, ctx: RecipeContext, variant: Variant | None = None) -> dict[str, str]:
+    """Every placeholder a recipe may use for this point (a variant's vars and model included)."""
     _, stage = suite.stage(point.stage)
     spec = suite.server.merged(stage.server)
     values: dict[str, str] = {k: str(v) for k, v in spec.vars.items()}
     for rule in spec.when:
         if rule.match.matches(point.isl, point.osl, point.conc):
             values.update({k: str(v) for k, v in rule.vars.items()})
+    if variant is not None:
+        values.update(dict(variant.vars))
     values.update(
-        model=ctx.model, served_model_name=ctx.served_model_name, tokenizer=ctx.tokenizer,
+        model=variant.model if variant is not None and variant.model else ctx.model, served_model_name=ctx.served_model_name, tokenizer=ctx.tokenizer,
         tp=str(point.tp), isl=str(point.isl), osl=str(point.osl), conc=str(point.conc),
         host=ctx.host, port=_PORT, python=ctx.python, files_dir=str(ctx.files_dir),
         models_dir=str(ctx.models_dir), suite_dir=str(suite.directory),
@@ -89,19 +93,22 @@ def fill(template: str, values: dict[str, str], where: str) -> str:
         raise SuiteError(f"{where}: bad placeholder ({exc}); write $$ for a literal $") from None
 
 
-def render_recipe(suite: Suite, point: Point, ctx: RecipeContext) -> Recipe:
+def render_recipe(suite: Suite, point: Point, ctx: RecipeContext, variant: Variant | None = None) -> Recipe:
+    """The point's launch recipe; with ``variant``, the suite's argv and env changed as it says."""
     _, stage = suite.stage(point.stage)
     spec = suite.server.merged(stage.server)
     if not spec.argv:
         raise SuiteError(f"{suite.path}: [server] argv is empty; give the launch command, "
                          "or use --server-url to benchmark a server you run yourself")
-    values = variables(suite, point, ctx)
+    values = variables(suite, point, ctx, variant)
     where = f"{suite.path} [server]"
     argv = tuple(fill(a, values, where) for a in spec.argv)
-    env = tuple(sorted((k, fill(v, values, where)) for k, v in spec.env.items()))
-    return Recipe(suite=suite.name, engine=suite.suite.engine, argv=argv, env=env,
+    env = {k: fill(v, values, where) for k, v in spec.env.items()}
+    if variant is not None:
+        argv, env = variant.apply_argv(argv), variant.apply_env(env)
+    return Recipe(suite=suite.name, engine=suite.suite.engine, argv=argv, env=tuple(sorted(env.items())),
                   files=tuple(sorted(spec.files.items())), files_dir=ctx.files_dir,
-                  health_path=spec.health_path, host=ctx.host)
+                  health_path=spec.health_path, host=ctx.host, variant=variant.name if variant else None)
 
 
 def resolve_model(suite: Suite, models_dir: Path, override: str | None, stage: str | None = None) -> str:

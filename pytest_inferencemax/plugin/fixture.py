@@ -20,12 +20,13 @@ from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plugin.variant_runs import all_reusable, find_reusable, prune_check, reuse
 from pytest_inferencemax.results.build import PointOutcome
 from pytest_inferencemax.results.pool import representative
 from pytest_inferencemax.results.compare import compare
 from pytest_inferencemax.results.record import PointRecord
 
-RECORD, FAILURE = "inferencemax_record", "inferencemax_failure"
+RECORD, FAILURE, PRUNED = "inferencemax_record", "inferencemax_failure", "inferencemax_pruned"
 
 # The figures a CI's test view shows for each point (pytest --junitxml writes them as <property>).
 JUNIT_FIGURES = ("completed", "num_prompts", "max_concurrency", "output_throughput", "total_token_throughput",
@@ -91,6 +92,8 @@ class SuiteBench:
 
     def gate(self, point: Point) -> GateResult | None:
         """Run (once per server instance) and return the accuracy gate of ``point``'s server."""
+        if point.variant is not None and all_reusable(self.session, self.suite, point):
+            pytest.skip("every point of this server is reused from an earlier run (--rerun measures them again)")
         try:
             gate = self.session.gate(self.suite, point)
         except AccuracyError as exc:
@@ -103,6 +106,20 @@ class SuiteBench:
     def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
         """Run ``point`` (``--repeat``: its rounds); with pytest-benchmark's ``benchmark`` fixture, record it
         there too (each round's wall time as a round's timing, every figure and ratio in ``extra_info``)."""
+        if point.variant is not None:
+            if found := find_reusable(self.session, self.suite, point):  # measured before: the same recipe hash
+                outcome = reuse(self.session, point, found)
+                benchmark_rounds(benchmark)  # no timing: nothing ran
+                self._node.user_properties.append((RECORD, str(outcome.path)))
+                self._node.user_properties.extend(junit_properties(outcome.record))
+                return outcome
+            if self.session.settings.prune and (why := prune_check(self.session, self.suite, point)):
+                self._node.user_properties.append((PRUNED, (point.id, why)))
+                pytest.skip(f"pruned: {why}")
+        try:  # the server and its gate before the clock starts: a round's time is its measurement
+            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
+        except InferenceMaxError:
+            pass  # the point meets the same cause and fails the test with it
         if self.session.rounds.single:
             if benchmark is None:
                 return self._check(point, self._measure(point))
@@ -117,11 +134,6 @@ class SuiteBench:
         """The point's rounds until the rounds plan stops; the pooled outcome (``<point>.json``)."""
         plan, rounds, durations = self.session.rounds, [], []
         rule = self.session.verdict_rule(self.suite, point)
-        try:  # the server and its gate before round 1's clock starts: a round's time is its measurement
-            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
-        except InferenceMaxError:
-            pass  # round 1 meets the same cause and fails the test with it
-
         def pooled(stopped: str | None = None, cut: tuple[PointRecord, Path] | None = None) -> PointOutcome:
             records, paths = [r.record for r in rounds], [r.path for r in rounds]
             if cut is not None:
@@ -213,8 +225,9 @@ class SuiteBench:
         self._compare(point, outcome)
         if self.session.settings.parity:
             from pytest_inferencemax.measure.parity import ParityAborted
+            from pytest_inferencemax.plugin.parity_point import run_point_parity
             try:
-                report = self.session.parity(self.suite, point, outcome)
+                report = run_point_parity(self.session, self.suite, point, outcome)
             except ParityAborted as exc:
                 props.append((FAILURE, (point.id, str(exc))))
                 pytest.fail(str(exc), pytrace=False)

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.plugin import hookspecs
-from pytest_inferencemax.plugin.fixture import FAILURE, RECORD, inferencemax  # noqa: F401  (the fixture)
+from pytest_inferencemax.plugin.fixture import FAILURE, PRUNED, RECORD, inferencemax  # noqa: F401  (the fixture)
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
@@ -141,8 +141,15 @@ def _params(session: BenchSession, path: Path, arg: str) -> list[Any]:
     groups = session.server_groups(suite, points)  # first point of each server configuration
     for point in groups:
         session.gate_spec(suite, point)
-    return [pytest.param(p, id=f"{suite.name}-accuracy" + (f"-{p.isl}-{p.osl}-c{p.conc}" if n else ""),
-                         marks=pytest.mark.inferencemax_gate) for n, p in enumerate(groups)]
+    return [pytest.param(p, id=f"{suite.name}-accuracy" + _gate_tail(p, n), marks=pytest.mark.inferencemax_gate)
+            for n, p in enumerate(groups)]
+
+
+def _gate_tail(point: Point, n: int) -> str:
+    """The gate's id after ``<suite>-accuracy``: its variant's name; else, after the first, its first point."""
+    if point.variant:
+        return f"-{point.variant}"
+    return f"-{point.isl}-{point.osl}-c{point.conc}" if n else ""
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -208,6 +215,8 @@ class ReportCollector:
                 self.bench.record_paths.append(Path(value))
             elif key == FAILURE and tuple(value) not in self.bench.failures:
                 self.bench.failures.append(tuple(value))
+            elif key == PRUNED and tuple(value) not in self.bench.pruned:
+                self.bench.pruned.append(tuple(value))
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -222,7 +231,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     if interrupted and bench.current_point and bench.current_point not in {p for p, _ in bench.failures}:
         bench.failures.append((bench.current_point, f"interrupted by {bench.interrupted_by or 'Ctrl-C'}"))
-    if bench.record_paths or bench.failures or interrupted:
+    if bench.record_paths or bench.failures or bench.pruned or interrupted:
         session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
         bench.manifest.write(finished=True)
         if not _is_worker(session.config):
@@ -236,7 +245,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                   echo=bench.progress.line, interruption=interruption)
             session.config.stash[FINISHED] = finished
             session.config.stash[INTERRUPTION] = interruption
-            write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption)
+            write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -244,10 +253,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     interruption = config.stash.get(INTERRUPTION, None)
     if bench is not None and interruption is not None and config.get_verbosity() < 0:
         terminalreporter.write_line(f"inferencemax: INCOMPLETE: {interruption.line()} (results: {bench.run_dir})")
-    if bench is None or not (bench.record_paths or bench.failures) or config.get_verbosity() < 0:
+    if bench is None or not (bench.record_paths or bench.failures or bench.pruned) or config.get_verbosity() < 0:
         return
     terminalreporter.section("inferencemax summary")
-    for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption):
+    for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption, bench.pruned):
         terminalreporter.write_line(line)
     finished = config.stash.get(FINISHED, None)
     for line in finished.lines() if finished else []:

@@ -89,6 +89,16 @@ OPTIONS: tuple[Option, ...] = (
            metavar="N"),
     Option("repeat-budget", "with --repeat auto: minutes this session may spend on rounds beyond each point's "
            "first two (default: no limit)", positive_float, ini=True, metavar="MIN"),
+    Option("variants", "a variants file: every point once per recipe variant, ranked at the end (default: "
+           "variants.toml beside a suite.toml, when there is one; docs/variants.md)", str, ini=True, metavar="FILE"),
+    Option("max-variants", "refuse a variants file that expands to more variants (each starts a server)",
+           positive_int, default=16, ini=True, metavar="N"),
+    Option("prune", "stop a variant's curve once its finished points show it cannot qualify under the stage's "
+           "rule; its remaining points are skipped with the reason", boolean, flag=True, ini=True),
+    Option("prune-margin", "with --prune and one round per point: a point counts as lost when below its baseline "
+           "by more than this, e.g. 5 or 5%", percentage, default=5.0, ini=True, metavar="PCT"),
+    Option("rerun", "with variants: run points again even when a run in --results-dir measured them with the "
+           "same recipe hash and workload (by default such points reuse that record)", flag=True),
     Option("parity", "after each point, run it again with both clients alternating (--parity-rounds each) and "
            "fail the point when their token totals differ or their throughputs/TPOT differ beyond run-to-run "
            "spread; writes <point>.parity.md/.json", flag=True),
@@ -190,6 +200,11 @@ class Settings:
     repeat: int | str
     repeat_max: int
     repeat_budget: float | None  # minutes
+    variants: str | None
+    max_variants: int
+    prune: bool
+    prune_margin: float  # percent
+    rerun: bool
     parity: bool
     parity_rounds: int
     client_lag_limit_ms: float | None
@@ -235,7 +250,9 @@ class Settings:
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
             repeat=get(config, "repeat"), repeat_max=get(config, "repeat-max"),
-            repeat_budget=get(config, "repeat-budget"), parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
+            repeat_budget=get(config, "repeat-budget"), variants=get(config, "variants"),
+            max_variants=get(config, "max-variants"), prune=get(config, "prune"),
+            prune_margin=get(config, "prune-margin"), rerun=get(config, "rerun"), parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
             fail_client_bound=get(config, "fail-client-bound"),
             fail_on_stream_errors=get(config, "fail-on-stream-errors"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),

@@ -1,12 +1,13 @@
 """The plan that ``pytest --collect-only`` shows: each point's requests, warmups, server and GPUs."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_inferencemax.plan.devices import default_visibility_vars, device_slice
 from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plugin.variant_runs import estimate_line
 
 if TYPE_CHECKING:
     from pytest_inferencemax.plugin.session import BenchSession
@@ -27,6 +28,7 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
     """One line per gate and point, then the server configurations and each worker's GPUs."""
     lines: list[str] = []
     recipes: set[str] = set()
+    by_suite: dict[str, tuple[Any, list[Point]]] = {}  # the points of each suite, for the variants' estimate
     for item in items:
         point = point_of(item)
         suite = bench.suite_of(item.path) if point else None
@@ -43,11 +45,15 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
                 what += ", skipped (--skip-accuracy)"
             lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")
             continue
+        by_suite.setdefault(str(suite.path), (suite, []))[1].append(point)
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
                      f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
                      f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
+    for suite, points in by_suite.values():
+        if line := estimate_line(bench, suite, points):
+            lines.append(line)
     if lines and not bench.rounds.single:
         lines.append(f"  rounds: {bench.rounds.describe()} (--repeat); each round's record under rounds/")
     s = bench.settings

@@ -15,14 +15,16 @@ import pytest
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_baseline, load_baseline
 from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
 from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult, GateSpec, run_gate
-from pytest_inferencemax.measure.runner import PointAborted, RunSettings, default_request_timeout
+from pytest_inferencemax.measure.runner import PointAborted, RunSettings
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
 from pytest_inferencemax.plan.recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
+from pytest_inferencemax.plan.variants import Variant, VariantSet
 from pytest_inferencemax.plugin.options import Settings
 from pytest_inferencemax.plugin.rounds import RoundsPlan
+from pytest_inferencemax.plugin.variant_files import find_variants
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.build import PointOutcome, accuracy_fields, record_point
 from pytest_inferencemax.results.manifest import Manifest
@@ -42,11 +44,13 @@ class BenchSession:
     suites: dict[Path, Suite] = field(default_factory=dict)
     record_paths: list[Path] = field(default_factory=list)  # every finished point's JSON (all workers), in order
     failures: list[tuple[str, str]] = field(default_factory=list)  # (point id, reason), all workers
+    pruned: list[tuple[str, str]] = field(default_factory=list)  # (point id, why): skipped by --prune
     _tokenizers: dict[str, Any] = field(default_factory=dict)
     _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
     _compared: dict[str, PointRecord] | None = None
     _baselines: dict[str, BaselineTable] = field(default_factory=dict)
     _recipes: dict[tuple[Path, str], Recipe] = field(default_factory=dict)
+    _variants: dict[Path, VariantSet | None] = field(default_factory=dict)
     _external: Server | None = None
     _external_error: str | None = None  # why --server-url's server was not ready (then no point runs)
     planned: list[str] = field(default_factory=list)  # the points this process was to run, in order
@@ -90,7 +94,7 @@ class BenchSession:
 
     def interruption(self) -> Interruption:
         """What an interruption left: the point it stopped and the points that never ran."""
-        done = {p.stem for p in self.record_paths} | {point for point, _ in self.failures}
+        done = {p.stem for p in self.record_paths} | {point for point, _ in self.failures + self.pruned}
         return Interruption(by=self.interrupted_by or "Ctrl-C", point=self.current_point,
                             not_run=tuple(p for p in self.planned if p not in done and p != self.current_point))
 
@@ -112,6 +116,7 @@ class BenchSession:
             suite = load_suite(path)
             self.check_tables(suite)
             self.suites[path] = suite
+            self.variant_set(suite)
         return self.suites[path]
 
     def check_tables(self, suite: Suite) -> None:
@@ -126,8 +131,20 @@ class BenchSession:
 
     def plan(self, suite: Suite) -> list[Point]:
         s = self.settings
+        found = self.variant_set(suite)
         return plan_points(suite, PlanOptions(stage=s.stage, conc=s.conc, num_prompts=s.num_prompts,
-                                              num_gpus=s.num_gpus or s.gpus_per_server))
+                                              num_gpus=s.num_gpus or s.gpus_per_server,
+                                              variants=tuple(v.name for v in found.variants) if found else ()))
+
+    def variant_set(self, suite: Suite) -> VariantSet | None:
+        """The suite's variants (plugin/variant_runs.py), read once."""
+        if suite.path not in self._variants:
+            self._variants[suite.path] = find_variants(suite, self.settings)
+        return self._variants[suite.path]
+
+    def variant_of(self, suite: Suite, point: Point) -> Variant | None:
+        found = self.variant_set(suite)
+        return found.get(point.variant) if found and point.variant else None
 
     def served_model_name(self, suite: Suite) -> str:
         return (self.settings.served_model_name or suite.suite.served_model_name
@@ -155,7 +172,7 @@ class BenchSession:
         ctx = RecipeContext(model=self.model(suite), served_model_name=self.served_model_name(suite),
                             tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
                             models_dir=self.settings.models_dir, host=suite.server.host)
-        recipe = render_recipe(suite, point, ctx)
+        recipe = render_recipe(suite, point, ctx, self.variant_of(suite, point))
         if self.devices is not None:
             env = {**dict(recipe.env), **self.devices.env()}
             recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
@@ -310,26 +327,6 @@ class BenchSession:
         if self.pool is not None:
             self.pool.release()
 
-    # -- parity (--parity) -------------------------------------------------------------------
-    def parity(self, suite: Suite, point: Point, outcome: PointOutcome) -> Any:
-        """The point's workload again with both clients, alternating, on the same server (measure/parity.py)."""
-        from pytest_inferencemax.measure.parity import run_parity
-        server, tokenizer = self.server(suite, point), self.tokenizer(suite)
-        s = self.settings
-        self.progress.line(f"inferencemax: {point.id}: parity, {s.parity_rounds} rounds of each client")
-        report = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,
-                            concurrency=point.conc, num_warmups=point.num_warmups, rounds=s.parity_rounds,
-                            count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)),
-                            api_key=s.api_key, extra_body=s.extra_body, abort_check=server.death_reason,
-                            stall_timeout=s.stall_timeout,
-                            request_timeout=s.request_timeout or default_request_timeout(point.osl),
-                            on_run=lambda run: self.progress.line(
-                                f"inferencemax: {point.id}: parity round {run.round} {run.client}: "
-                                f"{run.figures['output_throughput']:.1f} out tok/s, {run.failed} failed"))
-        _, md = self.folder.write_parity(report, f"{point.id}.parity")
-        self.progress.line(f"inferencemax: {point.id}: parity {'PASSED' if report.passed else 'FAILED'} -> {md}")
-        return report
-
     # -- run ----------------------------------------------------------------------------------
     def run(self, suite: Suite, point: Point, record_hook: Callable[[Point, PointRecord], PointRecord] | None = None,
             round_no: int | None = None) -> PointOutcome:
@@ -344,6 +341,8 @@ class BenchSession:
             "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout,
             # so that results merged from several runs or nodes are judged alike
             "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict or None}
+        if variant := self.variant_of(suite, point):
+            stage_fields.update(variant=variant.name, variant_changes=variant.changes())
         if server.recipe is not None:
             stage_fields["server"].update(launch_fields(server))
 

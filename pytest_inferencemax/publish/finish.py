@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import CurveKey, build_curves, curve_key
+from pytest_inferencemax.judge.ranking import Ranking, rank_variants
 from pytest_inferencemax.judge.verdict import Verdict, judge_curves
 from pytest_inferencemax.publish.plots import plot_curves
 from pytest_inferencemax.publish.report import PLOTS_DIR, write_report
 from pytest_inferencemax.publish.submission import PointSubmission, SubmissionError, submit_run
 from pytest_inferencemax.judge.diagnosis import reading
 from pytest_inferencemax.publish.telemetry_plots import plot_telemetry
+from pytest_inferencemax.publish.variants import write_variants
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.summary import Interruption
 
@@ -37,10 +39,16 @@ class FinishedRun:
     submissions: list[PointSubmission] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     diagnoses: dict[str, str] = field(default_factory=dict)  # the losing points' readings (judge/diagnosis.py)
+    ranking: Ranking | None = None  # with variants: how they rank (judge/ranking.py)
 
     def lines(self) -> list[str]:
         out = [f"verdict {key.title}: {v.label.upper()} ({v.incomplete or v.decided_by})"
                for key, v in self.verdicts.items()]
+        if self.ranking is not None and self.ranking.best is not None:
+            out += [f"variants: best on {key.title}: {name}" for key, name in self.ranking.best_per_curve]
+            o = self.ranking.overall[0]
+            out.append(f"variants: best overall: {o.variant} (qualified on {o.curves_qualified} of {o.curves} curves)"
+                       + (f" -> {self.report.parent / 'variants.md'}" if self.report else ""))
         if self.report:
             out.append(f"report: {self.report} (plots in {self.report.parent / 'plots'})")
         out += [f"diagnosis {point}: {text}" for point, text in self.diagnoses.items()]
@@ -64,6 +72,9 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
     point_plots = _telemetry_plots(Path(run_dir), records) if with_plots else {}
     result.diagnoses = {rec.point_id: reading(rec) for rec in records if _lost(rec)}
     result.report = write_report(run_dir, records, result.verdicts, plots, curves, interruption, point_plots)
+    result.ranking = rank_variants(curves, result.verdicts)
+    if result.ranking is not None:
+        write_variants(Path(run_dir), result.ranking, curves, Path(run_dir) / PLOTS_DIR if with_plots else None)
     if submit is None or not records:
         return result
     if interruption is not None:
@@ -71,6 +82,8 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
         return result
     qualified = {rec.point_id for rec in records
                  if (v := result.verdicts.get(curve_key(rec))) is not None and v.qualified}
+    if result.ranking is not None:  # with variants: only each curve's best variant is sent
+        qualified = {p for p in qualified if _best_variant(result.ranking, records, p)}
     try:
         result.submissions = submit_run(
             run_dir, submit.team, dry_run=submit.dry_run, force=submit.force, url_override=submit.url_override,
@@ -78,6 +91,12 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
     except SubmissionError as exc:
         result.problems.append(f"submission: {exc}")
     return result
+
+
+def _best_variant(ranking: Ranking, records: Sequence[PointRecord], point_id: str) -> bool:
+    rec = next(r for r in records if r.point_id == point_id)
+    key = curve_key(rec)
+    return ranking.best_on(key.base) == key.variant
 
 
 def _lost(rec: PointRecord) -> bool:

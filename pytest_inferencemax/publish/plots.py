@@ -39,6 +39,7 @@ class PlotSeries:
     # --repeat: each point's 95% interval as (below, above) its mean, on each axis; None: one round each
     xerr: tuple[tuple[float, float], ...] | None = None
     yerr: tuple[tuple[float, float], ...] | None = None
+    color: str | None = None  # instead of the kind's colour (the variants' overlay)
 
 
 def _spread(p: CurvePoint, key: str, scale: float = 1.0) -> tuple[float, float, float]:
@@ -98,6 +99,8 @@ def draw(series_list: Sequence[PlotSeries], path: Path, title: str, xlabel: str,
     ax = fig.add_subplot()
     for s in series_list:
         style = dict(_STYLE.get(s.kind, _STYLE["ours"]))
+        if s.color:
+            style["color"] = s.color
         if s.kind == "ours":
             pairs = sorted(zip(s.xs, s.ys, s.labels), key=lambda t: int(t[2]) if t[2].isdigit() else 0)
             xs, ys = [t[0] for t in pairs], [t[1] for t in pairs]

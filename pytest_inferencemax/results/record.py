@@ -172,6 +172,9 @@ class OurFields(_Part):
     baseline: Optional[str] = None
     baseline_key: Optional[str] = None
     verdict_rule: Optional[dict[str, Any]] = None
+    variant: Optional[str] = None  # the recipe variant it ran on (docs/variants.md); absent without variants
+    variant_changes: Optional[dict[str, Any]] = None  # what the variant changed in the suite's recipe
+    reused_from: Optional[str] = None  # measured by an earlier run (same recipe hash and workload): its file
 
 
 class AccuracyValidation(_Part):

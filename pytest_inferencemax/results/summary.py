@@ -90,7 +90,7 @@ def render_table(rows: list[list[str]]) -> str:
 
 
 def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
-                  interruption: Interruption | None = None) -> list[str]:
+                  interruption: Interruption | None = None, pruned: Sequence[tuple[str, str]] = ()) -> list[str]:
     lines: list[str] = [f"INCOMPLETE: {interruption.line()}", ""] if interruption else []
     by_suite: dict[str, list[PointRecord]] = {}
     for rec in records:
@@ -108,6 +108,8 @@ def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         lines.extend(f"WARNING {rec.point_id}: {w}" for w in rec.warnings())
     for point_id, reason in failures:
         lines.append(f"FAILED {point_id}: {reason.splitlines()[0] if reason else 'see above'}")
+    lines += [f"PRUNED {point_id}: {why}" for point_id, why in pruned]
+    lines += [f"REUSED {r.point_id}: from {r.ours.reused_from}" for r in records if r.ours.reused_from]
     lines.append(f"results: {run_dir}")
     return lines
 
@@ -131,7 +133,8 @@ class Interruption:
 
 
 def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
-                  conclusion: Sequence[str] = (), interruption: Interruption | None = None) -> Path:
+                  conclusion: Sequence[str] = (), interruption: Interruption | None = None,
+                  pruned: Sequence[tuple[str, str]] = ()) -> Path:
     data = {
         "interrupted": interruption.to_dict() if interruption else None,  # the run is incomplete when set
         "conclusion": list(conclusion),  # verdicts, report, submissions
@@ -141,6 +144,7 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
                                                                       "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],
         "failures": [{"point": p, "reason": r} for p, r in failures],
+        "pruned": [{"point": p, "reason": r} for p, r in pruned],  # --prune: not run, and why
         "warnings": [{"point": rec.point_id, "warning": w} for rec in records for w in rec.warnings()],
     }
     return RunFolder(run_dir).write_json(SUMMARY_FILE, data)

@@ -1,0 +1,126 @@
+"""What the session does for variants beyond planning them: prune a curve that cannot qualify any more
+(``--prune``), reuse a point an earlier run measured with the same recipe hash and workload (unless
+``--rerun``), and estimate a variants plan's time for ``--collect-only``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import fmean
+from typing import TYPE_CHECKING
+
+from pytest_inferencemax.judge.curve import curve_point
+from pytest_inferencemax.judge.prune import prune_reason
+from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.suite import Suite
+from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.identity import configuration
+from pytest_inferencemax.results.record import PointRecord, RecordError
+
+if TYPE_CHECKING:
+    from pytest_inferencemax.plugin.session import BenchSession
+
+
+def _same_curve(a: Point, b: Point) -> bool:
+    return (a.suite, a.stage, a.isl, a.osl, a.variant) == (b.suite, b.stage, b.isl, b.osl, b.variant)
+
+
+def prune_check(session: BenchSession, suite: Suite, point: Point) -> str | None:
+    """Why ``point`` is not worth running (``--prune``): its variant's curve can no longer qualify."""
+    planned = [p for p in session.plan(suite) if _same_curve(p, point)]
+    finished = [curve_point(r)[1] for r in session.records()
+                if r.ours.suite == point.suite and r.ours.stage == point.stage and (r.ours.isl, r.ours.osl)
+                == (point.isl, point.osl) and (r.ours.variant or None) == point.variant]
+    why = prune_reason(session.verdict_rule(suite, point), len(planned), finished,
+                       session.settings.prune_margin / 100.0)
+    return f"variant {point.variant or '(base)'} cannot qualify on ISL {point.isl} / OSL {point.osl}: {why}" if why \
+        else None
+
+
+def expected_configuration(session: BenchSession, suite: Suite, point: Point) -> dict:
+    return {"recipe": session.recipe(suite, point).key, "model": session.served_model_name(suite),
+            "isl": point.isl, "osl": point.osl, "conc": point.conc, "num_prompts": point.num_prompts,
+            "num_warmups": point.num_warmups, "range_ratio": float(point.range_ratio), "seed": session.settings.seed,
+            "tput_per_gpu_divisor": point.tput_per_gpu_divisor}
+
+
+def find_reusable(session: BenchSession, suite: Suite, point: Point) -> tuple[PointRecord, Path] | None:
+    """The newest clean record of ``point`` in another run under --results-dir with the same recipe hash and
+    workload; None when there is none (or with --rerun, or without variants)."""
+    if session.settings.rerun or point.variant is None or session.settings.server_url:
+        return None
+    want = expected_configuration(session, suite, point)
+    runs = [d for d in session.settings.results_dir.glob("*") if d.is_dir() and d.resolve() != session.run_dir.resolve()]
+    for path in sorted((d / f"{point.id}.json" for d in runs), key=lambda p: p.stat().st_mtime if p.is_file() else 0,
+                       reverse=True):
+        if not path.is_file():
+            continue
+        try:
+            rec = PointRecord.from_json(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, RecordError):
+            continue
+        if rec.status == "ok" and configuration(rec) == want and rec.accuracy_status in ("PASSED", "SKIPPED"):
+            return rec, path
+    return None
+
+
+def all_reusable(session: BenchSession, suite: Suite, point: Point) -> bool:
+    """Every point on ``point``'s server was measured before: its server need not start (nor its gate run)."""
+    key = session.recipe(suite, point).key
+    group = [p for p in session.plan(suite) if session.recipe(suite, p).key == key]
+    return bool(group) and all(find_reusable(session, suite, p) is not None for p in group)
+
+
+def reuse(session: BenchSession, point: Point, found: tuple[PointRecord, Path]) -> PointOutcome:
+    """Copy an earlier run's record of ``point`` (and its rounds and telemetry files) into this run."""
+    rec, path = found
+    rec = rec.model_copy(deep=True)
+    rec.ours.reused_from = rec.ours.reused_from or str(path)
+    folder = session.folder
+    extra = list(rec.ours.rounds.files) if rec.ours.rounds else []
+    extra += [rec.ours.telemetry.series] if rec.ours.telemetry and rec.ours.telemetry.series else []
+    for name in extra:
+        src = path.parent / name
+        if src.is_file():
+            folder.write_text(name, src.read_text(encoding="utf-8"))
+    out = folder.write_point(rec)
+    session.progress.line(f"inferencemax: {point.id}: reused from {path} (same recipe hash and workload; "
+                          "--rerun measures it again)")
+    return PointOutcome(point, rec, out, None, None)
+
+
+def estimate_line(session: BenchSession, suite: Suite, points: list[Point]) -> str | None:
+    """The variants plan's size and, from the newest earlier run of this suite under --results-dir, its
+    expected time (server starts + points); None without variants."""
+    found = session.variant_set(suite)
+    if found is None:
+        return None
+    recipes = {session.recipe(suite, p).key for p in points}
+    reused = sum(1 for p in points if find_reusable(session, suite, p) is not None)
+    head = (f"  variants: {found.describe()}; {len(points)} points on {len(recipes)} server(s), one variant after "
+            "another" + (f"; {reused} point(s) reused from earlier runs (--rerun measures them again)" if reused else ""))
+    starts, durations = _history(session, suite)
+    if not starts or not durations:
+        return head + f"; no time estimate (no earlier run of suite {suite.name} under {session.settings.results_dir})"
+    minutes = (len(recipes) * fmean(starts) + (len(points) - reused) * fmean(durations)) / 60
+    return (head + f"; estimated {minutes:.0f} min (server start {fmean(starts):.0f} s, point {fmean(durations):.0f} s,"
+            " from earlier runs; accuracy gates not included)")
+
+
+def _history(session: BenchSession, suite: Suite) -> tuple[list[float], list[float]]:
+    """Server start times and point times (warmups included, roughly) of earlier runs of ``suite``."""
+    starts: list[float] = []
+    durations: list[float] = []
+    for run in sorted(session.settings.results_dir.glob("*/manifest*.json")):
+        try:
+            data = json.loads(run.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        starts += [float(s["started_in_s"]) for s in data.get("servers") or [] if s.get("started_in_s")]
+    for path in session.settings.results_dir.glob(f"*/{suite.name}-*.json"):
+        try:
+            rec = PointRecord.from_json(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, RecordError):
+            continue
+        warm = rec.benchmark_args.num_warmups / max(rec.num_prompts, 1)
+        durations.append(float(rec.duration) * (1 + warm))
+    return starts, durations
