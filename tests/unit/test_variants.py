@@ -2,6 +2,7 @@
 ranking, and the pruning rule (the end-to-end runs: tests/e2e/test_variants_e2e.py)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,18 @@ def test_pruning_stops_a_curve_once_too_many_points_are_lost_beyond_the_noise():
     assert prune_reason(rule, 2, [wide], 0.05) is None
     tight = curve_point(pool_rounds([_rec(4, t, "a") for t in (270, 271, 269)], ["a", "b", "c"]))[1]
     assert prune_reason(rule, 1, [tight], 0.5).startswith("1 of 1 points lost")  # the interval, not the margin
+
+
+def test_variant_runs_from_several_folders_merge_into_one_ranking(tmp_path):
+    from pytest_inferencemax.cli.merge import merge
+    from pytest_inferencemax.results.store import RunFolder
+
+    for node, variant, tput in (("n1", "a", 300.0), ("n2", "b", 450.0)):
+        folder = RunFolder(tmp_path / node / "run")
+        for conc in (4, 8):
+            folder.write_point(_rec(conc, tput, variant))
+    finished, failures = merge([tmp_path / "n1", tmp_path / "n2"], tmp_path / "merged", echo=lambda _l: None)
+    data = json.loads((tmp_path / "merged" / "variants.json").read_text())
+    assert finished.ranking.best == "b" and data["best"] == "b" and failures == []
+    assert [v["variant"] for v in data["curves"][0]["variants"]] == ["b", "a"]
+    assert (tmp_path / "merged" / "plots" / "gptoss-s1-1024-1024-variants-tput-vs-intvty.png").is_file()
