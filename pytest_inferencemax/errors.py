@@ -9,6 +9,7 @@ that message, never a traceback. The branches say whose fault it is::
     │   ├── SuiteError         suite.toml (plan/suite.py)
     │   ├── BaselineError      baselines/*.toml (judge/baseline.py)
     │   ├── VerdictError       a stage's verdict table (judge/verdict.py)
+    │   ├── VariantsError      a variants file (plan/variants.py)
     │   ├── AccuracyError      the accuracy gate cannot run as configured (measure/accuracy.py)
     │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
@@ -26,9 +27,18 @@ Internal signals (``loadgen.RunAborted``, ``http_stream.HTTPStreamError``) never
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class InferenceMaxError(Exception):
     """The base of every error pytest-inferencemax raises on purpose."""
+
+
+def validation_problems(exc: Any, limit: int | None = None, brackets: bool = True) -> str:
+    """A pydantic ``ValidationError``'s problems on one line: ``[loc] message; ...`` (the first ``limit``)."""
+    errors = exc.errors()[:limit] if limit else exc.errors()
+    return "; ".join((f"[{'.'.join(map(str, e['loc']))}] " if brackets else f"{'.'.join(map(str, e['loc']))}: ")
+                     + e["msg"] for e in errors)
 
 
 class ConfigError(InferenceMaxError, ValueError):

@@ -67,3 +67,12 @@ def test_point(inferencemax, inferencemax_point):
     outcome = inferencemax.run(inferencemax_point)
     assert outcome.failed == 0, outcome.failure_report()
 '''
+
+
+def baseline_toml(model: str, isl: int, osl: int, tput_by_conc: dict[int, float], *, e2e_ms: float = 100.0,
+                  intvty: float = 100.0) -> str:
+    """A baseline file (baselines/<name>.toml) with these tput/GPU figures by CONC for ``model``."""
+    rows = "".join(f"  {{ isl = {isl}, osl = {osl}, conc = {c}, median_e2e_ms = {e2e_ms}, median_intvty = {intvty}, "
+                   f"tput_per_gpu = {t} }},\n" for c, t in tput_by_conc.items())
+    return ('[source]\ntitle = "calibration baseline"\norigin = "written by the test"\nrecorded = "2026-11-29"\n'
+            f'group = "cal_baseline_t1"\nprefix = "cal"\ntag = "t1"\n\n[models]\n{model} = [\n{rows}]\n')

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from pytest_inferencemax.judge.baseline import BaselineTable
 from pytest_inferencemax.results.record import AccuracyValidation, PointRecord
 
 GOLDEN_RECORDS = Path(__file__).resolve().parent / "golden" / "records"
@@ -47,3 +48,14 @@ def record_dict(partial: dict[str, Any]) -> dict[str, Any]:
 def record_from(partial: dict[str, Any]) -> PointRecord:
     """:func:`record_dict` as a typed record (validated as a record read from a file is)."""
     return PointRecord.from_dict(record_dict(partial), "test record")
+
+
+def baseline_table(points: dict[int, float], model: str = "gptoss") -> BaselineTable:
+    """A baseline table of ``model`` at ISL/OSL 1024 with these tput/GPU figures by CONC (E2E 1000 ms,
+    interactivity 100), under the stage-1 B200 group's names."""
+    return BaselineTable.model_validate({
+        "source": {"title": "synthetic", "origin": "test", "recorded": "2026", "group": "b200_baseline_nv1126",
+                   "prefix": "b200", "tag": "1126"},
+        "models": {model: [{"isl": 1024, "osl": 1024, "conc": c, "median_e2e_ms": 1000.0, "median_intvty": 100.0,
+                            "tput_per_gpu": t} for c, t in points.items()]},
+        "path": Path("synthetic.toml")})

@@ -1,15 +1,12 @@
 """Baseline tables (``baselines/*.toml``): the reference points a result is compared with."""
 from __future__ import annotations
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
-    import tomli as tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, validation_problems
+from pytest_inferencemax.plan.suite import read_toml
 from pytest_inferencemax.results.record import BaselineComparison, BaselineFigures, PointRecord
 
 
@@ -72,16 +69,11 @@ def find_baseline(suite_dir: Path, name: str) -> Path:
 
 def load_baseline(path: Path) -> BaselineTable:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselineError(f"baseline file {path} not found; check the suite's stage 'baseline'") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BaselineError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, BaselineError, "baseline file not found: check the suite's stage 'baseline'")
     try:
         return BaselineTable.model_validate({**raw, "path": path})
     except ValidationError as exc:
-        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise BaselineError(f"{path}: {problems}. Fix the file (format: docs/baselines.md).") from None
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, BaselineTable, load_baseline
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, validation_problems
 from pytest_inferencemax.judge.noise import SINGLE_ROUND, Decision, Outcome, decide, what_would_decide
 from pytest_inferencemax.results.stats import method
 
@@ -72,7 +72,7 @@ def parse_rule(data: Mapping[str, Any] | None, where: str = "verdict") -> BeatBa
     try:
         return _RULE.validate_python(dict(data))
     except ValidationError as exc:
-        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise VerdictError(f"{where}: {problems}. Rules: beat_baseline_share, targets, none "
                            "(docs in pytest_inferencemax/judge/verdict.py).") from None
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, validation_problems
 
 SUITE_FILE = "suite.toml"
 
@@ -161,21 +161,25 @@ class Suite(_Strict):
         return key, self.stages[key]
 
 
+def read_toml(path: Path, error: type[ConfigError], missing: str) -> dict:
+    """A TOML file's table; ``error`` with ``missing`` (what to do) when it does not exist, and with the
+    parser's line and column when it is not TOML (the suite, variants and baseline files share this)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: not found; {missing}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_suite(path: Path) -> Suite:
     """Read and validate a suite file; errors name the file, the key and what to change."""
     path = Path(path)
     if path.is_dir():
         path = path / SUITE_FILE
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SuiteError(f"{path}: suite file not found; each suite directory needs a {SUITE_FILE}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+    raw = read_toml(path, SuiteError, f"suite file not found: each suite directory needs a {SUITE_FILE}")
     try:
         return Suite.model_validate({**raw, "path": path})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"[{'.'.join(str(p) for p in err['loc'])}] {err['msg']}" for err in exc.errors()
-        )
+        problems = validation_problems(exc)
         raise SuiteError(f"{path}: {problems}. Fix the file (format: docs/suites.md).") from None

@@ -19,10 +19,6 @@ lists, its values filled into the name and every change (``${name}``), so each n
 """
 from __future__ import annotations
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 import itertools
 import re
 from dataclasses import dataclass
@@ -32,7 +28,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, validation_problems
+from pytest_inferencemax.plan.suite import read_toml
 
 VARIANTS_FILE = "variants.toml"
 NAME = re.compile(r"^[A-Za-z0-9_.]+$")  # no "-": it separates a test id's parts
@@ -177,17 +174,11 @@ def load_variants(path: Path, limit: int | None = None) -> VariantSet:
     """The variants of ``path``, expanded; :class:`VariantsError` names what is wrong and the fix.
     ``limit``: the most variants allowed (``--max-variants``)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VariantsError(f"variants file {path} not found; give --variants an existing file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise VariantsError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, VariantsError, "variants file not found: give --variants an existing file")
     try:
         parsed = VariantsFileModel.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"[{'.'.join(map(str, e['loc']))}] {e['msg']}" for e in exc.errors()[:5])
-        raise VariantsError(f"{path}: {problems}. Each [[variant]] takes name, args_set, args_add, args_remove, "
+        raise VariantsError(f"{path}: {validation_problems(exc, 5)}. Each [[variant]] takes name, args_set, args_add, args_remove, "
                             "env, env_remove, vars, model, grid, note (docs/variants.md)") from None
     variants: list[Variant] = []
     grids = []

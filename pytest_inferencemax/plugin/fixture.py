@@ -116,10 +116,7 @@ class SuiteBench:
             if self.session.settings.prune and (why := prune_check(self.session, self.suite, point)):
                 self._node.user_properties.append((PRUNED, (point.id, why)))
                 pytest.skip(f"pruned: {why}")
-        try:  # the server and its gate before the clock starts: a round's time is its measurement
-            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
-        except InferenceMaxError:
-            pass  # the point meets the same cause and fails the test with it
+        self._start_server(point)
         if self.session.rounds.single:
             if benchmark is None:
                 return self._check(point, self._measure(point))
@@ -129,6 +126,25 @@ class SuiteBench:
         if benchmark is not None:
             benchmark.extra_info.update(benchmark_extra_info(outcome.record))
         return outcome
+
+    def _start_server(self, point: Point) -> None:
+        """The point's server (and its gate) before the clock starts: a round's time is its measurement."""
+        failed: InferenceMaxError | None = None
+        self.session.current_point = point.id
+        try:
+            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
+        except AccuracyError:
+            pass  # the point says the gate could not run and is not run (_measure)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP while its server starts: this point stopped
+            self._node.user_properties.append(
+                (FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
+            raise
+        except InferenceMaxError as exc:
+            failed = exc
+        self.session.current_point = None
+        if failed is not None:  # outside the except block: the message alone, no chained exception
+            self._node.user_properties.append((FAILURE, (point.id, str(failed).splitlines()[0])))
+            pytest.fail(str(failed), pytrace=False)
 
     def _rounds(self, point: Point, timed: Callable[[float], None]) -> PointOutcome:
         """The point's rounds until the rounds plan stops; the pooled outcome (``<point>.json``)."""

@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.errors import ResultsError, validation_problems
 from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
 from pytest_inferencemax.results.rounds import RoundsSummary
 from pytest_inferencemax.results.telemetry import TelemetrySummary
@@ -265,7 +265,7 @@ class PointRecord(_Part):
         try:
             record = cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            problems = validation_problems(exc, 5, brackets=False)
             raise RecordError(f"{source}: not a valid point record ({problems}); was it written by "
                               "pytest-inferencemax? Re-run the point or remove the file") from None
         if comparison is not None:

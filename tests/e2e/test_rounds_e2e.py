@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from calibration import calibration_server
-from e2e_support import REPO, SUITE_TEST, mini_suite_toml
+from e2e_support import REPO, SUITE_TEST, baseline_toml, mini_suite_toml
 
 
 @pytest.mark.e2e
@@ -61,20 +61,7 @@ def pytest_inferencemax_round(point, round):
 
 
 def _baseline(path, c1: float, c2: float) -> None:
-    path.write_text(f"""[source]
-title = "calibration baseline"
-origin = "written by the test"
-recorded = "2026-11-29"
-group = "cal_baseline_t1"
-prefix = "cal"
-tag = "t1"
-
-[models]
-noisy = [
-  {{ isl = 16, osl = 32, conc = 1, median_e2e_ms = 100.0, median_intvty = 100.0, tput_per_gpu = {c1} }},
-  {{ isl = 16, osl = 32, conc = 2, median_e2e_ms = 100.0, median_intvty = 100.0, tput_per_gpu = {c2} }},
-]
-""")
+    path.write_text(baseline_toml("noisy", 16, 32, {1: c1, 2: c2}))
 
 
 def test_repeat_auto_stops_adding_rounds_once_the_comparison_is_decided(pytester, smollm2_model, tmp_path,

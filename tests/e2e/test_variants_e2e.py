@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from e2e_support import REPO
+from e2e_support import REPO, baseline_toml
 
 THREE = '''
 [[variant]]
@@ -91,19 +91,7 @@ args_set = { "--itl-ms" = "40" }
 
 # 200 tok/s/GPU per unit of CONC: the fast server (ITL 2 ms) gives several times that, the slow one (40 ms) a
 # quarter of it
-CAL_BASELINE = '''
-[source]
-title = "calibration targets"
-origin = "written by the test"
-recorded = "2026-11-29"
-group = "cal_baseline_t1"
-prefix = "cal"
-tag = "t1"
-
-[models]
-cal = [
-''' + "".join(f"  {{ isl = 16, osl = 16, conc = {c}, median_e2e_ms = 1000.0, median_intvty = 10.0, "
-              f"tput_per_gpu = {200.0 * c} }},\n" for c in (1, 2, 4)) + "]\n"
+CAL_BASELINE = baseline_toml("cal", 16, 16, {c: 200.0 * c for c in (1, 2, 4)}, e2e_ms=1000.0, intvty=10.0)
 
 
 def test_prune_stops_a_variant_that_cannot_qualify_and_the_next_run_reuses_what_was_measured(

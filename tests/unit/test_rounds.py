@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import pytest
 from scipy import stats as scipy_stats
@@ -24,18 +23,9 @@ from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.rounds import FigureStats
 from pytest_inferencemax.results.stats import difference_interval, mean_interval, rounds_to_decide, sequential_confidence
 from pytest_inferencemax.results.summary import rounds_line
-from record_factory import point_record
+from record_factory import baseline_table, point_record
 
 SHARE = {"rule": "beat_baseline_share", "min_share": 0.5, "metric": "tput_per_gpu"}
-
-
-def table(points: dict[int, float]) -> BaselineTable:
-    return BaselineTable.model_validate({
-        "source": {"title": "synthetic", "origin": "test", "recorded": "2026", "group": "b200_baseline_nv1126",
-                   "prefix": "b200", "tag": "1126"},
-        "models": {"gptoss": [{"isl": 1024, "osl": 1024, "conc": c, "median_e2e_ms": 1000.0, "median_intvty": 100.0,
-                               "tput_per_gpu": t} for c, t in points.items()]},
-        "path": Path("synthetic.toml")})
 
 
 def rounds_of(conc: int, tputs: list[float], base: BaselineTable | None = None, **kw) -> PointRecord:
@@ -83,7 +73,7 @@ def test_rounds_to_decide_is_the_first_count_whose_interval_excludes_the_target(
 
 # -- pooling ---------------------------------------------------------------------------------------
 def test_the_points_record_is_its_median_round_with_every_rounds_figures():
-    base = table({4: 300.0})
+    base = baseline_table({4: 300.0})
     pooled = rounds_of(4, [420.0, 380.0, 400.0], base)
     r = pooled.ours.rounds
     assert r.n == 3 and r.representative == 3 and pooled.tput_per_gpu == 400.0  # the median round, as run
@@ -124,7 +114,7 @@ def test_one_round_decides_by_its_figure_untested_and_rounds_by_their_interval()
 
 
 def test_the_verdict_counts_decided_points_and_says_when_inconclusive_ones_swing_it():
-    base = table({4: 300.0, 8: 300.0, 16: 300.0, 32: 300.0})
+    base = baseline_table({4: 300.0, 8: 300.0, 16: 300.0, 32: 300.0})
     beats = [rounds_of(4, [400, 402, 398], base), rounds_of(8, [400, 401, 399], base)]
     loses = [rounds_of(16, [200, 201, 199], base)]
     unsure = [rounds_of(32, [260, 380, 320], base)]
@@ -145,7 +135,7 @@ def test_the_verdict_counts_decided_points_and_says_when_inconclusive_ones_swing
 
 
 def test_single_round_runs_keep_the_verdict_and_say_they_were_not_tested_for_noise():
-    base = table({4: 300.0, 8: 300.0})
+    base = baseline_table({4: 300.0, 8: 300.0})
     recs = [point_record(4, 310.0), point_record(8, 290.0)]
     for r in recs:
         comparison(base, "gptoss", r)
@@ -155,7 +145,7 @@ def test_single_round_runs_keep_the_verdict_and_say_they_were_not_tested_for_noi
 
 
 def test_targets_rule_three_way():
-    base = table({4: 300.0})  # targets: E2E <= 1000 ms, interactivity >= 100, tput/GPU >= 300
+    base = baseline_table({4: 300.0})  # targets: E2E <= 1000 ms, interactivity >= 100, tput/GPU >= 300
     rule = parse_rule({"rule": "targets"})
     recs = []
     for t in (305.0, 295.0, 300.0):
@@ -169,7 +159,7 @@ def test_targets_rule_three_way():
 
 
 def test_open_question_is_none_once_decided_or_without_a_baseline():
-    base = table({4: 300.0})
+    base = baseline_table({4: 300.0})
     rule = parse_rule(SHARE)
     assert open_question(rounds_of(4, [400, 401, 399], base), rule) is None
     assert "tput_per_gpu mean 300" in open_question(rounds_of(4, [250, 350, 300], base), rule)
@@ -216,7 +206,7 @@ def test_repeat_options_refuse_bad_values_with_the_fix():
 
 # -- publishing ------------------------------------------------------------------------------------
 def test_plots_report_and_summary_show_the_intervals():
-    base = table({4: 300.0, 8: 300.0})
+    base = baseline_table({4: 300.0, 8: 300.0})
     curve = build_curves([rounds_of(4, [400, 420, 380], base), rounds_of(8, [500, 510, 490], base)])[0]
     ours = plot_series(curve, "e2e")[0]
     tput = mean_interval([400, 420, 380])
@@ -239,7 +229,7 @@ def test_auto_widens_each_looks_interval_so_all_looks_together_err_at_most_5_per
     wide = pool_rounds(recs, ["a", "b", "c"], confidence=0.99).ours.rounds
     assert wide.confidence == 0.99 and "99% confidence" in wide.method
     assert wide.figures["tput_per_gpu"].low < narrow.figures["tput_per_gpu"].low
-    base = table({4: 340.0})
+    base = baseline_table({4: 340.0})
     for r in recs:
         comparison(base, "gptoss", r)
     rule = parse_rule(SHARE)  # 340 lies below the 95% interval (350.3 to 449.7) but inside the 99% one

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_inferencemax.judge.baseline import BaselineTable, comparison
+from pytest_inferencemax.judge.baseline import comparison
 from pytest_inferencemax.judge.curve import build_curves, curve_point
 from pytest_inferencemax.judge.prune import prune_reason
 from pytest_inferencemax.judge.ranking import rank_variants
@@ -18,7 +18,7 @@ from pytest_inferencemax.plan.suite import load_suite
 from pytest_inferencemax.plan.variants import VariantsError, load_variants
 from pytest_inferencemax.publish.variants import overlay_plots, ranking_data, render_variants
 from pytest_inferencemax.results.pool import pool_rounds
-from record_factory import point_record
+from record_factory import baseline_table, point_record
 
 REPO = Path(__file__).resolve().parents[2]
 SHARE = {"rule": "beat_baseline_share", "min_share": 0.5, "metric": "tput_per_gpu"}
@@ -103,16 +103,7 @@ def test_every_point_once_per_variant_with_k_friendly_ids():
     assert [p.id for p in plan_points(suite)] == ["smollm2-128-64-c1", "smollm2-128-64-c2", "smollm2-128-64-c4"]
 
 
-def _table(points: dict[int, float]) -> BaselineTable:
-    return BaselineTable.model_validate({
-        "source": {"title": "synthetic", "origin": "test", "recorded": "2026", "group": "b200_baseline_nv1126",
-                   "prefix": "b200", "tag": "1126"},
-        "models": {"gptoss": [{"isl": 1024, "osl": 1024, "conc": c, "median_e2e_ms": 1000.0, "median_intvty": 100.0,
-                               "tput_per_gpu": t} for c, t in points.items()]},
-        "path": Path("synthetic.toml")})
-
-
-def _rec(conc: int, tput: float, variant: str, base=_table({4: 300.0, 8: 300.0})):
+def _rec(conc: int, tput: float, variant: str, base=baseline_table({4: 300.0, 8: 300.0})):
     rec = point_record(conc, tput, ours={"variant": variant, "point": f"gptoss-1024-1024-c{conc}-{variant}"})
     comparison(base, "gptoss", rec)
     return rec
