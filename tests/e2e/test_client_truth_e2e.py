@@ -3,6 +3,7 @@ it really wrote each event: timing truth, per-token ITL, the client-bound flag, 
 processes, token-count and prefix-cache checks."""
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Iterator
 
@@ -93,11 +94,13 @@ def test_client_bound_flag_is_raised_when_the_client_is_overloaded_on_purpose(se
 
     stop = threading.Event()
 
-    def hog() -> None:  # pure-Python work holds the GIL for whole switch intervals (5 ms)
+    def hog() -> None:  # pure-Python work holds the GIL for whole switch intervals
         while not stop.is_set():
             sum(i * i for i in range(20000))
 
     hogs = [threading.Thread(target=hog, daemon=True) for _ in range(2)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.02)  # each hog keeps the GIL 20 ms at a time: lag far above any limit, every run
     for t in hogs:
         t.start()
     try:
@@ -106,6 +109,7 @@ def test_client_bound_flag_is_raised_when_the_client_is_overloaded_on_purpose(se
         stop.set()
         for t in hogs:
             t.join()
+        sys.setswitchinterval(interval)
     busy_metrics = compute_metrics(busy.results, busy.duration, tput_per_gpu_divisor=1)
     flagged = client_record(busy, busy_metrics, RunSettings())
     assert flagged["client_bound"] is True
