@@ -17,7 +17,7 @@ from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.plugin import hookspecs
 from pytest_inferencemax.plugin.fixture import FAILURE, PRUNED, RECORD, inferencemax  # noqa: F401  (the fixture)
 from pytest_inferencemax.plugin.options import Settings, add_options
-from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of
+from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
@@ -195,8 +195,10 @@ def _check_ports(bench: BenchSession, config: pytest.Config) -> None:
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """With --collect-only, show the plan: each point's requests, warmups and server."""
-    if not config.option.collectonly or config.get_verbosity() < 0:
+    if config.get_verbosity() < 0:
         return []
+    if not config.option.collectonly:  # a run with variants says what it is about to start, and for how long
+        return [line.strip() for line in variant_lines(_session(config), items)]
     return plan_lines(_session(config), items, getattr(config.option, "numprocesses", None))
 
 

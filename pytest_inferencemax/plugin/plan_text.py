@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_inferencemax.plan.devices import default_visibility_vars, device_slice
+from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plugin.variant_runs import estimate_line
 
@@ -24,11 +25,24 @@ def point_of(item: pytest.Item) -> Point | None:
     return callspec.params.get(POINT_ARG) or callspec.params.get(GATE_ARG)
 
 
+def variant_lines(bench: BenchSession, items: list[pytest.Item]) -> list[str]:
+    """Per suite with variants: their number, grid sizes, points, servers and estimated time."""
+    by_suite: dict[str, tuple[Any, list[Point]]] = {}
+    try:
+        for item in items:
+            point = point_of(item)
+            if isinstance(point, Point) and POINT_ARG in item.callspec.params:
+                if (suite := bench.suite_of(item.path)) is not None:
+                    by_suite.setdefault(str(suite.path), (suite, []))[1].append(point)
+        return [line for suite, points in by_suite.values() if (line := estimate_line(bench, suite, points))]
+    except ConfigError:  # the collection's own check reports it, as a usage error
+        return []
+
+
 def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | None) -> list[str]:
     """One line per gate and point, then the server configurations and each worker's GPUs."""
     lines: list[str] = []
     recipes: set[str] = set()
-    by_suite: dict[str, tuple[Any, list[Point]]] = {}  # the points of each suite, for the variants' estimate
     for item in items:
         point = point_of(item)
         suite = bench.suite_of(item.path) if point else None
@@ -45,15 +59,12 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
                 what += ", skipped (--skip-accuracy)"
             lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")
             continue
-        by_suite.setdefault(str(suite.path), (suite, []))[1].append(point)
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
                      f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
                      f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
-    for suite, points in by_suite.values():
-        if line := estimate_line(bench, suite, points):
-            lines.append(line)
+    lines += variant_lines(bench, items)
     if lines and not bench.rounds.single:
         lines.append(f"  rounds: {bench.rounds.describe()} (--repeat); each round's record under rounds/")
     s = bench.settings

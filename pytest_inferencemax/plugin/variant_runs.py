@@ -95,13 +95,15 @@ def estimate_line(session: BenchSession, suite: Suite, points: list[Point]) -> s
     if found is None:
         return None
     recipes = {session.recipe(suite, p).key for p in points}
-    reused = sum(1 for p in points if find_reusable(session, suite, p) is not None)
+    fresh = [p for p in points if find_reusable(session, suite, p) is None]
+    reused = len(points) - len(fresh)
+    starts_needed = len({session.recipe(suite, p).key for p in fresh})  # a server whose points are all reused never starts
     head = (f"  variants: {found.describe()}; {len(points)} points on {len(recipes)} server(s), one variant after "
             "another" + (f"; {reused} point(s) reused from earlier runs (--rerun measures them again)" if reused else ""))
     starts, durations = _history(session, suite)
     if not starts or not durations:
         return head + f"; no time estimate (no earlier run of suite {suite.name} under {session.settings.results_dir})"
-    minutes = (len(recipes) * fmean(starts) + (len(points) - reused) * fmean(durations)) / 60
+    minutes = (starts_needed * fmean(starts) + len(fresh) * fmean(durations)) / 60
     return (head + f"; estimated {minutes:.0f} min (server start {fmean(starts):.0f} s, point {fmean(durations):.0f} s,"
             " from earlier runs; accuracy gates not included)")
 

@@ -52,6 +52,8 @@ def test_three_variants_of_the_embedded_suite_run_end_to_end_and_are_ranked(pyte
     assert f"**Best overall: {ranking['best']}**" in (run_dir / "variants.md").read_text()
     assert (run_dir / "plots" / "smollm2-cpu-128-64-variants-tput-vs-e2e.png").stat().st_size > 10_000
     assert f"variants: best overall: {ranking['best']}" in out
+    # before anything starts, the run says what it is about to do
+    assert "variants: 3 variant(s) from " in out and "3 points on 3 server(s), one variant after another" in out
 
 
 CAL_SUITE = '''
