@@ -10,14 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_inferencemax.judge.curve import curve_point
-from pytest_inferencemax.judge.noise import Outcome, decide
+from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
 from pytest_inferencemax.judge.verdict import BeatBaselineShare, Targets
 from pytest_inferencemax.results.record import PointRecord
-
-# rule metric -> (record key, baseline point attribute, higher is better)
-_FIGURES = {"tput_per_gpu": ("tput_per_gpu", "tput_per_gpu", True),
-            "interactivity": ("interactivity", "median_intvty", True),
-            "median_e2e": ("median_e2el_ms", "median_e2e_ms", False)}
 
 
 def open_question(record: PointRecord, rule: Any) -> str | None:
@@ -33,7 +28,7 @@ def open_question(record: PointRecord, rule: Any) -> str | None:
         return None
     unsure = []
     for metric in metrics:
-        key, attr, higher = _FIGURES[metric]
+        key, attr, higher = METRIC_FIGURES[metric]
         target = float(getattr(p.baseline, attr))
         d = decide(p.mean(key), target, higher, p.stats(key), ties_beat=ties, confidence=p.confidence)
         if d.outcome is Outcome.LOSES and isinstance(rule, Targets):

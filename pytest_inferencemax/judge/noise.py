@@ -15,6 +15,10 @@ from pytest_inferencemax.results.rounds import FigureStats
 from pytest_inferencemax.results.stats import CONFIDENCE, percent, rounds_to_decide
 
 SINGLE_ROUND = "1 round: not tested for noise"
+# a rule's metric -> (our figure's record key, the baseline point's attribute, higher is better)
+METRIC_FIGURES = {"tput_per_gpu": ("tput_per_gpu", "tput_per_gpu", True),
+                  "interactivity": ("interactivity", "median_intvty", True),
+                  "median_e2e": ("median_e2el_ms", "median_e2e_ms", False)}
 
 
 class Outcome(str, Enum):
@@ -29,10 +33,6 @@ class Decision:
     words: str  # our side: "1234" (one round) or "mean 1234 (95% CI 1200 to 1260, 3 rounds)"
     tested: bool  # decided against the rounds' interval (False: one round, not tested for noise)
     rounds_needed: int | None = None  # inconclusive: the round count that would decide it if the spread held
-
-    @property
-    def decided(self) -> bool:
-        return self.outcome is not Outcome.INCONCLUSIVE
 
 
 def decide(value: float, target: float, higher_is_better: bool, stats: FigureStats | None = None, *,

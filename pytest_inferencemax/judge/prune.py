@@ -21,18 +21,13 @@ from fractions import Fraction
 from typing import Any, Sequence
 
 from pytest_inferencemax.judge.curve import CurvePoint
-from pytest_inferencemax.judge.noise import Outcome, decide
+from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
 from pytest_inferencemax.judge.verdict import BeatBaselineShare, Targets
-
-# rule metric -> (our figure's record key, the baseline's attribute, higher is better)
-_FIGURES = {"tput_per_gpu": ("tput_per_gpu", "tput_per_gpu", True),
-            "interactivity": ("interactivity", "median_intvty", True),
-            "median_e2e": ("median_e2el_ms", "median_e2e_ms", False)}
 
 
 def _beyond_noise(p: CurvePoint, metric: str, margin: float) -> str | None:
     """Why ``p`` is worse than its baseline on ``metric`` beyond the noise; None when it is not."""
-    key, attr, higher = _FIGURES[metric]
+    key, attr, higher = METRIC_FIGURES[metric]
     target = float(getattr(p.baseline, attr))
     if p.n_rounds > 1:
         d = decide(p.mean(key), target, higher, p.stats(key), confidence=p.confidence, ties_beat=True)

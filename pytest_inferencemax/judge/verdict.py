@@ -29,7 +29,9 @@ from pathlib import Path
 from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, BaselineTable, load_baseline
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
 from pytest_inferencemax.errors import ConfigError, validation_problems
-from pytest_inferencemax.judge.noise import SINGLE_ROUND, Decision, Outcome, decide, what_would_decide
+from pytest_inferencemax.judge.noise import (
+    METRIC_FIGURES, SINGLE_ROUND, Decision, Outcome, decide, what_would_decide,
+)
 from pytest_inferencemax.results.stats import method
 
 CHECK, CROSS, DASH, QUESTION = "✓", "✗", "–", "?"
@@ -117,12 +119,12 @@ class Verdict:
         return "qualified" if self.qualified else "not qualified"
 
 
-# metric -> (our value, baseline value, higher is better, words, the record key of our figure)
-_METRICS: Mapping[str, tuple[Any, Any, bool, str, str]] = MappingProxyType({
-    "tput_per_gpu": (lambda p: p.tput_per_gpu, lambda b: b.tput_per_gpu, True, "tput/GPU", "tput_per_gpu"),
-    "interactivity": (lambda p: p.interactivity, lambda b: b.median_intvty, True, "interactivity", "interactivity"),
-    "median_e2e": (lambda p: p.median_e2e_ms, lambda b: b.median_e2e_ms, False, "median E2E", "median_e2el_ms"),
-})
+WORDS: Mapping[str, str] = MappingProxyType({"tput_per_gpu": "tput/GPU", "interactivity": "interactivity",
+                                            "median_e2e": "median E2E"})
+
+
+def _baseline_figure(baseline: BaselinePoint, metric: str) -> float:
+    return float(getattr(baseline, METRIC_FIGURES[metric][1]))
 MARKS = {Outcome.BEATS: CHECK, Outcome.LOSES: CROSS, Outcome.INCONCLUSIVE: QUESTION}
 
 
@@ -146,27 +148,27 @@ def noise_words(curve: Curve) -> str:
 
 
 def _point_decision(p: CurvePoint, metric: str, target: float, **kw: Any) -> Decision:
-    ours_of, _, higher, _, key = _METRICS[metric]
-    return decide(ours_of(p), target, higher, p.stats(key), confidence=p.confidence, **kw)
+    key, _, higher = METRIC_FIGURES[metric]
+    return decide(p.mean(key), target, higher, p.stats(key), confidence=p.confidence, **kw)
 
 
 def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[PointRow, Decision | None, str]:
     """The point's row, its decision against the baseline (None without one: it does not beat) and its
     AMD result (below / not below / within noise / not checked)."""
-    _, base_of, _, words, _ = _METRICS[rule.metric]
+    words = WORDS[rule.metric]
     checks: list[tuple[str, str]] = []
     decision: Decision | None = None
     if p.baseline is None:
         mark, status, outcome = DASH, "no baseline", None
     else:
-        decision = _point_decision(p, rule.metric, base_of(p.baseline))
+        decision = _point_decision(p, rule.metric, _baseline_figure(p.baseline, rule.metric))
         if decision.outcome is Outcome.BEATS and (p.failed_requests or p.invalid):
             why = (f"{p.failed_requests} failed requests" if p.failed_requests
                    else "invalid workload, see token_check")
             decision = replace(decision, outcome=Outcome.LOSES, words=decision.words + f" ({why}: not counted)")
         outcome = decision.outcome.value
         mark = MARKS[decision.outcome]
-        status = f"{words} {decision.words} vs baseline {base_of(p.baseline):.6g}: " + {"beats": "beats", "loses": "does not beat",
+        status = f"{words} {decision.words} vs baseline {_baseline_figure(p.baseline, rule.metric):.6g}: " + {"beats": "beats", "loses": "does not beat",
                                                   "inconclusive": "inconclusive"}[outcome]
         if decision.outcome is Outcome.INCONCLUSIVE:
             status += f"; {what_would_decide(decision, p.n_rounds)}"
@@ -176,10 +178,10 @@ def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[Po
         checks.append(("AMD", "not checked (" + ("no AMD table" if curve.amd_source is None
                                                   else f"no AMD point at CONC {p.conc}") + ")"))
     else:
-        vs_amd = _point_decision(p, rule.metric, base_of(amd), ties_beat=True)  # equal to AMD's is not below it
+        vs_amd = _point_decision(p, rule.metric, _baseline_figure(amd, rule.metric), ties_beat=True)  # equal to AMD's is not below it
         amd_result = {Outcome.LOSES: "below", Outcome.BEATS: "not below",
                       Outcome.INCONCLUSIVE: "within noise"}[vs_amd.outcome]
-        checks.append(("AMD", f"{words} {vs_amd.words} vs AMD {base_of(amd):.6g}: {amd_result}"))
+        checks.append(("AMD", f"{words} {vs_amd.words} vs AMD {_baseline_figure(amd, rule.metric):.6g}: {amd_result}"))
     checks.append(("accuracy", p.accuracy_status))
     return PointRow(p.conc, mark, status, tuple(checks), outcome, p.n_rounds), decision, amd_result
 
@@ -198,7 +200,7 @@ def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
     need = Fraction(str(rule.min_share))
     worst_ok = total > 0 and Fraction(beaten, total) >= need  # even if every inconclusive point lost
     best_ok = total > 0 and Fraction(beaten + len(unsure), total) >= need  # even if every one beat
-    metric_words = _METRICS[rule.metric][3]
+    metric_words = WORDS[rule.metric]
     if not total:
         share_words = "the curve has no points"
     elif not unsure:

@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 Number = Union[int, float]
 
 ROUNDS_DIR = "rounds"
-# The figures a verdict judges, by their record key (higher is better for the first and last).
+# The figures a verdict judges, by their record key.
 JUDGED = ("tput_per_gpu", "median_e2el_ms", "interactivity")
-HIGHER_IS_BETTER = {"tput_per_gpu": True, "median_e2el_ms": False, "interactivity": True}
 
 
 class FigureStats(BaseModel):

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 CONFIDENCE = 0.95
-WELCH = "Welch t 95% confidence interval of the difference of means (scipy.stats.ttest_ind, equal_var=False)"
 
 
 def percent(confidence: float) -> str:
@@ -48,14 +47,6 @@ class Interval:
     high: float
     n: int
     stdev: float | None  # sample standard deviation (n - 1); None for one value
-
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
-    def scaled(self, by: float) -> "Interval":
-        """This interval divided by ``by`` (> 0): a ratio to a fixed baseline."""
-        return Interval(self.mean / by, self.low / by, self.high / by, self.n,
-                        None if self.stdev is None else self.stdev / by)
 
 
 def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
