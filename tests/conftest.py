@@ -8,6 +8,7 @@ half); a unit test that asks for a real server is refused.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # e2e_support, record_factory, c
 pytest_plugins = ["pytester"]
 
 E2E_DIR = Path(__file__).parent / "e2e"
-SERVER_FIXTURES = {"vllm_server"}
+SERVER_FIXTURES = {"vllm_server", "vllm_pool"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -37,8 +38,9 @@ def smollm2_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(smollm2_model, tmp_path_factory):
-    """One real vLLM CPU server for the tests that only need something to talk to."""
+def vllm_pool(smollm2_model, tmp_path_factory):
+    """The pool that keeps one real vLLM CPU server for the tests that only need something to talk to,
+    and the recipe it runs."""
     from pytest_inferencemax.plan.points import Point
     from pytest_inferencemax.progress import StreamProgress
     from pytest_inferencemax.plan.recipe import RecipeContext, render_recipe
@@ -54,6 +56,19 @@ def vllm_server(smollm2_model, tmp_path_factory):
     ctx = RecipeContext(model=str(smollm2_model), served_model_name="smollm2", tokenizer=str(smollm2_model),
                         files_dir=logs, models_dir=smollm2_model.parent, host="127.0.0.1")
     pool = ServerPool(log_dir=logs, progress=StreamProgress(quiet=True), start_timeout=600)
-    server = pool.acquire(render_recipe(suite, point, ctx), "smollm2")
-    yield server
+    yield pool, render_recipe(suite, point, ctx)
     pool.release()
+
+
+@pytest.fixture
+def vllm_server(vllm_pool):
+    """The shared real vLLM CPU server, started once and started again if an earlier test left it dead
+    (once, in a fresh-clone run, its API process died silently mid-session, and every later test that
+    talked to it failed): that death is reported as a warning with its cause and its log, and fails no
+    other test."""
+    pool, recipe = vllm_pool
+    previous = pool.current
+    if previous is not None and (why := previous.death_reason()):
+        warnings.warn(f"the shared vLLM server died before this test ({why}); started again. Its log: "
+                      f"{previous.log_path}", stacklevel=1)
+    return pool.acquire(recipe, "smollm2")
