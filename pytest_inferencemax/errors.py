@@ -11,6 +11,7 @@ that message, never a traceback. The branches say whose fault it is::
     │   ├── VerdictError       a stage's verdict table (judge/verdict.py)
     │   ├── VariantsError      a variants file (plan/variants.py)
     │   ├── AccuracyError      the accuracy gate cannot run as configured (measure/accuracy.py)
+    │   ├── MissingExtraError  a feature needs an optional extra that is not installed (import_extra)
     │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
     ├── PointError         a point could not be measured
@@ -27,6 +28,8 @@ Internal signals (``loadgen.RunAborted``, ``http_stream.HTTPStreamError``) never
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 
@@ -55,3 +58,20 @@ class PointError(InferenceMaxError, RuntimeError):
 
 class ResultsError(InferenceMaxError, ValueError):
     """Saved results cannot be read, combined or published."""
+
+
+class MissingExtraError(ConfigError):
+    """A feature needs a module of an optional extra (pyproject's ``[project.optional-dependencies]``)."""
+
+
+def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module``, which only the extra ``extra`` installs; without it, a :class:`MissingExtraError`
+    that says what needed it and the command that installs it (tests/unit/test_dependencies.py checks that
+    every import of an extra's module goes through here)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{purpose} needs {module.partition('.')[0]!r} ({exc}), which pytest-inferencemax installs only with "
+            f"its extra [{extra}]: pip install 'pytest-inferencemax[{extra}]' (or `bash scripts/setup.sh`, "
+            "which installs every extra)") from None

