@@ -10,7 +10,7 @@ that message, never a traceback. The branches say whose fault it is::
     │   ├── BaselineError      baselines/*.toml (judge/baseline.py)
     │   ├── VerdictError       a stage's verdict table (judge/verdict.py)
     │   ├── VariantsError      a variants file (plan/variants.py)
-    │   ├── AccuracyError      the accuracy gate cannot run as configured (measure/accuracy.py)
+    │   ├── AccuracyError      the accuracy gate cannot run as configured, or its task is not the baseline's
     │   ├── MissingExtraError  a feature needs an optional extra that is not installed (import_extra)
     │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
@@ -46,6 +46,11 @@ def validation_problems(exc: Any, limit: int | None = None, brackets: bool = Tru
 
 class ConfigError(InferenceMaxError, ValueError):
     """A configuration file, table or option is wrong; the message names it and the fix."""
+
+
+class AccuracyError(ConfigError):
+    """The accuracy gate cannot run as configured (a table, an option, a dataset or tokenizer out of reach), or
+    its task is not the one its baseline was measured with; the message names the key or option to fix."""
 
 
 class ServerError(InferenceMaxError, RuntimeError):

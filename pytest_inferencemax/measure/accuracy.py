@@ -1,15 +1,15 @@
 """The accuracy gate: lm-eval against the running server, judged against a stage's thresholds.
 
 A stage's ``accuracy`` table becomes a :class:`GateSpec`; :func:`run_gate` runs lm-eval's Python API (no printed
-table parsed). wikitext can read a local ``.jsonl`` (``dataset``) through our task ``wikitext_local``, or
-``dataset = "builtin"``: documents built at run time from CPython's sources."""
+table parsed). Stage 1's task is ``wikitext_tokens``, the bounty's own (``wikitext_task.py``): its dataset and
+chunk tokenizer from the hub or local copies. Before scoring, the task's bytes per word are checked against
+the baseline's (``task_identity.py``). lm-eval's stock wikitext can still read a local ``.jsonl``
+(``dataset``) through our task ``wikitext_local``, or ``dataset = "builtin"``: documents built from CPython."""
 from __future__ import annotations
 
-import ast
-import codecs
+import dataclasses
 import hashlib
 import importlib.resources
-import importlib.util
 import json
 import tempfile
 import time
@@ -22,8 +22,16 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import AccuracyError, import_extra
+from pytest_inferencemax.measure import wikitext_task
+from pytest_inferencemax.measure.hub_access import HubResource, is_cached
+from pytest_inferencemax.measure.local_documents import (  # noqa: F401  (their home before; callers import them here)
+    BUILTIN_MODULES, builtin_documents, parse_builtin, write_jsonl)
+from pytest_inferencemax.measure.task_identity import TaskIdentity, check_identity
+from pytest_inferencemax.plan.recipe import fill
 from pytest_inferencemax.serve import api
+
+__all__ = ["AccuracyError", "GateResult", "GateSpec", "Rule", "builtin_documents", "judge", "run_gate", "write_jsonl"]
 
 LEGACY_RULES = {"each metric <= baseline x threshold_multiplier": "max_ratio", "score >= minimum": "min_score"}
 # min_score's default metric. lm-eval 0.4.x prints a task's rows sorted by "metric,filter", so the bounty's parser,
@@ -31,13 +39,14 @@ LEGACY_RULES = {"each metric <= baseline x threshold_multiplier": "max_ratio", "
 DEFAULT_METRIC = {"gsm8k": "exact_match,flexible-extract"}
 HF_DATASETS = {"wikitext": ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1"),
                "gsm8k": ("openai/gsm8k", "main")}
-LOGPROB_TASKS = {"wikitext"}  # loglikelihood tasks: the server must return prompt logprobs
+BOUNTY_S1 = wikitext_task.TASK_NAME  # "wikitext_tokens"
+LOCAL_DATASET_TASKS = {"wikitext", BOUNTY_S1}  # tasks whose `dataset` may name a local copy
+LOGPROB_TASKS = {"wikitext", BOUNTY_S1}  # loglikelihood tasks: the server must return prompt logprobs
 RUNNER_KEYS = {"model", "base_url", "tokenizer"}  # set by run_gate from the server and --tokenizer, not by suites
-BUILTIN_MODULES = ("argparse", "json", "re", "statistics", "configparser", "fileinput", "shelve", "wave", "timeit")
-
-
-class AccuracyError(ConfigError):
-    """The gate cannot run as configured; the message names the key or option to fix."""
+# lm-eval arguments whose default in the lm-eval we run (0.4.13) differs from the lm-eval the bounty's runner ran
+# for the task: the branch's local-completions used the Hugging Face tokenizer named by `model` (tokenizer_backend
+# "huggingface"); 0.4.13's default "auto" asks the server for its tokenizer first (docs/accuracy.md).
+TASK_MODEL_ARGS: dict[str, dict[str, str]] = {BOUNTY_S1: {"tokenizer_backend": "huggingface"}}
 
 
 class Rule(str, Enum):
@@ -49,7 +58,7 @@ class Rule(str, Enum):
 class GateSpec(BaseModel):
     """One stage's accuracy gate, as written in its ``accuracy`` table (unknown keys are errors)."""
     model_config = ConfigDict(extra="forbid", frozen=True)
-    task: str = Field(min_length=1)  # "wikitext", "gsm8k" or any lm-eval task name
+    task: str = Field(min_length=1)  # "wikitext_tokens" (the bounty's stage 1), "wikitext", "gsm8k" or any lm-eval task
     rule: Rule
     baselines: dict[str, float] = Field(default_factory=dict)
     threshold_multiplier: float | None = Field(None, gt=0)
@@ -58,7 +67,10 @@ class GateSpec(BaseModel):
     num_fewshot: int | None = Field(None, ge=0)
     model_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
     limit: int | float | None = Field(None, gt=0)
-    dataset: str | None = None  # a .jsonl of {"page": text} lines, or "builtin" / "builtin:N"
+    # a local copy of the task's dataset, or "builtin" / "builtin:N"; wikitext_tokens: wikitext-2-raw-v1's test
+    # split (.parquet, .jsonl, .txt, a folder; default: the hub's); wikitext: a .jsonl of {"page": text} lines
+    dataset: str | None = None
+    chunk_tokenizer: str | None = None  # wikitext_tokens: a hub id or folder (default: meta-llama/Llama-2-7b-hf)
     provenance: str = ""
 
     @model_validator(mode="before")
@@ -85,22 +97,36 @@ class GateSpec(BaseModel):
                              f"or 'exact_match,strict-match') unless the task has a default ({DEFAULT_METRIC})")
         elif self.baselines or self.threshold_multiplier is not None:
             raise ValueError("rule 'min_score' takes no baselines/threshold_multiplier")
-        if self.dataset is not None and self.task != "wikitext":
-            raise ValueError("dataset (a local .jsonl) is supported only for task 'wikitext'")
+        if self.dataset is not None and self.task not in LOCAL_DATASET_TASKS:
+            raise ValueError(f"dataset (a local copy) is supported only for tasks {sorted(LOCAL_DATASET_TASKS)}")
+        if self.chunk_tokenizer is not None and self.task != BOUNTY_S1:
+            raise ValueError(f"chunk_tokenizer belongs to task {BOUNTY_S1!r} (the bounty's stage-1 wikitext)")
         return self
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str = "accuracy", base_dir: Path | None = None) -> GateSpec:
-        """Validate a suite table; a relative ``dataset`` path resolves against ``base_dir`` (the suite folder)."""
+    def from_table(cls, table: Mapping[str, Any], where: str = "accuracy", base_dir: Path | None = None,
+                   variables: Mapping[str, str] | None = None) -> GateSpec:
+        """Validate a suite table; a relative ``dataset`` path resolves against ``base_dir`` (the suite folder);
+        with ``variables`` (``models_dir``, ``suite_dir``), ``${...}`` in ``dataset``/``chunk_tokenizer`` is filled."""
         try:
             spec = cls.model_validate(dict(table))
         except ValidationError as e:
             lines = [f"  {'.'.join(map(str, err['loc'])) or '(table)'}: {err['msg']}" for err in e.errors()]
             raise AccuracyError(f"[{where}] is not a valid accuracy gate:\n" + "\n".join(lines)) from None
-        ds = spec.dataset
-        if ds and base_dir and ds.partition(":")[0] != "builtin" and not Path(ds).expanduser().is_absolute():
-            return spec.model_copy(update={"dataset": str(base_dir / ds)})
-        return spec
+        update = {key: fill(value, dict(variables), f"[{where}] {key}") for key in ("dataset", "chunk_tokenizer")
+                  if variables is not None and (value := getattr(spec, key))}
+        ds = update.get("dataset", spec.dataset)
+        if ds and base_dir and parse_builtin(ds) is None and not Path(ds).expanduser().is_absolute():
+            update["dataset"] = str(base_dir / ds)
+        return spec.model_copy(update=update) if update else spec
+
+    def label(self) -> str:
+        """The task in a few words, for the plan (``--collect-only``) and messages."""
+        if self.task != BOUNTY_S1:
+            return self.task
+        ds = self.dataset or f"hub {wikitext_task.HUB_CONFIG} {wikitext_task.HUB_SPLIT}"
+        return (f"{self.task} (the bounty's stage-1 wikitext: {ds}, {wikitext_task.CHUNK_SIZE}-token chunks by "
+                f"{self.chunk_tokenizer or wikitext_task.HUB_TOKENIZER})")
 
 
 @dataclass(frozen=True)
@@ -143,13 +169,15 @@ class GateResult:
     model_args: dict[str, Any]  # without the API key
     dataset: str | None = None
     dataset_sha256: str | None = None
+    chunk_tokenizer: str | None = None  # wikitext_tokens: the tokenizer that cut and counted its documents
+    identity: TaskIdentity | None = None  # the task's bytes per word against the baseline's (task_identity.py)
     passed: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.passed = all(v.ok for v in self.verdicts)
 
     def message(self) -> str:
-        """A headline and a table: metric | value | limit | margin | ok."""
+        """A headline, a table (metric | value | limit | margin | ok) and the task's identity."""
         rows = [("metric", "value", "limit", "margin", "ok")]
         rows += [(v.metric, f"{v.value:.4f}", f"{v.op} {v.limit:.4f}", f"{v.margin:+.4f} ({v.margin_pct:+.1f}%)",
                   "yes" if v.ok else "NO") for v in self.verdicts]
@@ -158,38 +186,13 @@ class GateResult:
         table.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
         head = (f"accuracy gate {self.spec.task} ({self.spec.rule.value}): {'PASSED' if self.passed else 'FAILED'} "
                 f"in {self.elapsed_s:.1f} s, lm-eval {self.lm_eval_version}, task {self.task_name}")
-        return "\n".join([head, *table])
+        return "\n".join([head, *table, *([self.identity.line()] if self.identity else [])])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record (spec, values, verdicts, timing, versions, task config)."""
-        d = {k: v for k, v in self.__dict__.items() if k not in ("spec", "verdicts")}
-        return {**d, "spec": self.spec.model_dump(mode="json"), "verdicts": [v.__dict__ for v in self.verdicts]}
-
-
-def builtin_documents(n: int = 8) -> list[str]:
-    """The embedded suite's documents: the Zen of Python, then standard modules' docstrings, read from CPython's
-    sources with ``ast`` (nothing imported or printed). Deterministic for a given Python version."""
-    def _module_ast(name: str) -> ast.Module:
-        if (spec := importlib.util.find_spec(name)) is None or not (spec.origin or "").endswith(".py"):
-            raise AccuracyError(f"the standard module {name!r} has no Python source here")
-        return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-
-    if not 1 <= n <= 1 + len(BUILTIN_MODULES):
-        raise AccuracyError(f"builtin documents: n must be 1..{1 + len(BUILTIN_MODULES)}, got {n}")
-    zen = next(node.value.value for node in _module_ast("this").body
-               if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "s")
-    docs = [codecs.decode(zen, "rot13")]
-    for name in BUILTIN_MODULES[: n - 1]:
-        if not (doc := ast.get_docstring(_module_ast(name), clean=True)):
-            raise AccuracyError(f"the standard module {name!r} has no docstring in this Python")
-        docs.append(doc)
-    return docs
-
-
-def write_jsonl(docs: list[str], path: Path) -> Path:
-    """Write documents as wikitext-style lines ``{"page": text}``."""
-    Path(path).write_text("".join(json.dumps({"page": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    return Path(path)
+        """JSON-ready record (spec, values, verdicts, timing, versions, task config, identity)."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("spec", "verdicts", "identity")}
+        return {**d, "spec": self.spec.model_dump(mode="json"), "verdicts": [v.__dict__ for v in self.verdicts],
+                "identity": dataclasses.asdict(self.identity) if self.identity else None}
 
 
 def render_wikitext_task(data_file: Path, include_dir: Path) -> Path:
@@ -224,15 +227,33 @@ def probe_prompt_logprobs(base_url: str, model: str, api_key: str | None = None,
 
 def hf_dataset_cached(repo_id: str) -> bool:
     """Whether the Hugging Face hub cache or datasets cache holds anything of this dataset."""
-    from datasets import config as ds_config
-    from huggingface_hub import constants
-    dirs = [Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}",
-            Path(ds_config.HF_DATASETS_CACHE) / repo_id.replace("/", "___")]
-    return any(d.is_dir() and any(d.iterdir()) for d in dirs)
+    return is_cached(HubResource(repo_id, "dataset", "README.md", "dataset", "--accuracy-dataset PATH"))
 
 
-def _prepare_task(spec: GateSpec, ds: str | None, tmp: Path, allow_download: bool) -> tuple[str, Path | None, str]:
-    """(lm-eval task name, include dir or None, local data file or "")."""
+def gate_sources(spec: GateSpec, dataset: str | None = None, chunk_tokenizer: str | None = None) -> wikitext_task.Sources:
+    """The bounty task's sources: the options' local copies first, then the table's, then the hub's."""
+    return wikitext_task.Sources.resolve(dataset or spec.dataset, chunk_tokenizer or spec.chunk_tokenizer)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The lm-eval task to run: its name, include folder (None: lm-eval's own), dataset label and sha256."""
+    name: str
+    include: Path | None = None
+    dataset: str | None = None
+    sha256: str | None = None
+    chunk_tokenizer: str | None = None
+
+
+def _prepare_task(spec: GateSpec, ds: str | None, tmp: Path, allow_download: bool,
+                  chunk_tokenizer: str | None = None) -> _Prepared:
+    if spec.task == BOUNTY_S1:
+        sources = gate_sources(spec, ds, chunk_tokenizer)
+        if problems := sources.local_problems():
+            raise AccuracyError("; ".join(problems))
+        include = wikitext_task.render_task(tmp / "tasks", sources).parent
+        sha = wikitext_task.text_sha256(wikitext_task.load_lines(sources.dataset))
+        return _Prepared(spec.task, include, sources.dataset, sha, sources.tokenizer)
     if not ds:
         repo, name = HF_DATASETS.get(spec.task, (None, None))
         if repo and not allow_download and not hf_dataset_cached(repo):
@@ -240,63 +261,88 @@ def _prepare_task(spec: GateSpec, ds: str | None, tmp: Path, allow_download: boo
                     '{"page": text} lines, or "builtin": embedded documents), or ' if spec.task == "wikitext" else "")
             raise AccuracyError(f"task {spec.task!r} needs the dataset {repo} ({name}), which is not in the Hugging "
                                 f"Face cache: {hint}fetch it once online (datasets.load_dataset('{repo}', '{name}'))")
-        return spec.task, None, ""
+        return _Prepared(spec.task)
     if spec.task != "wikitext":
-        raise AccuracyError(f"a local accuracy dataset is supported only for task 'wikitext', not {spec.task!r}")
-    if ds.partition(":")[0] == "builtin":
-        data_file = write_jsonl(builtin_documents(int(ds.partition(":")[2] or 8)), tmp / "builtin.jsonl")
+        raise AccuracyError(f"a local accuracy dataset is supported only for tasks {sorted(LOCAL_DATASET_TASKS)}, "
+                            f"not {spec.task!r}")
+    if (n := parse_builtin(ds)) is not None:
+        data_file = write_jsonl(builtin_documents(n), tmp / "builtin.jsonl")
     elif not (data_file := Path(ds).expanduser()).is_file():
         raise AccuracyError(f"accuracy dataset {ds!r} is not a file: set `dataset` in the stage's accuracy table "
                             "or --accuracy-dataset PATH to a .jsonl of {\"page\": text} lines")
-    return "wikitext_local", render_wikitext_task(data_file, tmp / "tasks").parent, str(data_file)
+    sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
+    label = ds if parse_builtin(ds) is not None else str(data_file)
+    return _Prepared("wikitext_local", render_wikitext_task(data_file, tmp / "tasks").parent, label, sha)
 
 
 def gate_model_args(spec: GateSpec, root: str, served_model: str, tokenizer_path: str | None,
                     num_concurrent: int | None = None) -> dict[str, Any]:
-    """lm-eval's ``--model_args`` for the gate: exactly the bounty runner's, nothing more.
+    """lm-eval's ``--model_args`` for the gate: the bounty runner's, and the defaults of the lm-eval it ran.
 
     The runner passed ``model=$MODEL,base_url=…/v1/completions`` plus the stage's own arguments
     (stage 1: ``num_concurrent=10,max_retries=3``), so lm-eval's ``local-completions`` defaults hold:
     ``max_length`` 2048, ``tokenized_requests`` true, the tokenizer named by ``model``. A suite adds
-    keys only by writing them in its ``model_args``. ``tokenizer`` is passed only when the served
-    model name is not the tokenizer's path or id (a server started with ``--served-model-name``): the
-    runner's ``$MODEL`` named both, so this loads the same tokenizer lm-eval loaded there."""
+    keys only by writing them in its ``model_args``. Where the lm-eval we run has another default than the
+    lm-eval the runner ran for the task, the runner's is passed (:data:`TASK_MODEL_ARGS`). ``tokenizer`` is
+    passed only when the served model name is not the tokenizer's path or id (a server started with
+    ``--served-model-name``): the runner's ``$MODEL`` named both, so this loads the same tokenizer."""
     args: dict[str, Any] = {"model": served_model, "base_url": f"{root}/v1/completions"}
     if tokenizer_path and str(tokenizer_path) != served_model:
         args["tokenizer"] = str(tokenizer_path)
+    args.update(TASK_MODEL_ARGS.get(spec.task, {}))
     args.update(spec.model_args)
     if num_concurrent:
         args["num_concurrent"] = num_concurrent
     return args
 
 
+def task_identity(spec: GateSpec, task: Any) -> TaskIdentity | None:
+    """Bytes per word of an lm-eval task's own documents (its ``process_results`` counts, from a dummy
+    loglikelihood) against the spec's baselines; raises :class:`AccuracyError` when they differ."""
+    if spec.rule is not Rule.MAX_RATIO or task.get_config("output_type") != "loglikelihood_rolling":
+        return None
+    words = nbytes = docs = 0
+    for doc in task.eval_docs:
+        items = task.process_results(doc, [0.0])
+        if "word_perplexity" not in items or "bits_per_byte" not in items:
+            return None
+        words, nbytes, docs = words + items["word_perplexity"][1], nbytes + items["bits_per_byte"][1], docs + 1
+    return check_identity(spec.task, words, nbytes, docs, spec.baselines)
+
+
 def run_gate(spec: GateSpec, base_url: str, served_model: str, tokenizer_path: str | None,
-             num_concurrent: int | None = None, *, dataset: str | None = None, api_key: str | None = None,
-             allow_download: bool = False, check_logprobs: bool = True, work_dir: Path | None = None) -> GateResult:
+             num_concurrent: int | None = None, *, dataset: str | None = None, chunk_tokenizer: str | None = None,
+             api_key: str | None = None, allow_download: bool = False, check_logprobs: bool = True,
+             work_dir: Path | None = None) -> GateResult:
     """Run the gate's lm-eval task against the server at ``base_url`` (``http://host:port``) and judge it.
 
-    lm-eval gets :func:`gate_model_args` (the runner's arguments; ``num_concurrent``/``dataset``
-    override the spec's). Raises :class:`AccuracyError` when the gate cannot run (dataset, logprobs, metric)."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
-    root, ds = api.root(base_url), dataset or spec.dataset
+    lm-eval gets :func:`gate_model_args` (the runner's arguments; ``num_concurrent``/``dataset``/
+    ``chunk_tokenizer`` override the spec's). Raises :class:`AccuracyError` when the gate cannot run (dataset,
+    tokenizer, logprobs, metric) or its task is not the baseline's (bytes per word, :func:`task_identity`)."""
+    lm_eval = import_extra("lm_eval", "eval", "the accuracy gate")
+    tasks = import_extra("lm_eval.tasks", "eval", "the accuracy gate")
+    root = api.root(base_url)
     with tempfile.TemporaryDirectory(prefix="imx-acc-", dir=work_dir) as tmp:
-        task_name, include, data_file = _prepare_task(spec, ds, Path(tmp), allow_download)
+        t0 = time.perf_counter()
+        prep = _prepare_task(spec, dataset or spec.dataset, Path(tmp), allow_download, chunk_tokenizer)
+        manager = tasks.TaskManager(include_path=str(prep.include) if prep.include else None,
+                                    include_defaults=prep.include is None)
+        task = manager.load([prep.name])["tasks"][prep.name]  # builds its documents (the bounty task: chunks)
+        identity = task_identity(spec, task)  # before any request: a task that is not the baseline's is refused
         if check_logprobs and spec.task in LOGPROB_TASKS and (e := probe_prompt_logprobs(root, served_model, api_key)):
             raise AccuracyError(e)
         model_args = gate_model_args(spec, root, served_model, tokenizer_path, num_concurrent)
-        t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(
             model="local-completions", model_args={**model_args, **({"header": api.auth_headers(api_key)} if api_key else {})},
-            tasks=[task_name], num_fewshot=spec.num_fewshot, limit=spec.limit, log_samples=False, bootstrap_iters=0,
-            task_manager=TaskManager(include_path=str(include) if include else None, include_defaults=include is None))
-        elapsed = time.perf_counter() - t0  # lm-eval's whole run: task build, requests, metrics
-        if not out or task_name not in out.get("results", {}):
-            raise AccuracyError(f"lm-eval returned no results for task {task_name!r}")
-        values = {k.removesuffix(",none"): float(v) for k, v in out["results"][task_name].items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "sample_len"}
-        config = json.loads(json.dumps(out.get("configs", {}).get(task_name, {}), default=str))
-        sha = hashlib.sha256(Path(data_file).read_bytes()).hexdigest() if data_file else None
-    return GateResult(spec=spec, task_name=task_name, values=values, verdicts=judge(spec, values), elapsed_s=elapsed,
+            tasks=[task], num_fewshot=spec.num_fewshot, limit=spec.limit, log_samples=False, bootstrap_iters=0,
+            task_manager=manager)
+        elapsed = time.perf_counter() - t0  # the whole gate: documents, identity, probe, requests, metrics
+    if not out or prep.name not in out.get("results", {}):
+        raise AccuracyError(f"lm-eval returned no results for task {prep.name!r}")
+    values = {k.removesuffix(",none"): float(v) for k, v in out["results"][prep.name].items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "sample_len"}
+    config = json.loads(json.dumps(out.get("configs", {}).get(prep.name, {}), default=str))
+    return GateResult(spec=spec, task_name=prep.name, values=values, verdicts=judge(spec, values), elapsed_s=elapsed,
                       lm_eval_version=lm_eval.__version__, task_config=config, model_args=model_args,
-                      dataset=ds if data_file.startswith(tmp) else data_file or None, dataset_sha256=sha)
+                      dataset=prep.dataset, dataset_sha256=prep.sha256, chunk_tokenizer=prep.chunk_tokenizer,
+                      identity=identity)

@@ -27,6 +27,7 @@ from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finis
 from pytest_inferencemax.results.summary import Interruption, summary_lines, write_summary
 
 FINISHED = pytest.StashKey[FinishedRun]()
+ITEMS_ORDERED = pytest.StashKey[bool]()  # pytest_collection_modifyitems finished (no usage error)
 INTERRUPTION = pytest.StashKey[Interruption | None]()
 _PREVIOUS_HANDLERS: dict[pytest.Config, dict[signal.Signals, Any]] = {}  # restored at pytest_unconfigure
 # configuration errors found while collecting, per pytest config: refused together as a usage error
@@ -110,6 +111,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if bench is not None:
         bench.planned = [p.id for item in session.items
                          if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
+        # (pytest calls this hook even when collection failed: then its usage error stands alone)
+        if session.config.stash.get(ITEMS_ORDERED, False) and not session.config.option.collectonly:
+            _check_gate_access(bench, session.items)
+
+
+def _check_gate_access(bench: BenchSession, items: list[pytest.Item]) -> None:
+    """The gates of the selected tests' stages can have what they take from the Hugging Face hub (a gated
+    tokenizer, a dataset) before any server starts; else a usage error (exit code 4) says what is missing."""
+    checked: set[tuple[Path, str]] = set()
+    try:
+        for item in items:
+            point, suite = point_of(item), bench.suite_of(item.path)
+            if not isinstance(point, Point) or suite is None or (suite.path, point.stage) in checked:
+                continue
+            checked.add((suite.path, point.stage))
+            bench.check_gate_access(suite, point)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _session(config: pytest.Config) -> BenchSession:
@@ -154,6 +173,7 @@ def _gate_tail(point: Point, n: int) -> str:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep points that share a server configuration together, so it restarts only when it must."""
+    config.stash[ITEMS_ORDERED] = False
     if errors := CONFIG_ERRORS.pop(config, None):
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
     bench = _session(config)
@@ -177,6 +197,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.sort(key=order)  # stable: file order within a group
     except ConfigError as exc:  # a recipe that cannot be rendered
         raise pytest.UsageError(str(exc)) from None
+    config.stash[ITEMS_ORDERED] = True
 
 
 def _check_ports(bench: BenchSession, config: pytest.Config) -> None:

@@ -119,6 +119,12 @@ OPTIONS: tuple[Option, ...] = (
            "and such results cannot be submitted)", flag=True),
     Option("accuracy-dataset", "local .jsonl ({\"page\": text} per line) for a wikitext gate, for machines "
            "without the Hugging Face dataset cache", str, ini=True, metavar="PATH"),
+    Option("accuracy-wikitext", "local copy of wikitext-2-raw-v1's test split for the stage-1 gate task "
+           "wikitext_tokens (a .parquet, .jsonl or .txt file, or a folder; or builtin), instead of the Hugging Face "
+           "hub's", str, ini=True, metavar="PATH"),
+    Option("accuracy-chunk-tokenizer", "local copy (a folder) or hub id of the tokenizer that cuts and counts the "
+           "stage-1 gate task's documents, instead of meta-llama/Llama-2-7b-hf (gated on the hub)", str, ini=True,
+           metavar="PATH"),
     Option("compare-to", "a saved run folder (results/<run-id>): compare each point's tput/GPU, median E2E and "
            "interactivity with it, knowing which direction is better", str, metavar="RUN"),
     Option("compare-tolerance", "relative change that counts as a regression or improvement, e.g. 5 or 5%",
@@ -224,6 +230,8 @@ class Settings:
     submit_force: bool
     leaderboard_url: str | None
     accuracy_dataset: str | None
+    accuracy_wikitext: str | None
+    accuracy_chunk_tokenizer: str | None
     api_key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -257,7 +265,8 @@ class Settings:
             fail_on_stream_errors=get(config, "fail-on-stream-errors"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
-            accuracy_dataset=get(config, "accuracy-dataset"), compare_to=get(config, "compare-to"),
+            accuracy_dataset=get(config, "accuracy-dataset"), accuracy_wikitext=get(config, "accuracy-wikitext"),
+            accuracy_chunk_tokenizer=get(config, "accuracy-chunk-tokenizer"), compare_to=get(config, "compare-to"),
             compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"),
             submit_team=get(config, "submit-team"), submit_dry_run=get(config, "submit-dry-run"),
             submit_unqualified=get(config, "submit-unqualified"), submit_force=get(config, "submit-force"),

@@ -54,7 +54,7 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
             server = f"recipe {key}"
         if GATE_ARG in item.callspec.params:
             spec = bench.gate_spec(suite, point)
-            what = (f"accuracy gate {spec.task} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
+            what = (f"accuracy gate {spec.label()} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
             if bench.settings.skip_accuracy:
                 what += ", skipped (--skip-accuracy)"
             lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")

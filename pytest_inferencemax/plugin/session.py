@@ -14,7 +14,7 @@ import pytest
 
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_baseline, load_baseline
 from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
-from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult, GateSpec, run_gate
+from pytest_inferencemax.measure.accuracy import GateResult, GateSpec
 from pytest_inferencemax.measure.runner import PointAborted, RunSettings
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
@@ -22,11 +22,12 @@ from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
 from pytest_inferencemax.plan.recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
 from pytest_inferencemax.plan.variants import Variant, VariantSet
+from pytest_inferencemax.plugin.gates import AccuracyGates
 from pytest_inferencemax.plugin.options import Settings
 from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.plugin.variant_files import find_variants
 from pytest_inferencemax.progress import Progress
-from pytest_inferencemax.results.build import PointOutcome, accuracy_fields, record_point
+from pytest_inferencemax.results.build import PointOutcome, record_point
 from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
@@ -37,7 +38,7 @@ from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, ch
 
 
 @dataclass
-class BenchSession:
+class BenchSession(AccuracyGates):
     settings: Settings
     progress: Progress
     rootdir: Path
@@ -125,7 +126,7 @@ class BenchSession:
             parse_rule(stage.verdict or None, where=f"{suite.path} [stages.{name}.verdict]")
             if stage.accuracy:
                 GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{name}.accuracy]",
-                                    base_dir=suite.directory)
+                                    base_dir=suite.directory, variables=self._suite_variables(suite))
             if stage.baseline and stage.baseline not in self._baselines:
                 self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
 
@@ -210,55 +211,6 @@ class BenchSession:
                 path = self.settings.results_dir / path  # a bare run id
             self._compared = load_run(path)
         return self._compared
-
-    # -- accuracy gate -------------------------------------------------------------------------
-    def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
-        _, stage = suite.stage(point.stage)
-        if not stage.accuracy:
-            return None
-        return GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{point.stage}.accuracy]",
-                                   base_dir=suite.directory)
-
-    def gate(self, suite: Suite, point: Point) -> GateResult | None:
-        """The accuracy gate of the server this point runs on: run once per server instance.
-
-        ``None`` when the stage has no gate or --skip-accuracy is given. Raises
-        :class:`AccuracyError` when the gate cannot run (then for every point of that server).
-        """
-        spec = self.gate_spec(suite, point)
-        if spec is None or self.settings.skip_accuracy:
-            return None
-        server = self.server(suite, point)
-        key = id(server)
-        if key not in self._gates:
-            self.progress.line(f"inferencemax: accuracy gate ({spec.task}, {spec.rule.value}) on {server.base_url}")
-            try:
-                result: GateResult | str = run_gate(
-                    spec, server.base_url, server.model, self.tokenizer_id(suite),
-                    dataset=self.settings.accuracy_dataset if spec.task == "wikitext" else None,
-                    api_key=self.settings.api_key)
-            except AccuracyError as exc:
-                result = str(exc)
-            self._gates[key] = result
-            if self.manifest is not None:
-                entry = result.to_dict() if isinstance(result, GateResult) else {"error": result}
-                self.manifest.extra.setdefault("accuracy_gates", []).append(
-                    {"server": server.base_url, "pid": server.pid, **entry})
-            if isinstance(result, GateResult):
-                self.progress.line(result.message())
-        result = self._gates[key]
-        if isinstance(result, str):
-            raise AccuracyError(result)
-        return result
-
-    def add_accuracy(self, suite: Suite, point: Point, record: PointRecord) -> None:
-        """The record's accuracy fields; call after the point's gate passed (or was skipped)."""
-        if self.settings.skip_accuracy:
-            gate, why = None, "--skip-accuracy: run without the accuracy gate (development only)"
-        else:
-            gate = self.gate(suite, point)
-            why = None if gate else "this stage defines no accuracy gate"
-        record.accuracy, record.accuracy_validation = accuracy_fields(gate, why)
 
     # -- resources ----------------------------------------------------------------------------
     def prepare_model(self, suite: Suite) -> None:

@@ -82,6 +82,9 @@ def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
         if status in ("PASSED", "FAILED"):
             values = ", ".join(f"{k} {v:.4g}" for k, v in (rec.accuracy or {}).items() if isinstance(v, float))
             text = f"gate {val.task or '?'} {status}" + (f": {values}" if values else "")
+            if val.task_bytes_per_word is not None and val.baseline_bytes_per_word is not None:
+                text += (f"; task identity: {val.task_bytes_per_word:.4f} bytes per word "
+                         f"(baseline's {val.baseline_bytes_per_word:.4f})")
         else:
             text = f"{status}" + (f" ({val.reason})" if val and val.reason else "")
         by_text.setdefault(text, []).append(str(rec.ours.conc))

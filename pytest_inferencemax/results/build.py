@@ -103,8 +103,11 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] 
         "status": "PASSED" if gate.passed else "FAILED", "task": spec.task, "rule": spec.rule.value,
         "limits": {v.metric: {"op": v.op, "limit": v.limit, "margin": v.margin} for v in gate.verdicts},
         "lm_eval_version": gate.lm_eval_version, "dataset": gate.dataset, "dataset_sha256": gate.dataset_sha256,
-        "provenance": spec.provenance,
+        "chunk_tokenizer": getattr(gate, "chunk_tokenizer", None), "provenance": spec.provenance,
     }
+    if (identity := getattr(gate, "identity", None)) is not None:  # measure/task_identity.py
+        validation.update(task_bytes_per_word=identity.task_bytes_per_word,
+                          baseline_bytes_per_word=identity.baseline_bytes_per_word)
     if spec.rule.value == "max_ratio":
         accuracy = {v.metric: v.value for v in gate.verdicts}
         validation.update(baselines=dict(spec.baselines), threshold_multiplier=spec.threshold_multiplier)

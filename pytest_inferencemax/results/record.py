@@ -188,6 +188,9 @@ class AccuracyValidation(_Part):
     lm_eval_version: Optional[str] = None
     dataset: Optional[str] = None
     dataset_sha256: Optional[str] = None
+    chunk_tokenizer: Optional[str] = None  # the bounty's stage-1 task: the tokenizer that cut and counted it
+    task_bytes_per_word: Optional[Number] = None  # the task identity: its documents' bytes / words ...
+    baseline_bytes_per_word: Optional[Number] = None  # ... and log2(word_perplexity) / bits_per_byte of the baseline
     provenance: Optional[str] = None
     baselines: Optional[dict[str, Any]] = None
     threshold_multiplier: Optional[Number] = None

@@ -51,8 +51,10 @@ def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_se
     run = _run(pytester, vllm_server.base_url, tmp_path, "pass")
     run.assert_outcomes(passed=3)
     out = run.stdout.str()
-    assert out.count("inferencemax: accuracy gate (wikitext") == 1  # one server, one gate, two points
-    assert re.search(r"accuracy gate wikitext \(max_ratio\): PASSED", out)
+    assert out.count("inferencemax: accuracy gate (wikitext_tokens") == 1  # one server, one gate, two points
+    assert re.search(r"accuracy gate wikitext_tokens \(max_ratio\): PASSED", out)
+    assert re.search(r"task identity: 4\.1016 bytes per word over 4 documents \(28391 bytes / 6922 words\), "
+                     r"baseline 4\.1015", out)  # builtin:8 on Python 3.11, in SmolLM2 tokens
     for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
         assert re.search(rf"\| {metric}\s+\| [0-9.]+\s+\| <= [0-9.]+\s+\| \+[0-9.]+", out), metric
     for conc in (1, 2):
@@ -61,22 +63,26 @@ def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_se
         val = rec["accuracy_validation"]
         assert val["status"] == "PASSED" and val["threshold_multiplier"] == gate["threshold_multiplier"]
         assert val["baselines"] == gate["baselines"]
+        assert val["task"] == "wikitext_tokens" and val["chunk_tokenizer"].endswith("SmolLM2-135M-Instruct")
+        assert val["task_bytes_per_word"] == 28391 / 6922
+        assert abs(val["baseline_bytes_per_word"] / val["task_bytes_per_word"] - 1) < 0.001
         for metric, base in gate["baselines"].items():
             limit = val["limits"][metric]
             assert limit["limit"] == base * gate["threshold_multiplier"] >= rec["accuracy"][metric]
     manifest = json.loads((tmp_path / "pass" / "manifest.json").read_text())
     assert len(manifest["accuracy_gates"]) == 1 and manifest["accuracy_gates"][0]["passed"] is True
+    assert manifest["accuracy_gates"][0]["identity"]["documents"] == 4
 
 
 def test_tightened_gate_fails_and_points_are_not_run(pytester, vllm_server, tmp_path):
     gate = _embedded_gate()
-    gate["baselines"] = {k: v * 0.5 for k, v in gate["baselines"].items()}
+    gate["threshold_multiplier"] = 0.5  # the baselines stay: the task is still theirs (identity), the limits fall
     _suite(pytester, gate)
     run = _run(pytester, vllm_server.base_url, tmp_path, "tight")
     run.assert_outcomes(failed=1, skipped=2)
     out = run.stdout.str()
-    assert "accuracy gate wikitext (max_ratio): FAILED" in out and "| NO" in out
-    assert "not run: accuracy gate wikitext (max_ratio): FAILED" in out
+    assert "accuracy gate wikitext_tokens (max_ratio): FAILED" in out and "| NO" in out
+    assert "not run: accuracy gate wikitext_tokens (max_ratio): FAILED" in out
     assert not list((tmp_path / "tight").glob("mini-16-4-c*.json"))  # no point ran
     failures = json.loads((tmp_path / "tight" / "summary.json").read_text())["failures"]
     assert sorted(f["point"] for f in failures) == ["mini-16-4-c1", "mini-16-4-c2", "mini-accuracy"]
@@ -103,30 +109,34 @@ def test_skip_accuracy_is_marked_in_every_result(pytester, vllm_server, tmp_path
     assert "--skip-accuracy" in rec["accuracy_validation"]["reason"]
 
 
-def test_gate_equals_the_stage1_lm_eval_command_line_to_the_last_digit(pytester, vllm_server, tmp_path):
-    """The plugin's gate and the bounty runner's own command line, on the same server and documents."""
+def test_gate_equals_the_lm_eval_command_line_with_the_packages_task_to_the_last_digit(pytester, vllm_server,
+                                                                                     tmp_path):
+    """The plugin's gate and lm-eval's own command line running the package's task folder (--include_path), on
+    the same server: the bounty's stage-1 task (wikitext_tokens) with the embedded suite's sources."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    from pytest_inferencemax.measure.accuracy import builtin_documents, render_wikitext_task, write_jsonl
+    from pytest_inferencemax.measure.wikitext_task import Sources, render_task
 
     gate = _embedded_gate()
-    assert gate["model_args"] == {"num_concurrent": 10, "max_retries": 3}  # stage 1's, nothing more
+    assert gate["task"] == "wikitext_tokens" and gate["model_args"] == {"num_concurrent": 10, "max_retries": 3}
     _suite(pytester, gate)
     _run(pytester, vllm_server.base_url, tmp_path, "cli").assert_outcomes(passed=3)
-    ours = json.loads((tmp_path / "cli" / "manifest.json").read_text())["accuracy_gates"][0]["values"]
+    ours = json.loads((tmp_path / "cli" / "manifest.json").read_text())["accuracy_gates"][0]
+    assert ours["model_args"]["tokenizer_backend"] == "huggingface"
 
-    data = write_jsonl(builtin_documents(8), tmp_path / "builtin.jsonl")  # what dataset = "builtin" builds
-    tasks = render_wikitext_task(data, tmp_path / "tasks").parent
     model = str(MODELS_DIR / "SmolLM2-135M-Instruct")  # the server also serves under its path: $MODEL
+    tasks = render_task(tmp_path / "tasks", Sources.resolve(gate["dataset"], model)).parent  # what the plugin ran
     cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "local-completions", "--model_args",
-           f"model={model},base_url={vllm_server.base_url}/v1/completions,num_concurrent=10,max_retries=3",
-           "--tasks", "wikitext_local", "--include_path", str(tasks), "--output_path", str(tmp_path / "cli-out")]
+           f"model={model},base_url={vllm_server.base_url}/v1/completions,num_concurrent=10,max_retries=3,"
+           "tokenizer_backend=huggingface", "--tasks", "wikitext_tokens", "--include_path", str(tasks),
+           "--output_path", str(tmp_path / "cli-out")]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr[-3000:]
     (result_file,) = (tmp_path / "cli-out").rglob("results_*.json")
-    theirs = json.loads(result_file.read_text())["results"]["wikitext_local"]
+    theirs = json.loads(result_file.read_text())
+    assert theirs["configs"]["wikitext_tokens"]["dataset_kwargs"] == ours["task_config"]["dataset_kwargs"]
     for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
-        assert ours[metric] == theirs[f"{metric},none"], metric  # equal floats, every digit
+        assert ours["values"][metric] == theirs["results"]["wikitext_tokens"][f"{metric},none"], metric  # every digit

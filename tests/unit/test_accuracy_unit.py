@@ -51,7 +51,9 @@ def test_suite_files_accuracy_tables_parse(suite):
     stages = tomllib.loads((REPO / "suites" / suite / "suite.toml").read_text())["stages"]
     s1 = GateSpec.from_table(stages["s1"]["accuracy"])
     s2 = GateSpec.from_table(stages["s2"]["accuracy"])
-    assert (s1.task, s1.rule, s1.threshold_multiplier) == ("wikitext", Rule.MAX_RATIO, 1.03)
+    # the bounty's own stage-1 task (baberabb/lm-evaluation-harness@wikitext-tokens), chunked by Llama-2-7b
+    assert (s1.task, s1.rule, s1.threshold_multiplier) == ("wikitext_tokens", Rule.MAX_RATIO, 1.03)
+    assert s1.chunk_tokenizer == "meta-llama/Llama-2-7b-hf" and s1.dataset is None  # the hub's wikitext-2-raw-v1
     assert set(s1.baselines) == {"bits_per_byte", "byte_perplexity", "word_perplexity"}
     assert s1.model_args == {"num_concurrent": 10, "max_retries": 3}
     assert (s2.task, s2.rule, s2.num_fewshot, s2.metric) == ("gsm8k", Rule.MIN_SCORE, 3, "exact_match,flexible-extract")
@@ -75,7 +77,7 @@ def test_new_toml_schema_parses():
     ({k: v for k, v in GSM8K.items() if k != "minimum"}, "'min_score' needs minimum"),
     ({**GSM8K, "task": "mmlu"}, "needs minimum, and metric"),
     ({**GSM8K, "threshold_multiplier": 1.03}, "'min_score' takes no baselines"),
-    ({**GSM8K, "dataset": "x.jsonl"}, "supported only for task 'wikitext'"),
+    ({**GSM8K, "dataset": "x.jsonl"}, "supported only for tasks ['wikitext', 'wikitext_tokens']"),
     ({**WIKITEXT, "model_args": {"base_url": "http://x"}}, "model_args may not set ['base_url']"),
     ({**WIKITEXT, "num_fewshot": -1}, "num_fewshot"),
     ({"rule": "max_ratio"}, "task: Field required"),
@@ -201,21 +203,21 @@ def test_utils_reuses_lm_evals_functions():
 
 def test_prepare_task_local_and_missing(tmp_path, monkeypatch):
     spec = GateSpec.from_table(WIKITEXT)
-    name, include, data = accuracy._prepare_task(spec, "builtin:2", tmp_path, allow_download=False)
-    assert name == "wikitext_local" and (include / "wikitext_local.yaml").is_file()
-    assert len(Path(data).read_text().splitlines()) == 2
+    prep = accuracy._prepare_task(spec, "builtin:2", tmp_path, allow_download=False)
+    assert prep.name == "wikitext_local" and (prep.include / "wikitext_local.yaml").is_file()
+    assert prep.dataset == "builtin:2" and len((tmp_path / "builtin.jsonl").read_text().splitlines()) == 2
     with pytest.raises(AccuracyError, match="is not a file"):
         accuracy._prepare_task(spec, str(tmp_path / "nope.jsonl"), tmp_path, allow_download=False)
-    with pytest.raises(AccuracyError, match="only for task 'wikitext'"):
+    with pytest.raises(AccuracyError, match="only for tasks"):
         accuracy._prepare_task(GateSpec.from_table(GSM8K), "builtin", tmp_path, allow_download=False)
     monkeypatch.setattr(accuracy, "hf_dataset_cached", lambda repo: False)
     with pytest.raises(AccuracyError) as e:
         accuracy._prepare_task(spec, None, tmp_path, allow_download=False)
     assert "--accuracy-dataset PATH" in str(e.value) and "`dataset`" in str(e.value)
     assert "EleutherAI/wikitext_document_level" in str(e.value)
-    assert accuracy._prepare_task(spec, None, tmp_path, allow_download=True) == ("wikitext", None, "")
+    assert accuracy._prepare_task(spec, None, tmp_path, allow_download=True) == accuracy._Prepared("wikitext")
     monkeypatch.setattr(accuracy, "hf_dataset_cached", lambda repo: True)
-    assert accuracy._prepare_task(GateSpec.from_table(GSM8K), None, tmp_path, False) == ("gsm8k", None, "")
+    assert accuracy._prepare_task(GateSpec.from_table(GSM8K), None, tmp_path, False) == accuracy._Prepared("gsm8k")
 
 
 # -- probes against an in-process server --------------------------------------------------------------
@@ -237,10 +239,19 @@ def test_probe_unreachable():
 
 
 def test_run_gate_stops_before_lm_eval_without_logprobs(tmp_path):
-    spec = GateSpec.from_table({**WIKITEXT, "dataset": "builtin:2"})
+    spec = GateSpec.from_table({**WIKITEXT, "baselines": {"bits_per_byte": 5.0}, "dataset": "builtin:2"})
     with FaultyServer("ok") as server, pytest.raises(AccuracyError, match="does not return prompt logprobs"):
         run_gate(spec, server.base_url, "faulty", "unused-tokenizer", work_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the temporary task folder is gone
+
+
+def test_run_gate_refuses_stock_wikitext_against_the_bounty_baseline_before_any_request(tmp_path):
+    """Stock-style wikitext counts whitespace words: its bytes per word are not the bounty baseline's 3.794."""
+    spec = GateSpec.from_table({**WIKITEXT, "dataset": "builtin:2"})
+    with FaultyServer("logprobs") as server, pytest.raises(AccuracyError) as err:
+        run_gate(spec, server.base_url, "faulty", "unused-tokenizer", work_dir=tmp_path)
+    assert "is not the task the baseline was measured with" in str(err.value) and "3.7939" in str(err.value)
+    assert server.peers == []  # refused before the probe and lm-eval's requests
 
 
 def test_run_gate_end_to_end_on_made_up_logprobs(smollm2_model, tmp_path):
@@ -277,3 +288,22 @@ def test_gate_passes_exactly_the_runners_model_args():
                               "model_args": {"num_concurrent": 65, "max_retries": 1, "tokenized_requests": False}})
     assert accuracy.gate_model_args(s2, "http://h:1", "m", "m")["tokenized_requests"] is False
     assert accuracy.gate_model_args(s1, "http://h:1", "m", "m", num_concurrent=2)["num_concurrent"] == 2
+
+
+def test_the_bounty_task_gets_the_branchs_tokenizer_backend():
+    """lm-eval 0.4.13's local-completions defaults to tokenizer_backend "auto" (it may tokenize on the server);
+    the branch's defaulted to "huggingface": the one default of the runner's lm-eval that differs, passed."""
+    s1 = GateSpec.from_table({**WIKITEXT, "task": "wikitext_tokens", "model_args": {"num_concurrent": 10,
+                                                                                   "max_retries": 3}})
+    assert accuracy.gate_model_args(s1, "http://h:8888", "openai/gpt-oss-120b", "openai/gpt-oss-120b") == {
+        "model": "openai/gpt-oss-120b", "base_url": "http://h:8888/v1/completions",
+        "tokenizer_backend": "huggingface", "num_concurrent": 10, "max_retries": 3}
+    import inspect
+
+    from lm_eval.models.api_models import TemplateAPI
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+    assert inspect.signature(LocalCompletionsAPI.__init__).parameters["tokenizer_backend"].default == "auto"
+    branch = {"max_length": 2048, "add_bos_token": False, "tokenized_requests": True, "seed": 1234, "batch_size": 1,
+              "max_retries": 3, "custom_prefix_token_id": None, "truncate": False}  # the same in both (docs/accuracy.md)
+    params = inspect.signature(TemplateAPI.__init__).parameters
+    assert {k: params[k].default for k in branch} == branch

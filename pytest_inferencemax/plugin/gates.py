@@ -1,0 +1,100 @@
+"""The accuracy gates of a session (a part of :class:`~pytest_inferencemax.plugin.session.BenchSession`):
+each stage's gate spec, the check before any server starts that its task's inputs can be had, one gate run
+per server instance, and a point's accuracy fields."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pytest_inferencemax.measure.accuracy import BOUNTY_S1, AccuracyError, GateResult, GateSpec, gate_sources, run_gate
+from pytest_inferencemax.measure.hub_access import hub_problem
+from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.suite import Suite
+from pytest_inferencemax.results.build import accuracy_fields
+from pytest_inferencemax.results.record import PointRecord
+
+if TYPE_CHECKING:
+    from pytest_inferencemax.plugin.options import Settings
+    from pytest_inferencemax.progress import Progress
+    from pytest_inferencemax.results.manifest import Manifest
+
+
+class AccuracyGates:
+    """Methods of the session about accuracy gates; the session holds the state (``_gates``, settings, ...)."""
+
+    settings: Settings
+    progress: Progress
+    manifest: Manifest | None
+    _gates: dict[int, GateResult | str]
+    server: Callable[[Suite, Point], Any]  # the session's methods
+    tokenizer_id: Callable[[Suite], str]
+
+    def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
+        _, stage = suite.stage(point.stage)
+        if not stage.accuracy:
+            return None
+        return GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{point.stage}.accuracy]",
+                                   base_dir=suite.directory, variables=self._suite_variables(suite))
+
+    def _suite_variables(self, suite: Suite) -> dict[str, str]:
+        """What ``${...}`` may name in a suite's accuracy table (as in its ``model``)."""
+        return {"models_dir": str(self.settings.models_dir), "suite_dir": str(suite.directory)}
+
+    def _gate_inputs(self, spec: GateSpec) -> dict[str, str | None]:
+        """The options' local copies that replace the table's dataset / chunk tokenizer, by task."""
+        if spec.task == BOUNTY_S1:
+            return {"dataset": self.settings.accuracy_wikitext, "chunk_tokenizer": self.settings.accuracy_chunk_tokenizer}
+        return {"dataset": self.settings.accuracy_dataset if spec.task == "wikitext" else None}
+
+    def check_gate_access(self, suite: Suite, point: Point) -> None:
+        """Before any server starts: what the bounty task of ``point``'s gate takes from the Hugging Face hub
+        (the gated Llama-2 tokenizer, the dataset) is cached or reachable with this machine's token, and the
+        local copies named exist. Raises :class:`AccuracyError` (a usage error) saying what is missing."""
+        spec = self.gate_spec(suite, point)
+        if spec is None or self.settings.skip_accuracy or spec.task != BOUNTY_S1:
+            return
+        sources = gate_sources(spec, **self._gate_inputs(spec))
+        problems = sources.local_problems() + [p for res in sources.hub_resources() if (p := hub_problem(res))]
+        if problems:
+            raise AccuracyError(f"{suite.path} [stages.{point.stage}.accuracy] ({spec.label()}): "
+                                + "; ".join(problems))
+
+    def gate(self, suite: Suite, point: Point) -> GateResult | None:
+        """The accuracy gate of the server this point runs on: run once per server instance.
+
+        ``None`` when the stage has no gate or --skip-accuracy is given. Raises
+        :class:`AccuracyError` when the gate cannot run (then for every point of that server).
+        """
+        spec = self.gate_spec(suite, point)
+        if spec is None or self.settings.skip_accuracy:
+            return None
+        server = self.server(suite, point)
+        key = id(server)
+        if key not in self._gates:
+            self.progress.line(f"inferencemax: accuracy gate ({spec.task}, {spec.rule.value}) on {server.base_url}")
+            try:
+                result: GateResult | str = run_gate(
+                    spec, server.base_url, server.model, self.tokenizer_id(suite), **self._gate_inputs(spec),
+                    api_key=self.settings.api_key)
+            except AccuracyError as exc:
+                result = str(exc)
+            self._gates[key] = result
+            if self.manifest is not None:
+                entry = result.to_dict() if isinstance(result, GateResult) else {"error": result}
+                self.manifest.extra.setdefault("accuracy_gates", []).append(
+                    {"server": server.base_url, "pid": server.pid, **entry})
+            if isinstance(result, GateResult):
+                self.progress.line(result.message())
+        result = self._gates[key]
+        if isinstance(result, str):
+            raise AccuracyError(result)
+        return result
+
+    def add_accuracy(self, suite: Suite, point: Point, record: PointRecord) -> None:
+        """The record's accuracy fields; call after the point's gate passed (or was skipped)."""
+        if self.settings.skip_accuracy:
+            gate, why = None, "--skip-accuracy: run without the accuracy gate (development only)"
+        else:
+            gate = self.gate(suite, point)
+            why = None if gate else "this stage defines no accuracy gate"
+        record.accuracy, record.accuracy_validation = accuracy_fields(gate, why)
