@@ -279,3 +279,29 @@ def test_a_missing_tokenizer_is_a_usage_error_before_any_server(pytester, monkey
         "mini", "--models-dir", str(MODELS_DIR), "-p", "no:cacheprovider", "--skip-accuracy", "--server-url",
         f"http://127.0.0.1:{free_port()}", "--server-ready-timeout", "0.5", "--results-dir", str(pytester.path))
     assert skipped.ret == pytest.ExitCode.TESTS_FAILED and "chunk tokenizer" not in skipped.stdout.str()
+
+
+# -- the identity in the record and the report ---------------------------------------------------------------------
+def test_identity_lands_in_the_record_and_report_md():
+    from record_factory import point_record
+
+    from pytest_inferencemax.measure.accuracy import GateResult, judge
+    from pytest_inferencemax.publish.report import _accuracy_lines
+    from pytest_inferencemax.results.build import accuracy_fields
+    from pytest_inferencemax.results.record import PointRecord
+
+    spec = GateSpec.from_table({**S1_TABLE, "chunk_tokenizer": "/m/llama2"})
+    values = {"bits_per_byte": 2.05, "byte_perplexity": 4.15, "word_perplexity": 220.0}
+    identity = check_identity(spec.task, 1_000_000, 3_794_000, 140, spec.baselines)
+    gate = GateResult(spec=spec, task_name=spec.task, values=values, verdicts=judge(spec, values), elapsed_s=1.0,
+                      lm_eval_version="0.4.13", task_config={}, model_args={}, dataset="hub", dataset_sha256="ab",
+                      chunk_tokenizer="/m/llama2", identity=identity)
+    assert gate.message().splitlines()[-1].startswith("task identity: 3.7940 bytes per word over 140 documents")
+    assert json.loads(json.dumps(gate.to_dict()))["identity"]["baseline_bytes_per_word"] == identity.baseline_bytes_per_word
+    accuracy, validation = accuracy_fields(gate, None)
+    assert validation.task_bytes_per_word == 3.794 and validation.chunk_tokenizer == "/m/llama2"
+    rec = PointRecord.from_json(point_record(accuracy=accuracy, accuracy_validation=validation).to_json())
+    assert rec.accuracy_validation.baseline_bytes_per_word == identity.baseline_bytes_per_word  # a round trip
+    (line,) = _accuracy_lines([rec])
+    assert "gate wikitext_tokens PASSED" in line
+    assert f"task identity: 3.7940 bytes per word (baseline's {identity.baseline_bytes_per_word:.4f})" in line
