@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_inferencemax.plan.suite import Suite, SuiteError
+from pytest_inferencemax.plan.suite import ClientVersion, Suite, SuiteError
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Point:
     tput_per_gpu_divisor: int
     num_prompts_overridden: bool = False
     variant: str | None = None  # the recipe variant it runs on (plan/variants.py); None: the suite's recipe
+    client: ClientVersion = ClientVersion()  # the bounty client the stage mirrors: initial request, prompt builder
 
     @property
     def id(self) -> str:
@@ -54,9 +55,9 @@ def plan_points(suite: Suite, options: PlanOptions = PlanOptions()) -> list[Poin
             point = Point(
                 suite=suite.name, stage=stage_name, isl=w.isl, osl=w.osl, conc=conc,
                 num_prompts=options.num_prompts or conc * w.prompts_per_conc,
-                num_warmups=stage.warmups_per_conc * conc,
+                num_warmups=stage.client.warmups_per_conc * conc,
                 range_ratio=stage.range_ratio, tp=tp, tput_per_gpu_divisor=divisor,
-                num_prompts_overridden=options.num_prompts is not None, variant=variant,
+                num_prompts_overridden=options.num_prompts is not None, variant=variant, client=stage.client,
             )
             if point.id in seen:
                 raise SuiteError(f"{suite.path}: stage {stage_name!r} lists {point.id} twice")

@@ -10,7 +10,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (pyproject installs tomli there)
     import tomli as tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -102,6 +102,34 @@ class WorkloadSpec(_Strict):
         return v
 
 
+# How each client commit builds its random prompts (measure/workload.py reproduces both)
+PROMPT_BUILDERS = {"499c0b1": "one re-encode, truncated to the target, prompt_len = the target",
+                   "ee86723": "up to 10 re-encodes, padded from the global np.random stream, prompt_len measured"}
+
+
+class ClientVersion(_Strict):
+    """Which bounty client (kimbochen/bench_serving) a stage's runner ran, as data: what it sends before
+    the timed run and how it builds its prompts (docs/suites.md; each stage cloned the client's ``main``
+    of its day). The default is ``ee86723``, the client's ``main`` since 2026-01-25 (stage 2)."""
+
+    source: str = Field("kimbochen/bench_serving@ee86723", pattern=r"^[\w.-]+/[\w.-]+@[0-9a-f]{7,40}$")  # owner/repo@commit
+    initial_test_request: bool = False  # 499c0b1: one untimed request of the first prompt, which must succeed
+    warmups_per_conc: int = Field(2, ge=0)  # ee86723: --num-warmups = this x CONC copies of the first prompt
+    prompt_builder: Literal["499c0b1", "ee86723"] = "ee86723"
+
+    def before_timed(self, conc: int) -> str:
+        """What goes before the timed run: ``1 initial test request, 0 warmups`` (499c0b1) or
+        ``2×CONC warmups (64)`` (ee86723 at CONC 32)."""
+        first = "1 initial test request, " if self.initial_test_request else ""
+        n = self.warmups_per_conc
+        return first + (f"{n}×CONC warmups ({n * conc})" if n else "0 warmups")
+
+    @property
+    def prompts(self) -> str:
+        """``prompts as 499c0b1 (one re-encode, ...)``."""
+        return f"prompts as {self.prompt_builder} ({PROMPT_BUILDERS[self.prompt_builder]})"
+
+
 class Stage(_Strict):
     """One rule set of the bounty (points, gate, baseline, leaderboard)."""
 
@@ -109,7 +137,7 @@ class Stage(_Strict):
     model: str | None = None  # replaces [suite].model for this stage
     workloads: tuple[WorkloadSpec, ...]
     range_ratio: float = Field(1.0, ge=0.0, le=1.0)
-    warmups_per_conc: int = Field(2, ge=0)
+    client: ClientVersion = Field(default_factory=ClientVersion)
     tput_per_gpu_divisor: Union[Annotated[int, Field(gt=0)], Literal["tp"]] = "tp"
     baseline: str | None = None  # a file name under baselines/ (without .toml)
     baseline_key: str | None = None  # the model's key inside that file
@@ -118,6 +146,28 @@ class Stage(_Strict):
     verdict: dict = Field(default_factory=dict)  # the qualification rule (docs/verdict.md)
     accuracy: dict = Field(default_factory=dict)  # the gate's parameters (issue 4)
     server: ServerOverride | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmups_moved_into_client(cls, data: Any) -> Any:
+        """``warmups_per_conc`` on the stage (suite files before [stages.X.client]) still loads, as the
+        client table's ``warmups_per_conc``; given in both places it is an error."""
+        if not isinstance(data, dict) or "warmups_per_conc" not in data:
+            return data
+        data = dict(data)
+        warmups = data.pop("warmups_per_conc")
+        client = data.get("client")
+        if client is not None and not isinstance(client, dict):
+            return {**data, "warmups_per_conc": warmups}  # pydantic names what is wrong
+        if isinstance(client, dict) and "warmups_per_conc" in client:
+            raise ValueError("warmups_per_conc is given both on the stage and in its client table: keep only "
+                             "the client table's ([stages.<name>.client] warmups_per_conc)")
+        data["client"] = {**(client or {}), "warmups_per_conc": warmups}
+        return data
+
+    @property
+    def warmups_per_conc(self) -> int:
+        return self.client.warmups_per_conc
 
 
 class SuiteInfo(_Strict):

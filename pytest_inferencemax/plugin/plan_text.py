@@ -60,8 +60,9 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
             lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")
             continue
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
-                     f"{point.num_warmups} warmups, range ratio {point.range_ratio}, TP {point.tp}, "
-                     f"tput/GPU divisor {point.tput_per_gpu_divisor}, server {server}")
+                     f"{point.client.before_timed(point.conc)}, client {point.client.source}, {point.client.prompts}, "
+                     f"range ratio {point.range_ratio}, TP {point.tp}, tput/GPU divisor {point.tput_per_gpu_divisor}, "
+                     f"server {server}")
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
     lines += variant_lines(bench, items)

@@ -40,7 +40,7 @@ def expected_configuration(session: BenchSession, suite: Suite, point: Point) ->
     return {"recipe": session.recipe(suite, point).key, "model": session.served_model_name(suite),
             "isl": point.isl, "osl": point.osl, "conc": point.conc, "num_prompts": point.num_prompts,
             "num_warmups": point.num_warmups, "range_ratio": float(point.range_ratio), "seed": session.settings.seed,
-            "tput_per_gpu_divisor": point.tput_per_gpu_divisor}
+            "tput_per_gpu_divisor": point.tput_per_gpu_divisor, "client": point.client.model_dump()}
 
 
 def find_reusable(session: BenchSession, suite: Suite, point: Point) -> tuple[PointRecord, Path] | None:

@@ -313,10 +313,81 @@ def test_stage1_sends_no_warmups_and_stage2_sends_two_per_conc(suite_dir):
     assert s2 and all(p.num_warmups == 2 * p.conc for p in s2)
 
 
-@pytest.mark.parametrize("stage, expected", [("s1", {"gptoss-1024-1024-c4": 0}), ("s2", {"gptoss-8192-1024-c32": 64})])
-def test_collect_only_plan_shows_the_stage_warmups(pytester, stage, expected):
+@pytest.mark.parametrize("stage, expected", [
+    ("s1", {"gptoss-1024-1024-c4": "1 initial test request, 0 warmups, client kimbochen/bench_serving@499c0b1, "
+                                   "prompts as 499c0b1 (one re-encode, truncated to the target"}),
+    ("s2", {"gptoss-8192-1024-c32": "2×CONC warmups (64), client kimbochen/bench_serving@ee86723, "
+                                    "prompts as ee86723 (up to 10 re-encodes, padded from the global np.random"})])
+def test_collect_only_plan_shows_the_stage_client(pytester, stage, expected):
     result = pytester.runpytest_inprocess(str(REPO / "suites" / "gptoss"), "--collect-only", "--stage", stage,
                                           "-p", "no:cacheprovider", "-k", "1024-1024-c4 or c32")
-    shown = {line.split(":")[0].strip(): int(line.split("requests after ")[1].split(" warmups")[0])
+    shown = {line.split(":")[0].strip(): line.split("requests after ")[1]
              for line in result.stdout.lines if "requests after" in line}
-    assert shown == expected, result.stdout.str()
+    assert shown.keys() == expected.keys(), result.stdout.str()
+    assert all(shown[k].startswith(v) for k, v in expected.items()), result.stdout.str()
+
+
+# --- each stage's client version, as data ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite_dir", ["gptoss", "dsr1"])
+def test_stage1_mirrors_499c0b1_and_stage2_ee86723(suite_dir):
+    suite = load_suite(REPO / "suites" / suite_dir)
+    s1, s2 = suite.stages["s1"].client, suite.stages["s2"].client
+    assert (s1.source, s1.initial_test_request, s1.warmups_per_conc, s1.prompt_builder) == (
+        "kimbochen/bench_serving@499c0b1", True, 0, "499c0b1")
+    assert (s2.source, s2.initial_test_request, s2.warmups_per_conc, s2.prompt_builder) == (
+        "kimbochen/bench_serving@ee86723", False, 2, "ee86723")
+    assert {p.client for p in plan_points(suite, PlanOptions(stage="s1"))} == {s1}  # every point carries it
+
+
+def test_the_embedded_suite_mirrors_the_client_a_fresh_clone_gives():
+    client = load_suite(REPO / "suites" / "smollm2-cpu").stages["cpu"].client
+    assert (client.source, client.initial_test_request, client.warmups_per_conc, client.prompt_builder) == (
+        "kimbochen/bench_serving@ee86723", False, 2, "ee86723")
+
+
+CLIENT_S2 = """
+[stages.s2.client]
+source = "kimbochen/bench_serving@499c0b1"
+initial_test_request = true
+prompt_builder = "499c0b1"
+"""
+
+
+def test_client_table_sets_the_points_warmups_and_initial_request(tmp_path):
+    suite = load_text(tmp_path, BASE.replace("warmups_per_conc = 0\n", "") + CLIENT_S2 + "warmups_per_conc = 1\n")
+    points = plan_points(suite, PlanOptions(stage="s2"))
+    assert [p.num_warmups for p in points] == [1, 2]
+    assert all(p.client.initial_test_request and p.client.prompt_builder == "499c0b1" for p in points)
+    assert points[0].client.before_timed(2) == "1 initial test request, 1×CONC warmups (2)"
+
+
+def test_without_a_client_table_a_stage_mirrors_ee86723_and_keeps_its_old_warmups_key(tmp_path):
+    suite = load_text(tmp_path, BASE)  # warmups_per_conc on the stage: the spelling before the client table
+    s1, s2 = suite.stages["s1"].client, suite.stages["s2"].client
+    assert (s1.warmups_per_conc, s2.warmups_per_conc) == (2, 0)
+    assert (s1.source, s1.initial_test_request, s1.prompt_builder) == ("kimbochen/bench_serving@ee86723", False,
+                                                                       "ee86723")
+    assert [p.num_warmups for p in plan_points(suite)] == [8, 16, 32]
+    # the old key beside a client table without it: taken into the table
+    suite = load_text(tmp_path, BASE + CLIENT_S2)
+    assert suite.stages["s2"].client.warmups_per_conc == 0 and suite.stages["s2"].client.initial_test_request
+
+
+def test_warmups_in_both_places_is_an_error(tmp_path):
+    msg = suite_error(tmp_path, BASE + CLIENT_S2 + "warmups_per_conc = 2\n")
+    assert "[stages.s2]" in msg and "warmups_per_conc is given both on the stage and in its client table" in msg
+
+
+@pytest.mark.parametrize("line, where, what", [
+    ('prompt_builder = "2ddd364"', "stages.s2.client.prompt_builder", "Input should be '499c0b1' or 'ee86723'"),
+    ('initial_test_requests = true', "stages.s2.client.initial_test_requests", "Extra inputs are not permitted"),
+    ('source = "bench_serving"', "stages.s2.client.source", "String should match pattern"),
+    ("warmups_per_conc = -1", "stages.s2.client.warmups_per_conc", "greater than or equal to 0"),
+    ('initial_test_request = "maybe"', "stages.s2.client.initial_test_request", "valid boolean"),
+])
+def test_a_bad_client_table_names_the_key(tmp_path, line, where, what):
+    text = BASE.replace("warmups_per_conc = 0\n", "") + "\n[stages.s2.client]\n" + line + "\n"
+    msg = suite_error(tmp_path, text)
+    assert f"[{where}]" in msg and what in msg, msg
