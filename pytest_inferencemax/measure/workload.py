@@ -1,19 +1,28 @@
-"""The random workload: prompts of exact token lengths, reproducible from a seed.
+"""The random workload: prompts of the bounty client's lengths, reproducible from a seed.
 
-Semantics of the InferenceMAX client (``sample_random_requests``, see
-docs/metrics.md): per-request input and output lengths are drawn uniformly from the
-integers ``[int(L * range_ratio), L]``; prompt ``i`` starts as the token ids
-``(offset_i + i + j) % vocab`` for ``j < len_i``, is decoded to text, then re-encoded
-and padded (random ids) or truncated up to ``max_retries`` times until its length is
-exactly the target. The same seed gives the same prompts as the reference client:
-the draws come from a legacy ``RandomState`` in the same order as its global ``np.random``.
+Semantics of the bounty client's ``sample_random_requests`` (kimbochen/bench_serving; docs/metrics.md):
+``np.random.seed(seed)``, then per-request input and output lengths uniform over the integers
+``[int(L * range_ratio), L]`` and one offset per prompt, in that order; prompt ``i`` starts as the token
+ids ``(offset_i + i + j) % vocab`` for ``j < len_i``, decoded to text. Then, as the stage's client commit
+did (``[stages.X.client] prompt_builder``):
+
+- ``499c0b1`` (stage 1): re-encoded once (``add_special_tokens=False``), truncated to the target, decoded;
+  the client's ``prompt_len`` is the target, not measured, and a prompt is never padded;
+- ``ee86723`` (stage 2): re-encoded and padded (random ids drawn from the same global ``np.random`` stream,
+  continuing after the offsets) or truncated, up to ``max_retries`` times, until it encodes to the target;
+  ``prompt_len`` is the final prompt's measured length.
+
+The draws come from a legacy ``RandomState(seed)``, which gives what the global ``np.random`` gives after
+``np.random.seed(seed)``, so the same seed and tokenizer give the reference's prompts, string for string.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
+
+Builder = Literal["499c0b1", "ee86723"]  # plan/suite.py's ClientVersion.prompt_builder
 
 
 class Tokenizer(Protocol):
@@ -31,9 +40,10 @@ class RequestSpec:
     """One request of the workload."""
 
     prompt: str
-    prompt_len: int  # tokens, as the client's tokenizer counts the final prompt
+    prompt_len: int  # the client's prompt length (its input_lens): ee86723 measures it, 499c0b1 takes the target
     output_len: int  # max_tokens asked of the server (exact with ignore_eos)
     target_prompt_len: int
+    text_len: int | None = None  # the final prompt's own token count where prompt_len is not it (499c0b1)
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,14 @@ class Workload:
     requests: tuple[RequestSpec, ...]
     seed: int
     range_ratio: float
+    builder: Builder = "ee86723"
 
     @property
     def length_mismatches(self) -> int:
-        """How many prompts missed their target length after every retry."""
-        return sum(r.prompt_len != r.target_prompt_len for r in self.requests)
+        """How many prompts do not encode to their target length (ee86723: after every retry; 499c0b1:
+        after its one re-encode, although the client counts them at the target)."""
+        return sum((r.prompt_len if r.text_len is None else r.text_len) != r.target_prompt_len
+                   for r in self.requests)
 
 
 def sample_lengths(rng: np.random.RandomState, length: int, range_ratio: float, n: int) -> list[int]:
@@ -67,38 +80,63 @@ def random_workload(
     seed: int = 0,
     prefix_len: int = 0,
     max_retries: int = 10,
+    builder: Builder = "ee86723",
 ) -> Workload:
-    """Build ``num_prompts`` random-token prompts of exact lengths (see module doc)."""
+    """Build ``num_prompts`` random-token prompts as the ``builder`` commit's client does (module doc)."""
     if input_len < 1 or output_len < 1 or num_prompts < 1:
         raise ValueError("input_len, output_len and num_prompts must each be at least 1")
-    rng = np.random.RandomState(seed)
+    if builder not in ("499c0b1", "ee86723"):
+        raise ValueError(f"unknown prompt builder {builder!r}: 499c0b1 or ee86723")
+    rng = np.random.RandomState(seed)  # the reference's global stream after np.random.seed(seed)
     vocab = int(tokenizer.vocab_size)
     prefix = rng.randint(0, vocab, size=prefix_len).tolist()
     input_lens = sample_lengths(rng, input_len, range_ratio, num_prompts)
     output_lens = sample_lengths(rng, output_len, range_ratio, num_prompts)
     offsets = rng.randint(0, vocab, size=num_prompts)
-    # Padding draws come from a second stream derived from (not advancing) the first, as the
-    # reference client does, so the main stream's later draws stay the same however many retries run.
-    pad_rng = np.random.RandomState(rng.get_state()[1][:4].tolist())
 
     def first_ids(i: int) -> list[int]:
         start = int(offsets[i]) + i  # Python ints: the same values as numpy's, without a numpy scalar per token
         return prefix + [(start + j) % vocab for j in range(input_lens[i])]
 
+    targets = [prefix_len + n for n in input_lens]
+    if builder == "499c0b1":
+        requests = _once_truncated(tokenizer, first_ids, targets, output_lens)
+    else:
+        requests = _padded(tokenizer, first_ids, targets, output_lens, rng, vocab, max_retries)
+    return Workload(tuple(requests), seed, range_ratio, builder)
+
+
+def _once_truncated(tokenizer: Tokenizer, first_ids, targets: list[int], output_lens: list[int]) -> list[RequestSpec]:
+    """499c0b1: decode, re-encode once, keep the first ``target`` ids, decode; ``prompt_len`` is the target.
+    The final text is encoded once more here (the client never does) for our own length check."""
+    many = _Many(tokenizer)
+    requests = []
+    for lo in range(0, len(targets), PREFETCH_CHUNK):
+        hi = min(lo + PREFETCH_CHUNK, len(targets))
+        encoded = many.encode(many.decode([first_ids(i) for i in range(lo, hi)]))
+        prompts = many.decode([ids[:t] for ids, t in zip(encoded, targets[lo:hi])])
+        for i, prompt, ids in zip(range(lo, hi), prompts, many.encode(prompts)):
+            requests.append(RequestSpec(prompt, targets[i], int(output_lens[i]), targets[i], text_len=len(ids)))
+    return requests
+
+
+def _padded(tokenizer: Tokenizer, first_ids, targets: list[int], output_lens: list[int],
+            rng: np.random.RandomState, vocab: int, max_retries: int) -> list[RequestSpec]:
+    """ee86723: re-encode, pad from ``rng`` (the stream the lengths came from) or truncate, until the length
+    is the target or ``max_retries`` passes are done; ``prompt_len`` is the final prompt's length."""
     ahead = _Ahead(tokenizer)
     requests = []
-    for i in range(num_prompts):
-        target = prefix_len + input_lens[i]
+    for i, target in enumerate(targets):
         if ahead.batched and i % PREFETCH_CHUNK == 0:
-            hi = min(i + PREFETCH_CHUNK, num_prompts)
-            ahead.prefetch([first_ids(k) for k in range(i, hi)], [prefix_len + n for n in input_lens[i:hi]], pad_rng, vocab)
+            hi = min(i + PREFETCH_CHUNK, len(targets))
+            ahead.prefetch([first_ids(k) for k in range(i, hi)], targets[i:hi], rng, vocab)
         ids = first_ids(i)
         prompt = ahead.decode(ids)
         prompt_len = None
         for _ in range(max_retries):
             ids = ahead.encode(prompt)
             if len(ids) < target:
-                ids.extend(pad_rng.randint(0, vocab, size=target - len(ids)).tolist())
+                ids.extend(rng.randint(0, vocab, size=target - len(ids)).tolist())
             elif len(ids) > target:
                 ids = ids[:target]
             else:
@@ -108,7 +146,7 @@ def random_workload(
         if prompt_len is None:
             prompt_len = len(ahead.encode(prompt))
         requests.append(RequestSpec(prompt, prompt_len, int(output_lens[i]), target))
-    return Workload(tuple(requests), seed, range_ratio)
+    return requests
 
 
 PREFETCH_CHUNK = 256  # prompts whose encodings are worked out ahead at a time
@@ -117,7 +155,8 @@ PREFETCH_CHUNK = 256  # prompts whose encodings are worked out ahead at a time
 class _Ahead:
     """The workload's encode/decode, with answers worked out ahead in batches when the tokenizer has
     ``encode_batch``/``decode_batch`` (the lean tokenizer: every core at once). Ahead of each chunk of
-    prompts it encodes their first texts and guesses their first retry from a copy of the padding stream;
+    prompts it encodes their first texts and guesses their first retry from a copy of the random stream
+    (padding draws continue it, prompt after prompt, so a copy taken at the chunk's start draws the same ids);
     the loop then takes an answer only for the very text (or ids) it asks about, so the prompts are the
     same as without it, and a wrong guess (a prompt needing a second retry, ~1%) only costs a plain call."""
 
@@ -143,11 +182,11 @@ class _Ahead:
         self.encoded.update(zip(texts, encodings))
         return encodings
 
-    def prefetch(self, firsts: list[list[int]], targets: list[int], pad_rng: np.random.RandomState, vocab: int) -> None:
+    def prefetch(self, firsts: list[list[int]], targets: list[int], rng: np.random.RandomState, vocab: int) -> None:
         self.encoded.clear()
         self.decoded.clear()
         guess = np.random.RandomState()
-        guess.set_state(pad_rng.get_state())
+        guess.set_state(rng.get_state())  # a copy: the real draws happen in the loop, in the same order
         retries = []
         for ids, target in zip(self._learn(firsts), targets):
             if len(ids) < target:
@@ -156,6 +195,23 @@ class _Ahead:
                 retries.append(ids[:target])
         if retries:
             self._learn(retries)
+
+
+class _Many:
+    """Encode and decode lists: in batches where the tokenizer has them (the lean tokenizer), else one by one."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tok = tokenizer
+        self.batched = callable(getattr(tokenizer, "encode_batch", None)) and callable(
+            getattr(tokenizer, "decode_batch", None))
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        if self.batched:
+            return self.tok.encode_batch(texts, add_special_tokens=False)
+        return [self.tok.encode(t, add_special_tokens=False) for t in texts]
+
+    def decode(self, many_ids: list[list[int]]) -> list[str]:
+        return self.tok.decode_batch(many_ids) if self.batched else [self.tok.decode(ids) for ids in many_ids]
 
 
 def load_tokenizer(name_or_path: str):

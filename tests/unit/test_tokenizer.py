@@ -169,14 +169,13 @@ def test_random_workload_is_byte_identical_with_either_tokenizer(pairs, kwargs):
 
 
 def sequential_workload(tok, *, input_len, num_prompts, range_ratio=1.0, seed=0, prefix_len=0, max_retries=10):
-    """random_workload's prompts as the module built them one call at a time, before batching (a copy)."""
+    """random_workload's prompts (ee86723) one call at a time, before batching: padding continues the stream."""
     rng = np.random.RandomState(seed)
     vocab = int(tok.vocab_size)
     prefix = rng.randint(0, vocab, size=prefix_len).tolist()
     input_lens = rng.randint(max(int(input_len * range_ratio), 1), input_len + 1, size=num_prompts).tolist()
     rng.randint(max(int(8 * range_ratio), 1), 8 + 1, size=num_prompts)  # the output lengths' draws
     offsets = rng.randint(0, vocab, size=num_prompts)
-    pad_rng = np.random.RandomState(rng.get_state()[1][:4].tolist())
     out = []
     for i in range(num_prompts):
         target = prefix_len + input_lens[i]
@@ -185,7 +184,7 @@ def sequential_workload(tok, *, input_len, num_prompts, range_ratio=1.0, seed=0,
         for _ in range(max_retries):
             ids = tok.encode(prompt, add_special_tokens=False)
             if len(ids) < target:
-                ids.extend(pad_rng.randint(0, vocab, size=target - len(ids)).tolist())
+                ids.extend(rng.randint(0, vocab, size=target - len(ids)).tolist())
             elif len(ids) > target:
                 ids = ids[:target]
             else:

@@ -153,6 +153,104 @@ def test_retries_keep_the_reference_lengths(tokenizer):
     assert [r.output_len for r in w.requests] == output_lens
 
 
+# --- the two clients' prompt builders, written out independently of the module --------------
+
+
+def builder_ee86723(tok, seed: int, isl: int, osl: int, ratio: float, n: int, prefix_len: int = 0):
+    """ee86723's sample_random_requests transcribed: padding ids continue the one global stream."""
+    stream = np.random.RandomState(seed)  # np.random.seed(seed)
+    vocab = tok.vocab_size
+    prefix = stream.randint(0, vocab, size=prefix_len).tolist()
+    input_lens = stream.randint(int(isl * ratio), isl + 1, size=n).tolist()
+    output_lens = stream.randint(int(osl * ratio), osl + 1, size=n).tolist()
+    offsets = stream.randint(0, vocab, size=n)
+    out, padded = [], 0
+    for i in range(n):
+        target = prefix_len + input_lens[i]
+        prompt = tok.decode(prefix + [(offsets[i] + i + j) % vocab for j in range(input_lens[i])])
+        for _ in range(10):
+            ids = tok.encode(prompt, add_special_tokens=False)
+            if len(ids) < target:
+                ids.extend(stream.randint(0, vocab, size=target - len(ids)).tolist())
+                padded += 1
+            elif len(ids) > target:
+                ids = ids[:target]
+            else:
+                break
+            prompt = tok.decode(ids)
+        out.append((prompt, len(tok.encode(prompt, add_special_tokens=False)), output_lens[i]))
+    return out, padded
+
+
+def builder_499c0b1(tok, seed: int, isl: int, osl: int, ratio: float, n: int, prefix_len: int = 0):
+    """499c0b1's sample_random_requests transcribed: one re-encode, truncated; prompt_len is the target."""
+    stream = np.random.RandomState(seed)
+    vocab = tok.vocab_size
+    prefix = stream.randint(0, vocab, size=prefix_len).tolist()
+    input_lens = stream.randint(int(isl * ratio), isl + 1, size=n)
+    output_lens = stream.randint(int(osl * ratio), osl + 1, size=n)
+    offsets = stream.randint(0, vocab, size=n)
+    out = []
+    for i in range(n):
+        prompt = tok.decode(prefix + [(offsets[i] + i + j) % vocab for j in range(input_lens[i])])
+        prompt = tok.decode(tok.encode(prompt, add_special_tokens=False)[:prefix_len + input_lens[i]])
+        out.append((prompt, int(prefix_len + input_lens[i]), int(output_lens[i])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lean():
+    from pytest_inferencemax.measure.tokenizer import load_tokenizer
+
+    return load_tokenizer(str(MODEL_DIR))
+
+
+@pytest.mark.parametrize("isl, osl, n, ratio, seed", [(256, 32, 300, 0.8, 0), (1024, 128, 40, 0.8, 0),
+                                                      (2000, 100, 12, 0.5, 7)])
+def test_ee86723_pads_from_the_global_stream_as_the_client_does(tokenizer, lean, isl, osl, n, ratio, seed):
+    expected, padded = builder_ee86723(tokenizer, seed, isl, osl, ratio, n)
+    assert padded  # the premise: some prompt came out short and was padded
+    for tok in (tokenizer, lean):  # one by one, and in batches worked out ahead (the lean tokenizer)
+        w = random_workload(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
+                            builder="ee86723")
+        assert [(r.prompt, r.prompt_len, r.output_len) for r in w.requests] == expected
+        assert w.builder == "ee86723" and all(r.text_len is None for r in w.requests)
+
+
+def test_ee86723_is_the_default_builder(tokenizer):
+    kwargs = dict(input_len=256, output_len=8, num_prompts=60, range_ratio=0.8, seed=0)
+    assert random_workload(tokenizer, **kwargs) == random_workload(tokenizer, builder="ee86723", **kwargs)
+
+
+@pytest.mark.parametrize("isl, osl, n, ratio, seed", [(256, 32, 300, 0.8, 0), (2000, 100, 12, 0.5, 7)])
+def test_499c0b1_truncates_once_and_counts_the_target(tokenizer, lean, isl, osl, n, ratio, seed):
+    expected = builder_499c0b1(tokenizer, seed, isl, osl, ratio, n)
+    for tok in (tokenizer, lean):
+        w = random_workload(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
+                            builder="499c0b1")
+        assert [(r.prompt, r.prompt_len, r.output_len) for r in w.requests] == expected
+        assert all(r.prompt_len == r.target_prompt_len for r in w.requests)  # the client's count: the target
+        # our own check measures the text: prompts whose one re-encode came out short are not padded
+        measured = [encode_len(tokenizer, r.prompt) for r in w.requests]
+        assert [r.text_len for r in w.requests] == measured
+        assert w.length_mismatches == sum(m != r.target_prompt_len for m, r in zip(measured, w.requests)) > 0
+
+
+def test_the_builders_differ_exactly_where_one_pass_missed_the_target(tokenizer):
+    kwargs = dict(input_len=256, output_len=32, num_prompts=300, range_ratio=0.8, seed=0)
+    a = random_workload(tokenizer, builder="499c0b1", **kwargs)
+    b = random_workload(tokenizer, builder="ee86723", **kwargs)
+    differ = {i for i, (x, y) in enumerate(zip(a.requests, b.requests)) if x.prompt != y.prompt}
+    missed = {i for i, r in enumerate(a.requests) if r.text_len != r.target_prompt_len}  # 499c0b1 stopped short
+    assert differ and differ == missed
+    assert [r.output_len for r in a.requests] == [r.output_len for r in b.requests]
+
+
+def test_unknown_builder_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="unknown prompt builder 'x'"):
+        random_workload(tokenizer, input_len=8, output_len=8, num_prompts=1, builder="x")
+
+
 # --- sample_lengths --------------------------------------------------------------------------
 
 
