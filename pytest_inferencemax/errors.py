@@ -16,6 +16,7 @@ that message, never a traceback. The branches say whose fault it is::
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
     ├── PointError         a point could not be measured
     │   └── PointAborted       the server died or stalled during the point (measure/runner.py)
+    │       └── InitialRequestFailed  the stage's client's initial test request failed (measure/runner.py)
     └── ResultsError       saved results cannot be read, combined or published
         ├── RecordError        a point record file that is damaged or not a record (results/record.py)
         ├── CompareError       --compare-to's run (results/compare.py)

@@ -6,7 +6,9 @@ survive (usage on token events that disagrees with the final usage, an error eve
 choices, a malformed event, a comment line); ``malformed`` streams normally but sends a broken JSON
 event after the first token (and no prompt_tokens in its usage); ``error500`` answers streaming
 requests with HTTP 500; ``unhealthy`` answers ``/health`` with 503 (a server still loading) and
-counts the checks in ``health_checks``.
+counts the checks in ``health_checks``; ``raw`` streams the bytes given in ``raw``, one write each, and
+nothing else (for exact SSE lines); ``fail_first`` answers the first streaming request with HTTP 500 and
+streams normally after it.
 Every completion request's client port and headers are kept in ``peers`` and ``headers``. Non-streaming requests (the
 readiness check) and ``/health`` always work, so the fault shows only during a point.
 Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
@@ -27,9 +29,11 @@ from loopback_server import LoopbackServer
 
 class FaultyServer(LoopbackServer):
     def __init__(self, mode: str, tokens_before_stall: int = 3, models: tuple[str, ...] = ("faulty",),
-                 ok_streams: int = 0, prompt_tokens: bool = True) -> None:
+                 ok_streams: int = 0, prompt_tokens: bool = True, raw: tuple[bytes, ...] = ()) -> None:
         super().__init__()
         self.mode = mode
+        self.raw = raw  # mode raw: the stream's bytes, written one item at a time
+        self.stream_requests = 0  # streaming completion requests received
         self.prompt_tokens = prompt_tokens  # False: usage without prompt_tokens (nothing to check the ISL against)
         self.ok_streams = ok_streams  # midstream: this many streams complete before the others stall
         self.streams = 0
@@ -61,11 +65,19 @@ class FaultyServer(LoopbackServer):
                 return web.json_response(_echo_logprobs(str(body.get("prompt", ""))))
             return web.json_response({"choices": [{"index": 0, "text": "x"}],
                                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        self.stream_requests += 1
         if self.mode == "hang":
             await self.stopped()
             return web.Response(status=503)
-        if self.mode == "error500":
+        if self.mode == "error500" or (self.mode == "fail_first" and self.stream_requests == 1):
             return web.Response(status=500, text="boom")
+        if self.mode == "raw":
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for piece in self.raw:
+                await resp.write(piece)
+                await asyncio.sleep(0.005)
+            return resp
         if self.mode == "quirky":
             return await _quirky(request, body.get("max_tokens", 1))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -16,6 +16,7 @@ from typing import Any
 from pytest_inferencemax.measure.runner import PointAborted, RunSettings
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.suite import ClientVersion
 from pytest_inferencemax.plan.values import (
     client_kind, conc_list, http_url, json_object, non_negative_float, non_negative_int, positive_float, positive_int,
 )
@@ -33,7 +34,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--osl", type=positive_int, required=True, help="output tokens per request")
     p.add_argument("--conc", type=conc_list, required=True, help="concurrency, or a list like 1,2,4 (one file each)")
     p.add_argument("--num-prompts", type=positive_int, help="requests (default: 10 x CONC)")
-    p.add_argument("--num-warmups", type=non_negative_int, help="warmup requests (default: 2 x CONC)")
+    p.add_argument("--client-version", choices=sorted(CLIENT_VERSIONS), default="ee86723",
+                   help="the bounty client (kimbochen/bench_serving) to mirror: 499c0b1 (stage 1: one initial test "
+                        "request, no warmups, prompts re-encoded once) or ee86723 (stage 2, the default: 2 x CONC "
+                        "warmups, the 10-pass prompt builder)")
+    p.add_argument("--num-warmups", type=non_negative_int,
+                   help="warmup requests (default: the client version's, 0 or 2 x CONC)")
     p.add_argument("--range-ratio", type=float, default=1.0, help="lengths uniform in [int(L*r), L] (default: 1.0)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="workload seed (default: 0)")
     p.add_argument("--num-gpus", type=positive_int, default=1,
@@ -57,6 +63,15 @@ def parser() -> argparse.ArgumentParser:
                    help="exit 1 when the server sent malformed stream events (default: counted and warned about)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
     return p
+
+
+# As the suites' [stages.X.client] tables have them (suites/gptoss: s1, s2)
+CLIENT_VERSIONS = {
+    "499c0b1": ClientVersion(source="kimbochen/bench_serving@499c0b1", initial_test_request=True, warmups_per_conc=0,
+                             prompt_builder="499c0b1"),
+    "ee86723": ClientVersion(source="kimbochen/bench_serving@ee86723", initial_test_request=False, warmups_per_conc=2,
+                             prompt_builder="ee86723"),
+}
 
 
 def out_path(base: Path, conc: int, several: bool) -> Path:
@@ -87,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                            extra_body=args.extra_body, api_key=api_key, client_procs=args.client_procs,
                            client=args.client, telemetry_interval=args.telemetry_interval)
     failed = 0
+    version = CLIENT_VERSIONS[args.client_version]
     for conc in args.conc:
         point = Point(suite="adhoc", stage="adhoc", isl=args.isl, osl=args.osl, conc=conc,
                       num_prompts=args.num_prompts or 10 * conc,
-                      num_warmups=2 * conc if args.num_warmups is None else args.num_warmups,
-                      range_ratio=args.range_ratio, tp=args.num_gpus, tput_per_gpu_divisor=args.num_gpus)
+                      num_warmups=version.warmups_per_conc * conc if args.num_warmups is None else args.num_warmups,
+                      range_ratio=args.range_ratio, tp=args.num_gpus, tput_per_gpu_divisor=args.num_gpus,
+                      client=version)
         path = out_path(args.out, conc, len(args.conc) > 1)
         try:
             outcome = record_point(point, base_url=args.base_url, served_model=args.model, tokenizer=tokenizer,

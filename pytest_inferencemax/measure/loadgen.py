@@ -1,138 +1,42 @@
 """The load generator: a closed loop of streaming ``/v1/completions`` requests.
 
-asyncio (uvloop when installed) over the lean streaming client of ``http_stream``. Semantics follow the InferenceMAX client
-(docs/metrics.md): at most ``concurrency`` requests in flight, sent in workload order
-with no pacing (request rate inf); ``num_warmups`` copies of the first request run first
-under their own limit and are discarded; the timer starts after them. Each read's arrival
-time is taken before any parsing and given to the events it completes. TTFT is the time to
-the first event with non-empty ``choices``; ITL the gaps between such events; E2EL the
+asyncio (uvloop when installed) over the lean streaming client of ``http_stream``. Semantics follow the
+bounty client (docs/metrics.md), its phases as the stage's client version has them (plan/suite.py
+``ClientVersion``): first, when asked (499c0b1), one initial test request of the first prompt, alone,
+untimed and not counted, which must succeed or the run stops with the client's own reason; then
+``num_warmups`` copies of the first request (ee86723) under their own limit, discarded; then the timed
+run: at most ``concurrency`` requests in flight, sent in workload order with no pacing (request rate
+inf). Each read's arrival time is taken before any parsing and given to the events it completes. TTFT
+is the time to the first event with non-empty ``choices``; ITL the gaps between such events; E2EL the
 time to the last one; output tokens come from the final ``usage`` event.
+
+``run_load`` drives either client. For the reference client it adds nothing to the client's process that
+the bounty client does not run there: no loop-lag probe and no ``gc.freeze`` at the timed run (its own
+``gc.freeze`` comes before the loop starts, in ``multiclient``, as the bounty client's ``main`` does).
 """
 from __future__ import annotations
 
 import asyncio
 import gc
-from array import array
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from pytest_inferencemax.measure.aio import run_async  # noqa: F401  (the loop every client runs on)
-from pytest_inferencemax.serve.api import auth_headers
 from pytest_inferencemax.measure.http_stream import HTTPStreamError, StreamingClient
-from pytest_inferencemax.measure.looplag import LoopLagMonitor, LoopLag
+from pytest_inferencemax.measure.loadtypes import (  # noqa: F401  (re-exported: the load generators' data)
+    INITIAL_TEST_FAILED, ClientConfig, InitialRequest, LiveStats, LoadResult, RequestResult, note_malformed,
+)
+from pytest_inferencemax.measure.looplag import LoopLagMonitor
 from pytest_inferencemax.measure.sse import DONE_BYTES, SSEParser
+from pytest_inferencemax.measure.workload import RequestSpec
+from pytest_inferencemax.plan.values import CLIENTS  # noqa: F401  (re-exported: the load generators)
 
 try:  # msgspec decodes an event several times faster than json; the client's CPU is its capacity
     from msgspec.json import decode as decode_json
 except ImportError:  # pragma: no cover - msgspec is a dependency; kept working without it
     decode_json = json.loads
-from pytest_inferencemax.measure.workload import RequestSpec
-
-from pytest_inferencemax.plan.values import CLIENTS  # noqa: F401  (re-exported: the load generators)
-
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where and how to send requests."""
-
-    base_url: str
-    model: str  # the served model name put in each payload
-    endpoint: str = "/v1/completions"
-    request_timeout: float = 3600.0  # seconds, per request, connect to last byte
-    ignore_eos: bool = True
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    api_key: str | None = field(default=None, repr=False)  # never printed or saved
-    kernel_stamps: bool | None = None  # stamp reads with the kernel's receive time; None: where supported
-    client: str = "precise"  # which load generator: "precise" (this module) or "reference" (refclient)
-
-    def __post_init__(self) -> None:
-        if self.client not in CLIENTS:
-            raise ValueError(f"unknown client {self.client!r}: choose one of {', '.join(CLIENTS)}")
-
-    @property
-    def url(self) -> str:
-        return self.base_url.rstrip("/") + self.endpoint
-
-    def payload(self, spec: RequestSpec) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": spec.prompt,
-            "temperature": 0.0,
-            "best_of": 1,
-            "max_tokens": spec.output_len,
-            "logprobs": None,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if self.ignore_eos:
-            body["ignore_eos"] = True
-        body.update(self.extra_body)
-        return body
-
-    def headers(self) -> dict[str, str]:
-        return auth_headers(self.api_key)
-
-
-@dataclass(slots=True)
-class RequestResult:
-    """What one request measured. Times are ``time.perf_counter()`` seconds."""
-
-    prompt_len: int
-    output_len_requested: int
-    success: bool = False
-    error: str = ""
-    start: float = 0.0
-    ttft: float = 0.0
-    latency: float = 0.0  # E2EL: last choices event minus start
-    # Per-event series are compact arrays (8 or 4 bytes an event, not a Python object each):
-    # thousands of streams of thousands of events must fit in a small client.
-    itl: Sequence[float] = field(default_factory=lambda: array("d"))  # gaps between events with choices
-    event_tokens: Sequence[int] = field(default_factory=lambda: array("l"))  # tokens per event, from usage on every event
-    event_text_ends: Sequence[int] = field(default_factory=lambda: array("l"))  # where each event's text ends
-    output_tokens: int | None = None  # usage.completion_tokens from the server
-    server_prompt_tokens: int | None = None  # usage.prompt_tokens from the server
-    generated_text: str = ""
-    events: int = 0  # SSE events with choices
-    response_id: str | None = None  # the "id" of the server's first chunk (matches server logs)
-    malformed_events: int = 0  # stream events that were not JSON objects: skipped, as the reference skips them
-    malformed_example: str | None = None  # the first of them, shortened
-
-
-@dataclass
-class LiveStats:
-    """Counters the progress display reads while a run goes on."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    streamed_events: int = 0  # events with choices so far (about one token each on vLLM)
-    in_flight: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    last_progress: float = field(default_factory=time.perf_counter)  # last bytes received or request ended
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-
-@dataclass
-class LoadResult:
-    results: list[RequestResult]
-    duration: float  # seconds of the timed run, warmups excluded
-    started_at: str  # ISO 8601 wall-clock time the timed run began
-    warmups: int
-    warmup_failures: int
-    aborted: str | None = None  # why the run was cut short, if it was
-    lag: LoopLag | None = None  # the client's own event-loop lag during the timed run
-    client_cpu_s: float = 0.0  # CPU seconds the client process(es) used during the timed run
-    client_procs: int = 1
-    t0: float = 0.0  # perf_counter() when the timed run began (one clock for all client processes)
-    arrival_clock: str = "read"  # "kernel": reads stamped with the kernel's receive time; "read": when read
-    client: str = "precise"  # the load generator that made it (ClientConfig.client)
 
 
 class Sender(Protocol):
@@ -205,6 +109,11 @@ async def send_request(http: StreamingClient, client: ClientConfig, spec: Reques
     except HTTPStreamError as exc:
         out.error = f"{type(exc).__name__}: {exc}"
         return out
+    if parser.unreadable:  # a line the bounty client's json.loads fails on (sse.py): the request fails there too
+        out.malformed_events += parser.unreadable
+        out.malformed_example = out.malformed_example or parser.unreadable_example.decode("utf-8", "replace")
+        out.error = out.error or ("stream line the bounty client cannot read (it fails the request): "
+                                  f"{parser.unreadable_example!r}")
     out.generated_text = "".join(state.texts)
     if out.events == 0:
         out.error = out.error or "the stream ended without any event carrying choices"
@@ -212,14 +121,6 @@ async def send_request(http: StreamingClient, client: ClientConfig, spec: Reques
     out.success = not out.error
     out.latency = state.last - out.start
     return out  # event_tokens is used only when usage came on every event (metrics.event_token_counts)
-
-
-def note_malformed(out: RequestResult, data: bytes | str) -> None:
-    """Count a stream event that is not a JSON object (the figures skip it; the record counts it)."""
-    out.malformed_events += 1
-    if out.malformed_example is None:
-        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-        out.malformed_example = text[:120]
 
 
 class _StreamState:
@@ -242,19 +143,18 @@ class _StreamState:
             obj = decode_json(data)
         except ValueError:
             try:
-                obj = json.loads(data.decode("utf-8", errors="replace"))  # stray bytes in the text
+                obj = json.loads(data.decode("utf-8"))  # what msgspec refuses and json takes (NaN), as there
             except ValueError:
-                obj = None  # not JSON: skipped, as the reference client does, but counted
-        if not isinstance(obj, dict):
-            note_malformed(out, data)
+                obj = None  # not JSON (or not UTF-8): the bounty client's json.loads fails the request
+        choices = obj.get("choices") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or (choices and not isinstance(choices[0], dict)):
+            note_malformed(out, data)  # its .get fails the request in the bounty client: so here
+            out.error = out.error or f"stream event the bounty client cannot read (it fails the request): {data[:120]!r}"
             return
         if out.response_id is None:
             out.response_id = obj.get("id")
-        if obj.get("error"):
-            err = obj["error"]
-            out.error = "server error in stream: " + (err.get("message", str(err)) if isinstance(err, dict) else str(err))
-            return
-        choices = obj.get("choices")
+        if obj.get("error"):  # the bounty client ignores an error event (no choices, no usage): counted, not failed
+            out.error_events += 1
         usage = obj.get("usage")
         if choices:
             if out.events == 0:
@@ -273,8 +173,11 @@ class _StreamState:
                 tokens = int(usage["completion_tokens"])
                 out.event_tokens.append(tokens - self.usage_seen)
         if usage:
-            if usage.get("completion_tokens") is not None:
-                out.output_tokens = self.usage_seen = int(usage["completion_tokens"])
+            completion = usage.get("completion_tokens")
+            if completion is not None:
+                out.output_tokens = self.usage_seen = int(completion)
+            if not choices:  # the bounty client reads usage only from a chunk without choices
+                out.reference_output_tokens = None if completion is None else int(completion)
             if usage.get("prompt_tokens") is not None:
                 out.server_prompt_tokens = int(usage["prompt_tokens"])
 
@@ -285,21 +188,42 @@ async def run_load(
     *,
     concurrency: int,
     num_warmups: int = 0,
+    initial_test: bool = False,
     on_tick: Callable[[LiveStats], None] | None = None,
     abort_check: Callable[[], str | None] | None = None,
     tick_interval: float = 1.0,
     stall_timeout: float | None = None,
-    before_timed: Callable[[], None] | None = None,
+    sync: Callable[[str], str | None] | None = None,
 ) -> LoadResult:
-    """Run warmups, then every request of the workload with ``concurrency`` in flight.
+    """The initial test request when asked, then warmups, then every request of the workload with
+    ``concurrency`` in flight.
 
-    ``before_timed`` is called between the warmups and the timed run (``multiclient`` holds each
-    client process there until all are ready, so that their timed runs start together).
-    """
+    ``sync(phase)`` is called before the warmups (``"warmups"``) and before the timed run (``"timed"``); a
+    reason it returns stops the run there (``multiclient`` holds each client process at both until all
+    are ready, so that the initial request comes first and the timed runs start together)."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     sender = make_sender(client, concurrency)
+    loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+    def stopped(reason: str | None, initial: InitialRequest | None = None, warmups: int = 0) -> LoadResult:
+        return LoadResult([], 0.0, "", warmups, warmups, reason, client=client.client, initial_request=initial,
+                          arrival_clock=sender.arrival_clock, event_loop=loop)
+
     try:
+        initial = None
+        if initial_test and requests:  # 499c0b1: awaited alone, before anything else; not timed, not counted
+            first_live = LiveStats(total=1)
+            try:
+                first = await _guarded(asyncio.ensure_future(_tracked(sender, requests[0], first_live)),
+                                       abort_check, None, first_live, tick_interval, stall_timeout)
+            except RunAborted as exc:
+                return stopped(f"during the initial test request: {exc}")
+            initial = InitialRequest(first.success, first.error, first.latency)
+            if not initial.success:
+                return stopped(initial.failure, initial)
+        if sync is not None and (reason := sync("warmups")):
+            return stopped(reason, initial)
         warm_fail = 0
         if num_warmups and requests:
             warm_sem = asyncio.Semaphore(concurrency)
@@ -313,8 +237,7 @@ async def run_load(
                 warm_results = await _guarded(asyncio.gather(*(warm() for _ in range(num_warmups))),
                                               abort_check, None, warm_live, tick_interval, stall_timeout)
             except RunAborted as exc:
-                return LoadResult([], 0.0, "", num_warmups, num_warmups, f"during warmups: {exc}",
-                                  client=client.client)
+                return stopped(f"during warmups: {exc}", initial, num_warmups)
             warm_fail = sum(not r.success for r in warm_results)
 
         live = LiveStats(total=len(requests))
@@ -324,13 +247,15 @@ async def run_load(
             async with sem:
                 return await _tracked(sender, spec, live)
 
-        if before_timed is not None:
-            before_timed()
+        if sync is not None and (reason := sync("timed")):
+            return stopped(reason, initial, num_warmups)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        gc.collect()
-        gc.freeze()  # keep the collector's pauses out of the timestamps
-        monitor = LoopLagMonitor()
-        monitor.start()
+        probe = not client.reference  # the bounty client's process runs no probe and no freeze here
+        if probe:
+            gc.collect()
+            gc.freeze()  # keep the collector's pauses out of the timestamps
+            monitor = LoopLagMonitor()
+            monitor.start()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         live.started = live.last_progress = t0
@@ -345,12 +270,14 @@ async def run_load(
         finally:
             duration = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
-            lag = await monitor.stop()
-            gc.unfreeze()
+            lag = await monitor.stop() if probe else None
+            if probe:
+                gc.unfreeze()
     finally:
         await sender.close()
     return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted, lag=lag, client_cpu_s=cpu,
-                      t0=t0, arrival_clock=sender.arrival_clock, client=client.client)
+                      t0=t0, arrival_clock=sender.arrival_clock, client=client.client, initial_request=initial,
+                      event_loop=loop)
 
 
 async def _tracked(sender: Sender, spec: RequestSpec, live: LiveStats) -> RequestResult:
@@ -379,11 +306,16 @@ def stall_reason(live: LiveStats, stall_timeout: float | None, now: float) -> st
 async def _guarded(gathered: asyncio.Future, abort_check: Callable[[], str | None] | None,
                    on_tick: Callable[[LiveStats], None] | None, live: LiveStats,
                    interval: float, stall_timeout: float | None = None) -> list[RequestResult]:
-    """Await ``gathered`` while calling the progress, abort and stall checks every ``interval`` s."""
+    """Await ``gathered`` while calling the progress, abort and stall checks every ``interval`` s. Progress
+    is also seen in the counters (a request ended, an event came), so a client that does not stamp each
+    read (the reference client) is still watched for stalls."""
+    seen = (live.done, live.streamed_events)
     while True:
         done, _ = await asyncio.wait({gathered}, timeout=min(interval, stall_timeout or interval))
         if done:
             return gathered.result()
+        if (now_seen := (live.done, live.streamed_events)) != seen:
+            seen, live.last_progress = now_seen, max(live.last_progress, time.perf_counter())
         if on_tick is not None:
             on_tick(live)
         reason = abort_check() if abort_check is not None else None

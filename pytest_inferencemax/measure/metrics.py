@@ -1,12 +1,16 @@
 """Point metrics from request results, with the reference client's names and formulas.
 
-``calculate_metrics`` semantics (docs/metrics.md): successful requests only; per-request
-TPOT = (E2EL - TTFT) / (output_tokens - 1) when output_tokens > 1; ITL pools every request's
-gaps between stream events, as the reference does (so ``*_itl_ms`` mean what the reference's mean);
-our per-token ITL (each event's gap shared by the tokens it brought; equal to ITL when every event
-carries one token, as on vLLM) goes under keys of its own, ``*_token_itl_ms``; each metric gets
-mean, median, std (population) and the chosen percentiles in milliseconds, through numpy;
-throughputs are totals over the timed run's duration.
+``calculate_metrics`` semantics (docs/metrics.md): successful requests only; a request's output tokens
+are the bounty client's count (the ``completion_tokens`` of its last chunk without ``choices``, 0 when no
+such chunk came, the re-tokenized text when that chunk had no ``completion_tokens``), and every reference
+key uses it: totals, throughputs, per-request TPOT = (E2EL - TTFT) / (output_tokens - 1) when
+output_tokens > 1. Our own count (the server's usage from any event, else the re-tokenized text) goes
+under keys of ours (``output_tokens_from_usage``, ``output_tokens_retokenized``,
+``total_output_tokens_counted``). ITL pools every request's gaps between stream events, as the reference
+does (so ``*_itl_ms`` mean what the reference's mean); our per-token ITL (each event's gap shared by the
+tokens it brought; equal to ITL when every event carries one token, as on vLLM) goes under keys of its
+own, ``*_token_itl_ms``; each metric gets mean, median, std (population) and the chosen percentiles in
+milliseconds, through numpy; throughputs are totals over the timed run's duration.
 On top: the bounty's ``tput_per_gpu`` and ``interactivity`` (1000 / median TPOT).
 """
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from pytest_inferencemax.measure.loadgen import RequestResult
+from pytest_inferencemax.measure.loadtypes import RequestResult
 
 PERCENTILE_METRICS = ("ttft", "tpot", "itl", "token_itl", "e2el")
 DEFAULT_PERCENTILES = (99.0,)
@@ -32,7 +36,7 @@ class TokenCounts:
 
 
 def output_token_counts(results: Sequence[RequestResult], count_tokens: Callable[[str], int] | None) -> TokenCounts:
-    """``usage.completion_tokens`` when the server sent it, otherwise the re-tokenized text."""
+    """Our count: ``usage.completion_tokens`` when the server sent it (on any event), else the re-tokenized text."""
     counts, from_usage, retok = [], 0, 0
     for r in results:
         if r.output_tokens is not None:
@@ -44,6 +48,30 @@ def output_token_counts(results: Sequence[RequestResult], count_tokens: Callable
         else:
             counts.append(0)
     return TokenCounts(counts, from_usage, retok)
+
+
+def reference_output_counts(results: Sequence[RequestResult], ours: TokenCounts | None,
+                            count_tokens: Callable[[str], int] | None) -> list[int]:
+    """The bounty client's count per request (``calculate_metrics``' ``output_len``): its usage count, 0 without
+    a usage chunk, the re-tokenized text when that chunk had no ``completion_tokens`` (``ours``, our counts of
+    the same results, lends a re-tokenized text's count so that no text is tokenized twice)."""
+    counts = []
+    for i, r in enumerate(results):
+        n = r.reference_output_tokens
+        if n is None:
+            if ours is not None and r.output_tokens is None:
+                n = ours.output[i]  # re-tokenized there already (or 0 without a tokenizer)
+            else:
+                n = count_tokens(r.generated_text) if count_tokens is not None else 0
+        counts.append(int(n))
+    return counts
+
+
+def reference_output_lens(results: Sequence[RequestResult], count_tokens: Callable[[str], int] | None) -> list[int]:
+    """The bounty client's ``output_lens``: each request's count, 0 for a failed one (``--save-detailed``)."""
+    ok = [r for r in results if r.success]
+    counts = iter(reference_output_counts(ok, None, count_tokens))
+    return [next(counts) if r.success else 0 for r in results]
 
 
 def event_token_counts(r: RequestResult, count_tokens: Callable[[str], int] | None) -> tuple[list[int], str]:
@@ -118,10 +146,11 @@ def compute_metrics(
     if duration <= 0:
         raise ValueError("duration must be positive")
     ok = [r for r in results if r.success]
-    counts = output_token_counts(ok, count_tokens)
+    counts = output_token_counts(ok, count_tokens)  # ours
+    reference = reference_output_counts(ok, counts, count_tokens)  # the bounty client's: every reference key's
     total_input = sum(r.prompt_len for r in ok)
-    total_output = sum(counts.output)
-    tpots = [(r.latency - r.ttft) / (n - 1) for r, n in zip(ok, counts.output) if n > 1]
+    total_output = sum(reference)
+    tpots = [(r.latency - r.ttft) / (n - 1) for r, n in zip(ok, reference) if n > 1]
     m: dict[str, float | int] = {
         "duration": duration,
         "completed": len(ok),
@@ -134,6 +163,7 @@ def compute_metrics(
         "total_token_throughput": (total_input + total_output) / duration,
         "output_tokens_from_usage": counts.from_usage,
         "output_tokens_retokenized": counts.retokenized,
+        "total_output_tokens_counted": sum(counts.output),
     }
     m.update(distribution("ttft", (r.ttft for r in ok), percentiles))
     m.update(distribution("tpot", tpots, percentiles))

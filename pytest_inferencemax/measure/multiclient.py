@@ -1,15 +1,20 @@
-"""Spread one point's load over several client processes, for more streams than one core can read.
+"""Run a point's load in client processes of its own: several, for more streams than one core can read, or
+one, for the reference client, whose process must hold only what the bounty client's holds.
 
 Each process runs ``loadgen.run_load`` on its own event loop with a share of the concurrency
 and of the requests (request ``j`` goes to process ``j mod N``; the concurrency is split as
-evenly as it divides). All processes do their warmups, wait at a barrier, and start their timed
-runs together. ``time.perf_counter()`` is CLOCK_MONOTONIC on Linux, one clock for every process
-on the host, so the merged run's duration is the last end minus the first start and every
-request's times stay comparable. Progress, the abort check and the stall check keep working:
-the processes publish their counters in shared memory every tick and stop when told.
+evenly as it divides). Process 0 sends the initial test request when the stage's client sends one
+(it holds request 0); all processes wait at a barrier after it, do their warmups, wait again, and
+start their timed runs together. ``time.perf_counter()`` is CLOCK_MONOTONIC on Linux, one clock for
+every process on the host, so the merged run's duration is the last end minus the first start and
+every request's times stay comparable. Progress, the abort check and the stall check keep working:
+the processes publish their counters in shared memory every tick and stop when told. The reference
+client's processes run as the bounty client's ``main`` does: ``gc.collect()`` and ``gc.freeze()``, then
+``asyncio.run`` on the default loop (no uvloop); the parent keeps the telemetry sampler and the display.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import threading
 import time
@@ -30,16 +35,18 @@ class _Share:
     concurrency: int
     requests: list[RequestSpec]
     warmups: int
+    initial_test: bool = False  # this process sends the initial test request (process 0, which holds request 0)
 
 
-def split(concurrency: int, requests: Sequence[RequestSpec], num_warmups: int, procs: int) -> list[_Share]:
+def split(concurrency: int, requests: Sequence[RequestSpec], num_warmups: int, procs: int,
+          initial_test: bool = False) -> list[_Share]:
     """Each process's concurrency, requests and warmups; processes that would get no slot are dropped."""
     procs = max(1, min(procs, concurrency))
     shares = []
     for i in range(procs):
         conc = concurrency // procs + (1 if i < concurrency % procs else 0)
         warm = num_warmups * conc // concurrency
-        shares.append(_Share(i, conc, list(requests[i::procs]), warm))
+        shares.append(_Share(i, conc, list(requests[i::procs]), warm, initial_test and i == 0))
     return shares
 
 
@@ -54,25 +61,50 @@ def _worker(client: ClientConfig, share: _Share, counters: Any, abort: Any, barr
     def told_to_stop() -> str | None:
         return "stopped by the main process" if abort.is_set() else None
 
-    def at_barrier() -> None:
+    def sync(phase: str) -> str | None:
         try:
             barrier.wait()
         except threading.BrokenBarrierError:
-            pass  # another process failed its warmups: abort is set, the first tick stops this one
+            pass  # another process stopped before this phase (a failed initial request, warmups cut short)
+        return "stopped by the main process" if abort.is_set() else None
 
     try:
+        if client.reference:  # as the bounty client's main(): collect, freeze, then asyncio.run
+            gc.collect()
+            gc.freeze()
         result = run_async(run_load(client, share.requests, concurrency=share.concurrency,
-                                    num_warmups=share.warmups, on_tick=publish, abort_check=told_to_stop,
-                                    tick_interval=tick, stall_timeout=stall_timeout, before_timed=at_barrier))
+                                    num_warmups=share.warmups, initial_test=share.initial_test, on_tick=publish,
+                                    abort_check=told_to_stop, tick_interval=tick, stall_timeout=stall_timeout,
+                                    sync=sync), uvloop=not client.reference)
     except BaseException as exc:  # noqa: BLE001 - reported to the main process, which raises it
         abort.set()
         barrier.abort()
         results.put((share.index, f"client process {share.index} failed: {type(exc).__name__}: {exc}"))
         return
-    if not result.t0:  # stopped in its warmups: the others must not wait for it
+    if not result.t0:  # stopped before its timed run: the others must not wait for it
         abort.set()
         barrier.abort()
     results.put((share.index, result))
+
+
+def run_client_load(client: ClientConfig, requests: Sequence[RequestSpec], *, concurrency: int, num_warmups: int,
+                    initial_test: bool = False, procs: int = 1, on_tick: Callable[[LiveStats], None] | None = None,
+                    abort_check: Callable[[], str | None] | None = None, stall_timeout: float | None = None,
+                    on_timed: Callable[[], None] | None = None) -> LoadResult:
+    """One run of ``client`` over ``requests``, wherever it must run. The reference client runs in a process of
+    its own, as the bounty client does (there, only what it runs: asyncio's loop, no loop-lag probe, no sampler
+    thread); several processes spread a heavy load (``multiclient``); the precise client runs here otherwise.
+    ``on_timed`` is called when the timed run starts (in the processes' case: when they are started)."""
+    if client.reference or procs > 1:
+        if on_timed is not None:
+            on_timed()
+        return run_load_multiprocess(client, requests, concurrency=concurrency, num_warmups=num_warmups,
+                                     procs=procs, initial_test=initial_test, on_tick=on_tick, abort_check=abort_check,
+                                     stall_timeout=stall_timeout)
+    mark = (lambda phase: on_timed() if phase == "timed" else None) if on_timed is not None else None
+    return run_async(run_load(client, requests, concurrency=concurrency, num_warmups=num_warmups,
+                              initial_test=initial_test, on_tick=on_tick, abort_check=abort_check,
+                              stall_timeout=stall_timeout, sync=mark))
 
 
 def run_load_multiprocess(
@@ -81,14 +113,15 @@ def run_load_multiprocess(
     *,
     concurrency: int,
     num_warmups: int = 0,
+    initial_test: bool = False,
     procs: int,
     on_tick: Callable[[LiveStats], None] | None = None,
     abort_check: Callable[[], str | None] | None = None,
     tick_interval: float = 1.0,
     stall_timeout: float | None = None,
 ) -> LoadResult:
-    """``run_load`` over ``procs`` processes, merged into one :class:`LoadResult`."""
-    shares = split(concurrency, requests, num_warmups, procs)
+    """``run_load`` over ``procs`` processes (one or more), merged into one :class:`LoadResult`."""
+    shares = split(concurrency, requests, num_warmups, procs, initial_test)
     ctx = mp.get_context("spawn")  # no fork: the parent may hold threads (pytest, a server watcher)
     counters = ctx.Array("d", len(shares) * _FIELDS, lock=False)
     abort, barrier, queue = ctx.Event(), ctx.Barrier(len(shares)), ctx.Queue()
@@ -152,7 +185,9 @@ def merge(parts: Sequence[LoadResult], aborted: str | None = None) -> LoadResult
         results=[r for p in parts for r in p.results], duration=end - start,
         started_at=min((p.started_at for p in parts if p.started_at), default=""),
         warmups=sum(p.warmups for p in parts), warmup_failures=sum(p.warmup_failures for p in parts),
-        aborted=reason, lag=LoopLag.merge(p.lag for p in parts if p.lag is not None),
+        aborted=reason, lag=LoopLag.merge(lags) if (lags := [p.lag for p in parts if p.lag is not None]) else None,
         client_cpu_s=sum(p.client_cpu_s for p in parts), client_procs=len(parts), t0=start,
         arrival_clock=parts[0].arrival_clock if parts and len({p.arrival_clock for p in parts}) == 1 else "read",
-        client=parts[0].client if parts else "precise")
+        client=parts[0].client if parts else "precise",
+        initial_request=next((p.initial_request for p in parts if p.initial_request is not None), None),
+        event_loop=parts[0].event_loop if parts else "", isolated=True)

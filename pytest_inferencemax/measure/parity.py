@@ -19,7 +19,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from pytest_inferencemax.measure.loadgen import CLIENTS, ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadgen import CLIENTS, ClientConfig
+from pytest_inferencemax.measure.multiclient import run_client_load
 from pytest_inferencemax.measure.metrics import PERCENTILE_METRICS, compute_metrics
 from pytest_inferencemax.serve.server_metrics import read_totals, server_view
 from pytest_inferencemax.measure.workload import RequestSpec
@@ -151,8 +152,8 @@ def run_parity(point: str, base_url: str, model: str, requests: Sequence[Request
             client = ClientConfig(base_url=base_url, model=model, request_timeout=request_timeout, api_key=api_key,
                                   client=kind, extra_body={**(extra_body or {}), "cache_salt": uuid.uuid4().hex})
             before, _ = read_totals(base_url, api_key=api_key)
-            load = run_async(run_load(client, requests, concurrency=concurrency, num_warmups=num_warmups,
-                                      abort_check=abort_check, stall_timeout=stall_timeout))
+            load = run_client_load(client, requests, concurrency=concurrency, num_warmups=num_warmups,
+                                   abort_check=abort_check, stall_timeout=stall_timeout)  # the reference: its process
             if load.aborted:
                 raise ParityAborted(f"parity {point}: round {rnd} of the {kind} client stopped: {load.aborted}")
             view = server_view(before, read_totals(base_url, api_key=api_key)[0])

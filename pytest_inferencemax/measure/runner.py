@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadResult, run_async, run_load
+from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadResult
 from pytest_inferencemax.measure.looplag import lag_limit_ms
-from pytest_inferencemax.measure.metrics import compute_metrics
+from pytest_inferencemax.measure.metrics import compute_metrics, reference_output_lens
+from pytest_inferencemax.measure.multiclient import run_client_load
 from pytest_inferencemax.measure.prefix_cache import cache_record, read_counters
 from pytest_inferencemax.measure.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
@@ -64,6 +65,12 @@ class Measurement:
     aborted: str | None = None  # why the point was cut short (the figures cover the requests that finished)
     telemetry: Telemetry | None = None  # the server's and the GPUs' samples through the point
     aborted_report: str = ""  # the same with the server log's tail, for the failure message
+    initial_request: dict[str, Any] | None = None  # the initial test request's outcome (initial_request_record)
+    output_lens: list[int] = field(default_factory=list)  # the bounty client's per-request output counts
+
+    @property
+    def initial_request_failed(self) -> bool:
+        return bool(self.initial_request and self.initial_request["success"] is False)
 
 
 def measure_point(
@@ -78,29 +85,23 @@ def measure_point(
     server_log: Path | None = None,
 ) -> Measurement:
     """Measure ``point`` against the server at ``base_url``; :class:`PointAborted` when it was cut short."""
-    workload = random_workload(tokenizer, input_len=point.isl, output_len=point.osl,
-                               num_prompts=point.num_prompts, range_ratio=point.range_ratio, seed=settings.seed)
+    workload = random_workload(tokenizer, input_len=point.isl, output_len=point.osl, num_prompts=point.num_prompts,
+                               range_ratio=point.range_ratio, seed=settings.seed, builder=point.client.prompt_builder)
     timeout = settings.request_timeout or default_request_timeout(point.osl)
     client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
                           extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client)
-    progress.line(f"inferencemax: {point.id}: {point.num_warmups} warmups, then {point.num_prompts} requests "
-                  f"at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
+    initial = "1 initial test request, " if point.client.initial_test_request else ""
+    progress.line(f"inferencemax: {point.id}: {initial}{point.num_warmups} warmups, then {point.num_prompts} "
+                  f"requests at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
     cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
     on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
     sampler = (TelemetrySampler(base_url, interval=settings.telemetry_interval, api_key=settings.api_key,
                                 gpu_ids=settings.gpu_ids) if settings.telemetry_interval else None)
     with sampler or nullcontext():
-        if settings.client_procs > 1:  # the processes hold their timed runs together: marked around them
-            from pytest_inferencemax.measure.multiclient import run_load_multiprocess
-            if sampler:
-                sampler.mark("start")
-            load = run_load_multiprocess(client, workload.requests, concurrency=point.conc,
-                                         num_warmups=point.num_warmups, procs=settings.client_procs, on_tick=on_tick,
-                                         abort_check=abort_check, stall_timeout=settings.stall_timeout)
-        else:
-            load = run_async(run_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
-                                      on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout,
-                                      before_timed=(lambda: sampler.mark("start")) if sampler else None))
+        load = run_client_load(client, workload.requests, concurrency=point.conc, num_warmups=point.num_warmups,
+                               initial_test=point.client.initial_test_request, procs=settings.client_procs,
+                               on_tick=on_tick, abort_check=abort_check, stall_timeout=settings.stall_timeout,
+                               on_timed=(lambda: sampler.mark("start")) if sampler else None)
         if sampler:
             sampler.mark("end")
     progress.done()
@@ -116,7 +117,7 @@ def measure_point(
     if load.aborted:
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
         report = f"{point.id} stopped: {load.aborted}{tail}"
-        load.duration = max(load.duration, 1e-9)  # cut short in the warmups: no timed run, no figures
+        load.duration = max(load.duration, 1e-9)  # cut short before or in the warmups: no timed run, no figures
     count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
                               count_tokens=count_tokens)
@@ -126,10 +127,13 @@ def measure_point(
     return Measurement(
         point=point, load=load, workload=workload, metrics=metrics, request_timeout=timeout,
         client_check=client_record(load, metrics, settings),
-        prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len, point.num_warmups),
+        prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len,
+                                  point.num_warmups + (load.initial_request is not None)),  # repeats of prompt 0
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
                                  ignore_eos=ignore_eos),
         aborted=load.aborted, aborted_report=report, telemetry=sampler.telemetry if sampler else None,
+        initial_request=initial_request_record(point, load),
+        output_lens=reference_output_lens(load.results, count_tokens),
     )
 
 
@@ -155,6 +159,11 @@ def special_token_count(tokenizer: Any) -> int:
         return 0
 
 
+REFERENCE_PROCESS = ("the reference client ran in a process of its own, as the bounty client: asyncio's default "
+                     "loop, gc.freeze() before it, no loop-lag probe and no telemetry sampler there (client_bound "
+                     "is not judged)")
+
+
 def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
     """The client's self-check: its loop lag, CPU and whether it could have distorted the figures."""
     limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_itl_ms") or 0.0))
@@ -163,11 +172,24 @@ def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettin
     return {
         "load_generator": load.client, "processes": load.client_procs, "arrival_clock": load.arrival_clock,
         "loop_lag": lag.as_dict() if lag else None, "lag_limit_ms": limit,
-        "cpu_share": load.client_cpu_s / load.duration / load.client_procs if load.duration else None,
+        "cpu_share": load.client_cpu_s / load.duration / max(load.client_procs, 1) if load.duration else None,
         "client_bound": bound,
         "why": (f"the client's event loop lagged {lag.p99_ms:.2f} ms at p99 (limit {limit:.2f} ms): its timestamps "
                 f"may be late by as much; use --client-procs to spread the load" if bound and lag else None),
+        "event_loop": load.event_loop or None, "isolated": load.isolated,
+        "note": REFERENCE_PROCESS if load.client == "reference" and load.isolated else None,
     }
+
+
+def initial_request_record(point: Point, load: LoadResult) -> dict[str, Any] | None:
+    """``inferencemax.initial_request``: sent or not, and how it went (None when the stage's client sends none)."""
+    if not point.client.initial_test_request:
+        return None
+    first = load.initial_request
+    if first is None:  # asked for, but the run stopped before it ended (the server died or stalled)
+        return {"sent": True, "success": None, "error": load.aborted}
+    return {"sent": True, "success": first.success, "error": first.error or None,
+            "latency_s": first.latency if first.success else None}
 
 
 class PointAborted(PointError):
@@ -178,3 +200,8 @@ class PointAborted(PointError):
         super().__init__(message)
         self.reason = reason or message
         self.record_path = record_path
+
+
+class InitialRequestFailed(PointAborted):
+    """The stage's client sent its initial test request and it failed: as the bounty client (499c0b1), the
+    point stops before its timed run, with the client's own reason and the request's error."""

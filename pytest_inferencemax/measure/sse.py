@@ -7,6 +7,12 @@ taken before any parsing; the libraries own the read loop and hide that moment.
 Follows the WHATWG event-stream rules that matter here: lines end in LF, CRLF or CR; a blank
 line dispatches the event; lines starting with ':' are comments; several ``data:`` lines of one
 event are joined with LF; one optional space after the colon is dropped.
+
+It also counts the lines the bounty client could not read (``unreadable``): that client strips each
+line, removes ``data: `` (with its space) and hands the rest to ``json.loads``, so a comment, another
+field (``event:``, ``id:``, ``retry:``), ``data:`` without its space or an empty ``data:`` line fails
+its request. The precise client fails the request there too, so that the reference keys count the
+same failed requests (docs/metrics.md).
 """
 from __future__ import annotations
 
@@ -32,12 +38,19 @@ class SSEEvent:
 class SSEParser:
     """Feed it byte chunks as they arrive; it returns the events each chunk completes."""
 
-    __slots__ = ("_buffer", "_data", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_pending_cr", "unreadable", "unreadable_example")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._data: list[bytes] = []
         self._pending_cr = False
+        self.unreadable = 0  # lines the bounty client's json.loads would have failed on (module doc)
+        self.unreadable_example: bytes | None = None
+
+    def _cannot_read(self, line: bytes) -> None:
+        self.unreadable += 1
+        if self.unreadable_example is None:
+            self.unreadable_example = line[:120]
 
     def feed(self, chunk: bytes, arrived: float) -> list[SSEEvent]:
         """Parse ``chunk`` (any split of the stream) and return the events it completes."""
@@ -55,9 +68,8 @@ class SSEParser:
         tail = blocks.pop()  # after the last blank line: an unfinished event, or b""
         events: list[SSEEvent] = []
         for i, block in enumerate(blocks):
-            if block.startswith(b"data:") and b"\n" not in block:
-                value = block[6:] if block[5:6] == b" " else block[5:]
-                events.append(SSEEvent(value, arrived))
+            if block.startswith(b"data: ") and b"\n" not in block and block[6:].strip():
+                events.append(SSEEvent(block[6:], arrived))
             else:
                 rest = b"\n\n".join(blocks[i:]) + b"\n\n" + tail
                 return events + self._feed_general(rest, arrived)
@@ -107,9 +119,13 @@ class SSEParser:
     def _process_line(self, line: bytes, arrived: float, events: list[SSEEvent]) -> None:
         if not line:
             if self._data:
-                events.append(SSEEvent(b"\n".join(self._data), arrived))
+                if data := b"\n".join(self._data):  # an empty data buffer dispatches nothing (WHATWG)
+                    events.append(SSEEvent(data, arrived))
                 self._data = []
             return
+        bare = line.strip()  # what the bounty client reads: "data: " removed, then json.loads unless [DONE]
+        if bare and not bare.startswith(b"data: ") and bare != DONE_BYTES:
+            self._cannot_read(line)  # a comment, another field, "data:" without its space or with nothing
         if line.startswith(b":"):
             return
         field, sep, value = line.partition(b":")

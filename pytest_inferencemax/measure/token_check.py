@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from pytest_inferencemax.measure.loadgen import RequestResult
+from pytest_inferencemax.measure.loadtypes import RequestResult
 
 MAX_EXAMPLES = 5
 # Re-tokenizing decoded text merges or splits some tokens (SmolLM2's random-ish output on vLLM:
@@ -101,9 +101,16 @@ def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str],
         if ratio is not None and abs(ratio - 1.0) > RETOKENIZE_TOLERANCE:
             flagged.append(f"re-tokenizing the generated text gives {ratio:.2f}x the server's usage count: "
                            f"figures from client-side token counts would be off by as much")
-    if record["without_usage"]:
-        flagged.append(f"{record['without_usage']} requests had no usage from the server: their output tokens "
-                       f"were counted by re-tokenizing the text")
+    zero = sum(1 for r in ok if r.reference_output_tokens == 0 and r.output_tokens != 0)
+    if zero:  # no usage chunk without choices: the bounty client's count stays at its default, 0
+        flagged.append(f"{zero} requests had no usage in a chunk without choices: the bounty client counts 0 output "
+                       f"tokens for them, and so do the reference keys (total_output_tokens, output_throughput, "
+                       f"TPOT); inferencemax.total_output_tokens_counted has the server's usage or the re-tokenized "
+                       f"text instead")
+    retokenized = sum(1 for r in ok if r.reference_output_tokens is None)
+    if retokenized:
+        flagged.append(f"{retokenized} requests had a usage chunk without completion_tokens: their output tokens "
+                       f"were counted by re-tokenizing the text, as the bounty client does")
     record["flagged"] = flagged
     record["failures"] = failures
     return record

@@ -15,7 +15,7 @@ import pytest
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_baseline, load_baseline
 from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
 from pytest_inferencemax.measure.accuracy import GateResult, GateSpec
-from pytest_inferencemax.measure.runner import PointAborted, RunSettings
+from pytest_inferencemax.measure.runner import InitialRequestFailed, PointAborted, RunSettings
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
@@ -316,8 +316,8 @@ class BenchSession(AccuracyGates):
                                      gpu_ids=tuple(self.devices.devices) if self.devices else None),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
-        except PointAborted:
-            if server.recipe is not None and server.death_reason() is None:
+        except PointAborted as exc:  # a failed initial test request says nothing of a stall: the server stays
+            if server.recipe is not None and server.death_reason() is None and not isinstance(exc, InitialRequestFailed):
                 server.broken = f"it stalled during {point.id}"  # restart it for the next point
             raise
 

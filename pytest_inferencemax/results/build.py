@@ -15,32 +15,44 @@ from typing import Any, Callable, Sequence
 
 from pytest_inferencemax import __version__
 from pytest_inferencemax.measure.loadgen import LoadResult, RequestResult
-from pytest_inferencemax.measure.runner import Measurement, PointAborted, RunSettings, measure_point
+from pytest_inferencemax.measure.runner import (
+    InitialRequestFailed, Measurement, PointAborted, RunSettings, measure_point,
+)
 from pytest_inferencemax.measure.workload import Workload
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.record import (
-    AccuracyValidation, BenchmarkArgs, ClientCheck, OurFields, PointRecord, PrefixCacheCheck, StreamCheck, TokenCheck,
+    AccuracyValidation, BenchmarkArgs, ClientCheck, ClientVersionRecord, InitialRequestCheck, OurFields, PointRecord,
+    PrefixCacheCheck, StreamCheck, TokenCheck,
 )
 from pytest_inferencemax.results.store import RunFolder, write_text_atomic
 from pytest_inferencemax.results.telemetry import series_lines, summarize
 
 # compute_metrics' keys that are ours (under ``inferencemax``), not the reference client's
 _OURS_FROM_METRICS = ("tput_per_gpu", "interactivity", "tput_per_gpu_divisor", "failed", "output_tokens_from_usage",
-                      "output_tokens_retokenized", "token_itl_counts_from")
+                      "output_tokens_retokenized", "total_output_tokens_counted", "token_itl_counts_from")
+
+
+def error_line(error: str) -> str:
+    """An error in one line: its first, or the last of a Python traceback (the reference client's errors)."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    return (lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0])[:200]
 
 
 def error_summary(results: Sequence[RequestResult], limit: int = 10) -> dict[str, int]:
-    """Failed requests grouped by error text (first line, shortened)."""
-    counts = Counter((r.error.splitlines()[0][:200] if r.error else "unknown error") for r in results if not r.success)
+    """Failed requests grouped by error text (one line, shortened)."""
+    counts = Counter(error_line(r.error) for r in results if not r.success)
     return dict(counts.most_common(limit))
 
 
 def stream_check(results: Sequence[RequestResult]) -> StreamCheck:
-    """Malformed stream events of the point's requests (timed ones; warmups are not recorded)."""
+    """Malformed stream lines and error events of the point's requests (timed ones; warmups are not recorded)."""
     bad = [r for r in results if r.malformed_events]
     return StreamCheck(malformed_events=sum(r.malformed_events for r in bad), requests=len(bad),
-                       example=bad[0].malformed_example if bad else None)
+                       example=bad[0].malformed_example if bad else None,
+                       error_events=sum(r.error_events for r in results))
 
 
 def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backend: str, base_url: str,
@@ -50,6 +62,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
     ``stage_fields``: what a suite's stage adds under ``inferencemax`` (server, leaderboard_url,
     payload_layout, baseline, baseline_key, verdict_rule); absent for ``cli.bench``."""
     point, load, metrics = m.point, m.load, m.metrics
+    now = datetime.now().astimezone()  # "date" is local time, as the bounty client writes it; UTC is ours
     ok = [r for r in load.results if r.success]
     figures = {k: v for k, v in metrics.items() if k not in _OURS_FROM_METRICS}
     ours = OurFields(
@@ -58,6 +71,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         errors=error_summary(load.results), warmups=load.warmups, warmup_failures=load.warmup_failures,
         output_tokens_from_usage=metrics["output_tokens_from_usage"],
         output_tokens_retokenized=metrics["output_tokens_retokenized"],
+        total_output_tokens_counted=metrics["total_output_tokens_counted"],
         token_itl_counts_from=metrics.get("token_itl_counts_from"),
         output_tokens_requested=sum(r.output_len_requested for r in ok),
         output_token_mismatches=sum(1 for r in ok if r.output_tokens is not None
@@ -67,18 +81,21 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         prompt_length_mismatches=m.workload.length_mismatches,
         client=ClientCheck(**m.client_check), prefix_cache=PrefixCacheCheck(**m.prefix_cache),
         token_check=TokenCheck(**m.token_check), stream=stream_check(load.results),
+        client_version=ClientVersionRecord(**point.client.model_dump()),
+        **({"initial_request": InitialRequestCheck(**m.initial_request)} if m.initial_request else {}),
+        date_utc=now.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S"),
         **({"aborted": m.aborted} if m.aborted else {}), **(stage_fields or {}),
     )
     detailed: dict[str, Any] = {}
     if save_detailed:
         detailed = {"input_lens": [r.prompt_len for r in load.results],
-                    "output_lens": [r.output_tokens for r in load.results],
+                    "output_lens": m.output_lens,  # the bounty client's counts (0 for a failed request)
                     "ttfts": [r.ttft for r in load.results],
                     "itls": [list(r.itl) for r in load.results],  # gaps between events, as the reference
                     "e2els": [r.latency for r in load.results],
                     "errors": [r.error for r in load.results]}
     return PointRecord.model_validate({
-        "date": datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S"), "backend": backend, "model_id": served_model,
+        "date": now.strftime("%Y%m%d-%H%M%S"), "backend": backend, "model_id": served_model,
         "tokenizer_id": tokenizer_id, "best_of": 1, "num_prompts": point.num_prompts, "request_rate": "inf",
         "burstiness": 1.0, "max_concurrency": point.conc, **figures,
         "benchmark_args": BenchmarkArgs(
@@ -175,7 +192,8 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
         f"(/{point.tput_per_gpu_divisor}), median TTFT {record.median_ttft_ms:.0f} ms, "
         f"median E2E {record.median_e2el_ms:.0f} ms -> {path}")
     if m.aborted:  # on disk with what it got to; the point fails with the cause
-        raise PointAborted(m.aborted_report, reason=m.aborted, record_path=path)
+        failed = InitialRequestFailed if m.initial_request_failed else PointAborted
+        raise failed(m.aborted_report, reason=m.aborted, record_path=path)
     for warning in record.warnings():
         progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
     outcome = PointOutcome(point, record, path, m.load, m.workload)

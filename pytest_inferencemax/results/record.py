@@ -79,6 +79,27 @@ class ClientCheck(_Part):
     cpu_share: Optional[Number] = None
     client_bound: bool = False
     why: Optional[str] = None
+    event_loop: Optional[str] = None  # "uvloop" or "asyncio" (absent from records written before it was kept)
+    isolated: Optional[bool] = None  # the load ran in its own process(es), apart from the sampler and progress
+    note: Optional[str] = None  # what the reference client's process did not run (runner.REFERENCE_PROCESS)
+
+
+class ClientVersionRecord(_Part):
+    """The bounty client version the stage mirrors (plan/suite.py ``ClientVersion``, ``[stages.X.client]``)."""
+
+    source: str
+    initial_test_request: bool
+    warmups_per_conc: int
+    prompt_builder: str
+
+
+class InitialRequestCheck(_Part):
+    """The initial test request (499c0b1): sent before anything else; the point stops when it fails."""
+
+    sent: bool = True
+    success: Optional[bool] = None  # None: the run stopped while it was in flight
+    error: Optional[str] = None  # the request's error (the reference client's: a traceback or a reason)
+    latency_s: Optional[Number] = None
 
 
 class PrefixCacheCheck(_Part):
@@ -105,19 +126,24 @@ class TokenCheck(_Part):
 
 
 class StreamCheck(_Part):
-    """Stream events that were not JSON objects: skipped by both clients (as the reference skips them),
-    counted here so that a server sending broken events is seen."""
+    """Stream lines the bounty client cannot read (not JSON objects, comments, other fields): it fails the request
+    that gets one, and so do both clients; and error events, which it ignores, and so do both clients."""
 
     malformed_events: int = 0
     requests: int = 0  # requests with at least one
     example: Optional[str] = None  # the first, shortened
+    error_events: Optional[int] = None  # the server's error events (absent from records written before)
 
     @property
     def warning(self) -> str | None:
-        if not self.malformed_events:
-            return None
-        return (f"{self.malformed_events} malformed stream event(s) in {self.requests} request(s) were skipped "
-                f"(e.g. {self.example!r}): the figures leave them out; --fail-on-stream-errors fails such a point")
+        out = []
+        if self.malformed_events:
+            out.append(f"{self.malformed_events} malformed stream line(s) in {self.requests} request(s) (e.g. "
+                       f"{self.example!r}): the bounty client fails such a request, and so did this one")
+        if self.error_events:
+            out.append(f"{self.error_events} error event(s) in the streams: the bounty client ignores them (a "
+                       f"request with a token before one counts as completed), and so did this one")
+        return "; ".join(out) or None
 
 
 class ServerInfo(_Part):
@@ -146,6 +172,7 @@ class OurFields(_Part):
     warmup_failures: int = 0
     output_tokens_from_usage: int = 0
     output_tokens_retokenized: int = 0
+    total_output_tokens_counted: Optional[int] = None  # ours: usage from any event, else re-tokenized text
     token_itl_counts_from: Optional[dict[str, int]] = None
     output_tokens_requested: int = 0
     output_token_mismatches: int = 0
@@ -162,6 +189,9 @@ class OurFields(_Part):
     prefix_cache: Optional[PrefixCacheCheck] = None
     token_check: Optional[TokenCheck] = None
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
+    client_version: Optional[ClientVersionRecord] = None  # absent from records written before it was kept
+    initial_request: Optional[InitialRequestCheck] = None  # present when the stage's client sends one
+    date_utc: Optional[str] = None  # when the file was written, UTC (``date`` is local time, as the reference's)
     telemetry: Optional[TelemetrySummary] = None  # the server's and the GPUs' view (results/telemetry.py)
     aborted: Optional[str] = None  # why the point was cut short (a stall, the server's death); absent if it was not
     rounds: Optional[RoundsSummary] = None  # --repeat: every round's figures and their intervals (results/rounds.py)
@@ -354,8 +384,8 @@ class PointRecord(_Part):
 
     @property
     def stream_errors(self) -> int:
-        """Malformed stream events the point's requests received (0 for records that did not count them)."""
-        return self.ours.stream.malformed_events if self.ours.stream else 0
+        """Unreadable stream lines and error events the point's requests received (0 for records without them)."""
+        return self.ours.stream.malformed_events + (self.ours.stream.error_events or 0) if self.ours.stream else 0
 
     def sort_key(self) -> tuple[str, str, int, int, int]:
         o = self.ours

@@ -11,10 +11,12 @@ from pytest_inferencemax.measure.metrics import compute_metrics, distribution, o
 approx = pytest.approx
 
 
-def ok(prompt_len, output_tokens, ttft, latency, itl, text="", requested=None):
+def ok(prompt_len, output_tokens, ttft, latency, itl, text="", requested=None, usage_chunk=True):
+    """A successful request; ``usage_chunk``: the server's usage came in a chunk without choices (as vLLM sends
+    it), which is where the bounty client reads it (a None count there: it re-tokenizes the text)."""
     return RequestResult(prompt_len=prompt_len, output_len_requested=requested or (output_tokens or 0),
                          success=True, ttft=ttft, latency=latency, itl=list(itl), output_tokens=output_tokens,
-                         generated_text=text)
+                         reference_output_tokens=output_tokens if usage_chunk else 0, generated_text=text)
 
 
 def words(text: str) -> int:
@@ -26,7 +28,7 @@ def words(text: str) -> int:
 R1 = ok(100, 5, 0.100, 0.500, [0.080, 0.090, 0.110, 0.120])  # TPOT (0.5-0.1)/(5-1) = 0.1 s
 R2 = ok(200, 3, 0.200, 0.600, [0.150, 0.250])  # TPOT (0.6-0.2)/(3-1) = 0.2 s
 R3 = ok(50, 1, 0.300, 0.300, [])  # one token: no TPOT
-R4 = ok(150, None, 0.050, 0.350, [0.100, 0.100, 0.100], text="w1 w2 w3 w4")  # 4 tokens by re-tokenizing
+R4 = ok(150, None, 0.050, 0.350, [0.100, 0.100, 0.100], text="w1 w2 w3 w4")  # usage without a count: 4 re-tokenized
 FAILED = RequestResult(prompt_len=999, output_len_requested=77, success=False, error="HTTP 500",
                        ttft=9.0, latency=9.5, itl=[5.0, 6.0], output_tokens=77, generated_text="x y z")
 RESULTS = [R1, R2, FAILED, R3, R4]
@@ -46,6 +48,7 @@ def test_counts_and_totals(m):
     assert m["total_output_tokens"] == 5 + 3 + 1 + 4 == 13
     assert m["output_tokens_from_usage"] == 3
     assert m["output_tokens_retokenized"] == 1
+    assert m["total_output_tokens_counted"] == 13  # ours agrees: every request had a usage chunk
     assert "request_goodput:" in m and m["request_goodput:"] is None
 
 
@@ -113,7 +116,7 @@ def test_interactivity_is_1000_over_median_tpot(m):
 def test_every_key_is_present_and_plain(m):
     expected = {"duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
                 "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
-                "output_tokens_from_usage", "output_tokens_retokenized", "tput_per_gpu",
+                "output_tokens_from_usage", "output_tokens_retokenized", "total_output_tokens_counted", "tput_per_gpu",
                 "tput_per_gpu_divisor", "interactivity", "token_itl_counts_from"}
     for name in ("ttft", "tpot", "itl", "token_itl", "e2el"):
         expected |= {f"mean_{name}_ms", f"median_{name}_ms", f"std_{name}_ms", f"p99_{name}_ms"}
@@ -251,9 +254,46 @@ def test_reference_itl_keys_hold_gaps_between_events_and_ours_hold_per_token_gap
     """Speculative decoding or a stream interval > 1 packs several tokens in an event: the reference's
     ``*_itl_ms`` keys are still the gaps between events; the per-token figures go under ``*_token_itl_ms``."""
     packed = RequestResult(prompt_len=4, output_len_requested=9, success=True, ttft=0.1, latency=0.5,
-                           itl=[0.2, 0.2], output_tokens=9, event_tokens=[1, 4, 4])
+                           itl=[0.2, 0.2], output_tokens=9, reference_output_tokens=9, event_tokens=[1, 4, 4])
     m = compute_metrics([packed], 1.0, tput_per_gpu_divisor=1)
     assert m["mean_itl_ms"] == m["median_itl_ms"] == m["p99_itl_ms"] == approx(200.0)
     assert m["std_itl_ms"] == approx(0.0)
     assert m["median_token_itl_ms"] == approx(50.0)  # each 200 ms gap shared by the 4 tokens it brought
     assert m["mean_token_itl_ms"] == approx(m["mean_tpot_ms"]) == approx(400 / 8)
+
+
+# --- the bounty client's count when the usage chunk is missing ---------------------------------------
+
+
+def test_without_a_usage_chunk_the_reference_keys_count_zero_and_ours_retokenize():
+    # R5: the server sent no usage at all; R6: usage only on the token events, none in a chunk without choices
+    r5 = ok(10, None, 0.1, 0.4, [0.1, 0.1, 0.1], text="one two three four", usage_chunk=False)
+    r6 = ok(20, 3, 0.2, 0.6, [0.2, 0.2], text="a b c", usage_chunk=False)
+    m = compute_metrics([R1, r5, r6], 2.0, tput_per_gpu_divisor=1, count_tokens=words)
+    # the bounty client's output_tokens stay at their default 0 for r5 and r6: 5 + 0 + 0
+    assert m["total_output_tokens"] == 5
+    assert m["output_throughput"] == approx(5 / 2.0)
+    assert m["total_token_throughput"] == approx((10 + 20 + 100 + 5) / 2.0)
+    assert m["mean_tpot_ms"] == approx(100.0)  # only R1 has more than one token in the bounty client's count
+    assert m["interactivity"] == approx(10.0)
+    # ours: R1's 5, r5 re-tokenized (4 words), r6 from its usage (3)
+    assert m["total_output_tokens_counted"] == 5 + 4 + 3
+    assert (m["output_tokens_from_usage"], m["output_tokens_retokenized"]) == (2, 1)
+
+
+def test_the_reference_output_lens_are_zero_for_failures_and_missing_usage():
+    from pytest_inferencemax.measure.metrics import reference_output_lens
+    r5 = ok(10, None, 0.1, 0.4, [0.1], text="one two", usage_chunk=False)
+    assert reference_output_lens([R1, FAILED, r5, R4], words) == [5, 0, 0, 4]
+
+
+def test_a_usage_chunk_without_completion_tokens_is_retokenized_once():
+    calls = []
+
+    def counting(text):
+        calls.append(text)
+        return words(text)
+
+    m = compute_metrics([R4], 1.0, tput_per_gpu_divisor=1, count_tokens=counting)
+    assert m["total_output_tokens"] == m["total_output_tokens_counted"] == 4
+    assert calls == ["w1 w2 w3 w4"]  # both counts from one tokenization

@@ -1,5 +1,6 @@
-"""The reference-parity client (``--client reference``): the bounty client's semantics on aiohttp, checked
-against the calibration server's known schedule, a deliberately quirky stream and a real vLLM server."""
+"""The reference client (``--client reference``): the bounty client's request function (kimbochen/bench_serving
+``main``, 499c0b1 and ee86723) on aiohttp, checked line by line against exact streams, a quirky stream, the
+initial test request and the calibration server."""
 from __future__ import annotations
 
 
@@ -8,7 +9,8 @@ import pytest
 from faulty_server import FaultyServer
 from pytest_inferencemax.cli import bench
 from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
-from pytest_inferencemax.measure.refclient import reference_headers, reference_payload, sse_data
+from pytest_inferencemax.measure.loadtypes import INITIAL_TEST_FAILED
+from pytest_inferencemax.measure.refclient import NO_CHUNK, reference_headers, reference_payload
 from pytest_inferencemax.measure.workload import RequestSpec
 from calibration import specs
 
@@ -43,11 +45,62 @@ def test_the_key_goes_in_the_header_on_the_wire():
     assert [h["Authorization"] for h in headers] == ["Bearer s3cret"] * 2
 
 
-@pytest.mark.parametrize("line, data", [
-    ('data: {"a": 1}', '{"a": 1}'), ('data:{"a": 1}', '{"a": 1}'), ('  {"a": 1}  ', '{"a": 1}'),
-    ("data: [DONE]", None), (": ping", None), ("", None), ("data: ", None), ("   ", None)])
-def test_sse_lines_are_read_as_the_reference_reads_them(line, data):
-    assert sse_data(line) == data
+TOKEN = b'data: {"id": "r-1", "choices": [{"index": 0, "text": "t"}]}\n\n'
+USAGE = b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}\n\n'
+DONE = b"data: [DONE]\n\n"
+
+
+def stream(*pieces: bytes, client: str = "reference"):
+    """One request against a server that streams exactly ``pieces``; its result."""
+    with FaultyServer("raw", raw=pieces) as server:
+        res = run_async(run_load(ClientConfig(base_url=server.base_url, model="m", client=client), specs(1, 3),
+                                 concurrency=1))
+    (r,) = res.results
+    return r
+
+
+def test_a_clean_stream_counts_the_usage_chunks_tokens():
+    r = stream(TOKEN, TOKEN, TOKEN, USAGE, DONE)
+    assert r.success and r.events == 3 and r.output_tokens == r.reference_output_tokens == 3
+    assert r.server_prompt_tokens == 2 and r.response_id == "r-1" and r.generated_text == "ttt"
+
+
+@pytest.mark.parametrize("bad, exception", [
+    (b": ping\n\n", "json.decoder.JSONDecodeError: Expecting value"),  # a comment line is not skipped on main
+    (b'data:{"choices": [{"index": 0, "text": "t"}]}\n\n', "json.decoder.JSONDecodeError"),  # only "data: " is removed
+    (b"event: message\n", "json.decoder.JSONDecodeError"),
+    (b'data: {"choices": [{"index": 0, "text": "t"\n\n', "json.decoder.JSONDecodeError"),  # broken JSON
+    (b"data: 5\n\n", "AttributeError: 'int' object has no attribute 'get'"),  # JSON, but not an object
+])
+def test_a_line_the_bounty_client_cannot_parse_fails_the_request_with_the_traceback(bad, exception):
+    r = stream(TOKEN, bad, TOKEN, USAGE, DONE)
+    assert not r.success
+    assert r.error.startswith("Traceback (most recent call last):\n")  # "".join(format_exception(...)), as there
+    assert exception in r.error.rstrip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("pieces, tokens", [
+    ((TOKEN, TOKEN, DONE), 0),  # no usage chunk: the bounty client's output_tokens keep their default, 0
+    ((TOKEN, b'data: {"choices": [{"index": 0, "text": "t"}], "usage": {"completion_tokens": 2}}\n\n', DONE), 0),
+    ((TOKEN, b'data: {"choices": [], "usage": {"prompt_tokens": 2}}\n\n', DONE), None),  # re-tokenized then
+])
+def test_usage_is_read_only_from_a_chunk_without_choices(pieces, tokens):
+    r = stream(*pieces)
+    assert r.success and r.reference_output_tokens == tokens
+
+
+def test_what_the_bounty_client_skips_or_ignores():
+    crlf = TOKEN.replace(b"\n", b"\r\n")  # stripped away
+    one_newline = TOKEN[:-1]  # events not separated by a blank line: read line by line all the same
+    error = b'data: {"error": {"message": "transient"}}\n\n'  # no choices, no usage: ignored
+    r = stream(crlf, b"\n\n   \n", one_newline, one_newline, error, USAGE, DONE)
+    assert r.success and r.error == "" and r.events == 3 and r.reference_output_tokens == 3
+
+
+def test_no_choices_at_all_fails_with_the_references_words():
+    r = stream(USAGE, DONE)
+    assert not r.success and r.error == NO_CHUNK
+    assert NO_CHUNK == "Never received a valid chunk to calculate TTFT.This response will be marked as failed!"
 
 
 def test_unknown_client_is_refused():
@@ -55,17 +108,15 @@ def test_unknown_client_is_refused():
         ClientConfig(base_url="http://h", model="m", client="fast")
 
 
-def test_quirky_stream_usage_only_from_the_event_without_choices_errors_and_junk_ignored():
+def test_quirky_stream_fails_at_its_comment_line_as_the_bounty_client_fails():
     with FaultyServer("quirky") as server:
         res = run(server.base_url, n=3)
         peers = list(server.peers)
         headers = server.headers[0]
     assert res.client == "reference" and res.arrival_clock == "reference"
-    for r in res.results:
-        assert r.success and r.error == "" and r.events == 5  # the error event and the junk were skipped
-        assert r.output_tokens == 5  # not the 999 that rode on the token events
-        assert len(r.itl) == 4 and r.latency >= r.ttft > 0
-        assert r.generated_text == "ttttt" and r.response_id == "q-1"
+    for r in res.results:  # ": ping" goes to json.loads on main (00f9ee36, never on main, skipped it)
+        assert not r.success and "JSONDecodeError" in r.error.splitlines()[-1]
+        assert r.events == 1 and r.reference_output_tokens == 0  # it failed after the first token event
     assert len(set(peers)) == len(peers) == 3  # a new session, so a new connection, per request
     assert headers["Authorization"] == "Bearer None"  # no API key given: what the reference sends
 
@@ -89,7 +140,39 @@ def test_http_500_fails_with_the_reason_and_warmups_are_discarded():
         res = run(server.base_url, n=2, warmups=2)
         assert len(server.peers) == 4  # two warmups, then the two timed requests
     assert res.warmups == 2 and res.warmup_failures == 2 and len(res.results) == 2
-    assert all(not r.success and r.error == "HTTP 500 Internal Server Error" for r in res.results)
+    assert all(not r.success and r.error == "Internal Server Error" for r in res.results)  # response.reason
+
+
+# --- the initial test request (499c0b1) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("client, error", [("reference", "Internal Server Error"),
+                                           ("precise", "HTTP 500 Internal Server Error: boom")])
+def test_a_failed_initial_test_request_stops_the_run_before_anything_else(client, error):
+    with FaultyServer("error500") as server:
+        res = run_async(run_load(ClientConfig(base_url=server.base_url, model="m", client=client), specs(4, 3),
+                                 concurrency=2, num_warmups=4, initial_test=True))
+        sent = server.stream_requests
+    assert sent == 1  # the initial request only: no warmup, no timed request
+    assert res.aborted == INITIAL_TEST_FAILED.format(error=error)
+    assert res.aborted.startswith("Initial test run failed - Please make sure benchmark arguments are correctly "
+                                  "specified. Error: ")
+    assert res.results == [] and res.t0 == 0.0 and res.warmups == 0
+    assert res.initial_request is not None and not res.initial_request.success and res.initial_request.error == error
+
+
+@pytest.mark.parametrize("client", ["reference", "precise"])
+def test_an_initial_test_request_that_succeeds_is_neither_timed_nor_counted(client):
+    with FaultyServer("fail_first") as server:  # only the first streaming request fails
+        res = run_async(run_load(ClientConfig(base_url=server.base_url, model="m", client=client), specs(3, 2),
+                                 concurrency=2, initial_test=False))
+    assert [r.success for r in res.results] == [False, True, True]  # without it, the first timed one failed
+    with FaultyServer("ok") as server:
+        res = run_async(run_load(ClientConfig(base_url=server.base_url, model="m", client=client), specs(3, 2),
+                                 concurrency=2, num_warmups=2, initial_test=True))
+        sent = server.stream_requests
+    assert sent == 1 + 2 + 3 and len(res.results) == 3 and all(r.success for r in res.results)
+    assert res.initial_request.success and res.initial_request.latency > 0 and res.aborted is None
 
 
 def test_bench_cli_refuses_an_unknown_client(capsys):

@@ -318,3 +318,31 @@ def test_fast_path_and_general_path_agree_on_any_split(seed):
         got_fast += fast.feed(stream[a:b], float(i))
         got_general += general._feed_general(stream[a:b], float(i))
     assert got_fast == got_general and got_fast
+
+
+# --- lines the bounty client cannot read -------------------------------------------------------------
+# It strips each line, removes "data: " (with its space), skips "[DONE]" and hands the rest to json.loads.
+
+
+@pytest.mark.parametrize("stream, unreadable", [
+    (VLLM_STREAM, 0),
+    (VLLM_STREAM.replace(b"\n\n", b"\r\n\r\n"), 0),  # CRLF: stripped there
+    (b": ping\n\n" + VLLM_STREAM, 1),  # a comment
+    (b"event: completion\n" + VLLM_STREAM, 1),  # another field
+    (b"id: 7\nretry: 10\n\n" + VLLM_STREAM, 2),
+    (VLLM_STREAM.replace(b"data: ", b"data:", 1), 1),  # no space after the colon
+    (b"data:\n\n" + VLLM_STREAM, 1),  # nothing after it
+    (b"   \n\n" + VLLM_STREAM, 0),  # blank once stripped
+])
+def test_lines_the_bounty_client_cannot_read_are_counted_whatever_the_split(stream, unreadable):
+    for chunks in ([stream], [stream[i:i + 7] for i in range(0, len(stream), 7)]):
+        parser = SSEParser()
+        events = feed_all(parser, chunks)
+        assert parser.unreadable == unreadable
+        assert [json.loads(d) for d in datas(events) if d != DONE][0]["id"] == "cmpl-1"  # the events still come
+    if unreadable:
+        assert parser.unreadable_example is not None
+
+
+def test_an_empty_data_buffer_dispatches_nothing():
+    assert datas(feed_all(SSEParser(), [b"data:\n\ndata: x\n\n"])) == ["x"]
