@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-ready-timeout", type=positive_float, default=60.0,
                    help="seconds to wait for the server to be ready (default: %(default)g)")
     p.add_argument("--fail-on-stream-errors", action="store_true",
-                   help="exit 1 when the server sent malformed stream events (default: counted and warned about)")
+                   help="exit 1 also when the server sent error events in its streams (ignored by the bounty "
+                        "client; counted and warned about)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
     return p
 

@@ -107,9 +107,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("client-lag-limit-ms", "event-loop lag (p99) above which a point is client-bound (default: 5% of "
            "the point's median gap between events, at least 1 ms)", positive_float, ini=True, metavar="MS"),
     Option("fail-client-bound", "fail points whose client was the bottleneck (default: a warning)", flag=True),
-    Option("fail-on-stream-errors", "fail points whose server sent malformed stream events (default: counted in "
-           "the record and warned about; the figures skip them as the reference client does)", boolean, flag=True,
-           ini=True),
+    Option("fail-on-stream-errors", "also fail points whose server sent error events in its streams (default: "
+           "ignored as the bounty client ignores them, counted and warned about; lines it cannot read fail their "
+           "requests in any case)", boolean, flag=True, ini=True),
     Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
     Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),

@@ -114,7 +114,7 @@ def test_quirky_stream_fails_at_its_comment_line_as_the_bounty_client_fails():
         peers = list(server.peers)
         headers = server.headers[0]
     assert res.client == "reference" and res.arrival_clock == "reference"
-    for r in res.results:  # ": ping" goes to json.loads on main (00f9ee36, never on main, skipped it)
+    for r in res.results:  # ": ping" goes to json.loads on main (00f9ee36, a side branch no stage ran, skipped it)
         assert not r.success and "JSONDecodeError" in r.error.splitlines()[-1]
         assert r.events == 1 and r.reference_output_tokens == 0  # it failed after the first token event
     assert len(set(peers)) == len(peers) == 3  # a new session, so a new connection, per request
