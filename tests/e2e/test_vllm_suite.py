@@ -17,7 +17,7 @@ from e2e_support import MODELS_DIR, SUITE_TEST, documented_keys, mini_suite_toml
 # keys only some records have: a point cut short (aborted), run in rounds (--repeat), on a recipe
 # variant, or reused from an earlier run
 CONDITIONAL = {"inferencemax.aborted", "inferencemax.rounds", "inferencemax.variant", "inferencemax.variant_changes",
-               "inferencemax.reused_from"}
+               "inferencemax.reused_from", "inferencemax.initial_request"}
 
 
 def test_suite_launches_server_runs_points_and_tears_down(pytester, smollm2_model, tmp_path):
