@@ -34,3 +34,11 @@ def test_split_spreads_concurrency_requests_and_warmups():
     assert len(split(2, reqs, 0, procs=8)) == 2  # never more processes than slots
 
 
+def test_only_the_process_holding_the_first_request_sends_the_initial_test_request():
+    reqs = specs(10, 5)
+    assert [s.initial_test for s in split(6, reqs, 0, procs=3, initial_test=True)] == [True, False, False]
+    assert split(6, reqs, 0, procs=3, initial_test=True)[0].requests[0] is reqs[0]
+    assert [s.initial_test for s in split(6, reqs, 0, procs=3)] == [False, False, False]
+    assert [s.initial_test for s in split(6, reqs, 0, procs=1, initial_test=True)] == [True]
+
+
