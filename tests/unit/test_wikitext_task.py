@@ -38,6 +38,14 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="<unk>")
 
 
+@pytest.fixture(scope="module")
+def char_tokenizer_dir(char_tokenizer, tmp_path_factory):
+    """The same tokenizer saved as a folder: what --accuracy-chunk-tokenizer names, loaded by the task's own loader."""
+    folder = tmp_path_factory.mktemp("char-tokenizer")
+    char_tokenizer.save_pretrained(str(folder))
+    return folder
+
+
 # -- chunking and counting ---------------------------------------------------------------------------------------
 def test_chunks_and_counts_by_hand(char_tokenizer):
     # "ab" + "\n\n" + "" + "\n\n" + "cdé": 9 characters, 9 ids; chunks of 4: "ab\n\n", "\n\ncd", "é"
@@ -63,11 +71,10 @@ def test_no_text_no_documents_and_a_bad_size(char_tokenizer):
         chunk_documents(["a"], char_tokenizer, chunk_size=0)
 
 
-def test_the_lm_eval_entry_points(char_tokenizer, tmp_path, monkeypatch):
+def test_the_lm_eval_entry_points(char_tokenizer_dir, tmp_path):
     data = tmp_path / "lines.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["ab", "", "cdé"]), encoding="utf-8")
-    monkeypatch.setattr(wikitext_task, "load_chunk_tokenizer", lambda name: char_tokenizer)
-    split = wikitext_task.task_dataset(str(data), "hand-made", 4, version=2.0, model="m")  # lm-eval's extras
+    split = wikitext_task.task_dataset(str(data), str(char_tokenizer_dir), 4, version=2.0, model="m")  # lm-eval's extras
     assert split["test"]["text"] == ["ab\n\n", "\n\ncd", "é"]
     doc = split["test"][0]
     assert wikitext_task.process_results(doc, [-3.0]) == {
@@ -168,13 +175,12 @@ def test_identity_tolerance_is_a_tenth_of_a_percent():
     assert check_identity("t", 10, 38, 1, {"bits_per_byte": 2.0}) is None  # nothing to compare with
 
 
-def test_identity_of_an_lm_eval_task_counts_with_its_own_process_results(char_tokenizer, tmp_path, monkeypatch):
+def test_identity_of_an_lm_eval_task_counts_with_its_own_process_results(char_tokenizer_dir, tmp_path):
     from lm_eval.tasks import TaskManager
 
-    monkeypatch.setattr(wikitext_task, "load_chunk_tokenizer", lambda name: char_tokenizer)
     data = tmp_path / "lines.jsonl"
     data.write_text(json.dumps({"text": "abcd" * 10}) + "\n", encoding="utf-8")  # 40 chars: 4 chunks of 10
-    folder = render_task(tmp_path / "tasks", Sources.resolve(str(data), str(tmp_path)), chunk_size=10).parent
+    folder = render_task(tmp_path / "tasks", Sources.resolve(str(data), str(char_tokenizer_dir)), chunk_size=10).parent
     task = TaskManager(include_path=str(folder), include_defaults=False).load(["wikitext_tokens"])["tasks"][
         "wikitext_tokens"]
     bpw = 40 / 44  # 40 bytes over 4 x (10 + BOS) words
