@@ -36,6 +36,7 @@ the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -46,12 +47,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import requests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from calibration_server import running  # noqa: E402  (the benchmarks' and tests' one way to start it)
+
 STAGE_COMMIT = {"s1": "499c0b1", "s2": "ee86723"}  # the bounty client each stage cloned
 
 
@@ -119,22 +124,16 @@ def kbs_stage(folder: Path) -> str:
     return "s2" if "--num-warmups" in (folder / "benchmark_serving.py").read_text() else "s1"
 
 
-def start_server(a: argparse.Namespace, log: Path) -> subprocess.Popen:
-    cmd = ["taskset", "-c", str(a.server_core), a.python, str(HERE / "calibration_server.py"), "--port", str(a.port),
-           "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms), "--jitter", str(a.jitter)]
-    print("$ " + shlex.join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(100):
-        try:
-            if requests.get(a.base_url + "/health", timeout=1).ok:
-                break
-        except requests.RequestException:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise SystemExit(f"the calibration server did not start: {log.read_text()}")
-    requests.post(a.base_url + "/calibration/schedule", json={"prompt_tokens": a.isl}, timeout=5).raise_for_status()
-    return proc
+@contextlib.contextmanager
+def calibration_server(a: argparse.Namespace) -> Iterator[str]:
+    """The calibration server on its own core (``calibration_server.running``: a free port, ready once /health
+    answers, stopped on exit), counting ``usage.prompt_tokens`` as ISL; yields its base URL."""
+    args = ["--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms), "--jitter", str(a.jitter)]
+    with running(*args, preexec_fn=lambda: os.sched_setaffinity(0, {a.server_core})) as base:
+        print(f"$ taskset -c {a.server_core} {shlex.join([sys.executable, str(HERE / 'calibration_server.py')])} "
+              f"--port {base.rsplit(':', 1)[1]} {shlex.join(args)}", flush=True)
+        requests.post(base + "/calibration/schedule", json={"prompt_tokens": a.isl}, timeout=5).raise_for_status()
+        yield base
 
 
 def one_run(a: argparse.Namespace, client: Client, conc: int, work: Path, tag: str) -> Run:
@@ -222,14 +221,12 @@ def main() -> int:
     p.add_argument("--model", default="calibration", help="the served model name (default: %(default)s)")
     p.add_argument("--client-core", type=int, default=0, help="default: %(default)s")
     p.add_argument("--server-core", type=int, default=1, help="default: %(default)s")
-    p.add_argument("--port", type=int, default=8377, help="default: %(default)s")
-    p.add_argument("--python", default=sys.executable, help="interpreter for every process (default: this one)")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the client processes (default: this one, which also runs the server)")
     p.add_argument("--project", type=Path, default=ROOT,
                    help="the pytest_inferencemax checkout our clients run from, e.g. a `git archive` of one commit "
                         "while others edit the tree (default: this one)")
     p.add_argument("--keep", type=Path, help="keep every result JSON and log in this folder")
     a = p.parse_args()
-    a.base_url = f"http://127.0.0.1:{a.port}"
     a.project = a.project.resolve()
     bench_help = subprocess.run([a.python, "-m", "pytest_inferencemax.cli.bench", "--help"], capture_output=True,
                                 text=True, env=dict(os.environ, PYTHONPATH=str(a.project))).stdout
@@ -245,9 +242,8 @@ def main() -> int:
           f"TTFT {a.ttft_ms:g} ms, ITL {a.itl_ms:g} ms, ISL {a.isl}, OSL {a.osl}, NUM_PROMPTS = CONC x "
           f"{a.prompts_per_conc}; our clients from {a.project}; files in {work}\n"
           f"# load average at start: {load_avg()}", flush=True)
-    server = start_server(a, work / "server.log")
     t_start = time.monotonic()
-    try:
+    with calibration_server(a) as a.base_url:
         for rnd in range(a.rounds):
             order = clients[rnd % len(clients):] + clients[:rnd % len(clients)]
             print(f"# round {rnd + 1}: {', '.join(c.name for c in order)}", flush=True)
@@ -257,9 +253,6 @@ def main() -> int:
                     rows[(c.name, conc)].runs.append(run)
                     print(f"#   {c.name} CONC {conc}: error {run.err_ms:+.2f} ms, {run.wall_s:.1f} s", flush=True)
             print(f"# load average after round {rnd + 1}: {load_avg()}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(10)
     print(f"\n# {a.rounds} rounds in {time.monotonic() - t_start:.0f} s; load average at the end: {load_avg()}\n")
     table(list(rows.values()))
     print()
