@@ -15,13 +15,17 @@ that message, never a traceback. The branches say whose fault it is::
     │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
     ├── PointError         a point could not be measured
-    │   └── PointAborted       the server died or stalled during the point (measure/runner.py)
-    │       └── InitialRequestFailed  the stage's client's initial test request failed (measure/runner.py)
-    └── ResultsError       saved results cannot be read, combined or published
-        ├── RecordError        a point record file that is damaged or not a record (results/record.py)
-        ├── CompareError       --compare-to's run (results/compare.py)
-        ├── MergeError         runs that cannot be merged (cli/merge.py)
-        └── SubmissionError    a leaderboard submission (publish/submission.py)
+    │   ├── PointAborted       the server died or stalled during the point (measure/runner.py)
+    │   │   └── InitialRequestFailed  the stage's client's initial test request failed (measure/runner.py)
+    │   └── RecordNotSaved     measured, but its record could not be written to the run folder: kept
+    │                          elsewhere, the path named (results/store.py)
+    ├── ResultsError       saved results cannot be read, combined or published
+    │   ├── RecordError        a point record file that is damaged or not a record (results/record.py)
+    │   ├── CompareError       --compare-to's run (results/compare.py)
+    │   ├── MergeError         runs that cannot be merged (cli/merge.py)
+    │   └── SubmissionError    a leaderboard submission (publish/submission.py)
+    └── ResultsWriteError  a result file cannot be written (a read-only or full disk, a file where a folder
+                           should be); an OSError too (results/store.py)
 
 The leaves keep the standard bases they always had (``ValueError`` for bad input, ``RuntimeError`` for
 failures at run time), so ``except ValueError`` in a caller's code still catches what it caught.
@@ -64,6 +68,22 @@ class PointError(InferenceMaxError, RuntimeError):
 
 class ResultsError(InferenceMaxError, ValueError):
     """Saved results cannot be read, combined or published."""
+
+
+class ResultsWriteError(InferenceMaxError, OSError):
+    """A result file cannot be written; the message names the file and the operating system's reason.
+
+    ``path`` is the file that could not be written, ``reason`` the OS's words (``Read-only file system``)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in the operating system's words, without Python's ``[Errno N]`` prefix or repeated path."""
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 class MissingExtraError(ConfigError):

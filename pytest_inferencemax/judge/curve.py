@@ -59,6 +59,7 @@ class CurvePoint:
     failed_requests: int = 0
     invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
     rounds: RoundsSummary | None = None  # --repeat: the rounds' figures and intervals; None for one round
+    measured: bool = True  # False: no request succeeded, so its figures (0 in the record) do not exist
 
     @property
     def median_e2e_s(self) -> float:
@@ -132,6 +133,9 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
         except ValueError as exc:
             notes.append(f"{o.point}: baseline group {cmp.group!r} unusable ({exc}); treated as no baseline")
     ratios: list[float | None] = [None, None, None]
+    # no successful request: the record's zeros are no figures (shown as n/a, not drawn); the verdict still
+    # counts the point as lost, through its ratios of 0 and its failed requests
+    measured = rec.completed > 0 or bool(o.rounds)
     if base is not None:
         ours = (tput, float(rec.median_e2el_ms), float(rec.interactivity))
         theirs = (base.tput_per_gpu, base.median_e2e_ms, base.median_intvty)
@@ -142,6 +146,7 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
         interactivity=float(rec.interactivity), tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
         baseline=base, accuracy_status=rec.accuracy_status, invalid=bool(rec.invalid), rounds=o.rounds,
         failed_requests=max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0),
+        measured=measured,
     ), notes
 
 

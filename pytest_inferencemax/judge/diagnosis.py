@@ -87,8 +87,25 @@ def diagnose(rec: PointRecord) -> list[Finding]:
     return [Finding(name, text) for name, rule in RULES if (text := rule(rec))]
 
 
+def not_diagnosed(rec: PointRecord) -> str | None:
+    """Why a point's counters cannot be read as its bottleneck, or None when they can."""
+    if rec.ours.aborted:
+        return f"cut short ({rec.ours.aborted.splitlines()[0]})"
+    if not rec.completed:
+        return "no request succeeded"
+    if rec.invalid:
+        return "it did not run the workload it names"
+    if rec.failed:
+        return f"{rec.failed} of {rec.num_prompts} requests failed"
+    return None
+
+
 def reading(rec: PointRecord) -> str:
-    """The one-line reading of a point: its findings, or what the telemetry could not tell."""
+    """The one-line reading of a point: its findings, or what the telemetry could not tell. A point that is
+    not a clean result (cut short, no or failed requests, another workload) is not diagnosed: its counters
+    describe a server that was not serving the point's load."""
+    if why := not_diagnosed(rec):
+        return f"not diagnosed: {why}"
     t = rec.ours.telemetry
     if t is None or not t.server_metrics:
         return "no server telemetry for this point"

@@ -206,9 +206,13 @@ async def run_load(
     sender = make_sender(client, concurrency)
     loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
-    def stopped(reason: str | None, initial: InitialRequest | None = None, warmups: int = 0) -> LoadResult:
-        return LoadResult([], 0.0, "", warmups, warmups, reason, client=client.client, initial_request=initial,
-                          arrival_clock=sender.arrival_clock, event_loop=loop)
+    def stopped(reason: str | None, initial: InitialRequest | None = None, warmups: int = 0,
+                warm_errors: Sequence[str] | None = None) -> LoadResult:
+        """No timed run: stopped before it. Warmups cut short count as failed; finished ones by their errors."""
+        failed = warmups if warm_errors is None else len(warm_errors)
+        return LoadResult([], 0.0, "", warmups, failed, reason,
+                          client=client.client, initial_request=initial, arrival_clock=sender.arrival_clock,
+                          event_loop=loop, warmup_errors=list(warm_errors or ()))
 
     try:
         initial = None
@@ -224,7 +228,7 @@ async def run_load(
                 return stopped(initial.failure, initial)
         if sync is not None and (reason := sync("warmups")):
             return stopped(reason, initial)
-        warm_fail = 0
+        warm_errors: list[str] = []
         if num_warmups and requests:
             warm_sem = asyncio.Semaphore(concurrency)
             warm_live = LiveStats(total=num_warmups)
@@ -238,7 +242,7 @@ async def run_load(
                                               abort_check, None, warm_live, tick_interval, stall_timeout)
             except RunAborted as exc:
                 return stopped(f"during warmups: {exc}", initial, num_warmups)
-            warm_fail = sum(not r.success for r in warm_results)
+            warm_errors = [r.error or "unknown error" for r in warm_results if not r.success]
 
         live = LiveStats(total=len(requests))
         sem = asyncio.Semaphore(concurrency)
@@ -248,7 +252,7 @@ async def run_load(
                 return await _tracked(sender, spec, live)
 
         if sync is not None and (reason := sync("timed")):
-            return stopped(reason, initial, num_warmups)
+            return stopped(reason, initial, num_warmups, warm_errors)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         probe = not client.reference  # the bounty client's process runs no probe and no freeze here
         if probe:
@@ -275,9 +279,9 @@ async def run_load(
                 gc.unfreeze()
     finally:
         await sender.close()
-    return LoadResult(list(results), duration, started_at, num_warmups, warm_fail, aborted, lag=lag, client_cpu_s=cpu,
-                      t0=t0, arrival_clock=sender.arrival_clock, client=client.client, initial_request=initial,
-                      event_loop=loop)
+    return LoadResult(list(results), duration, started_at, num_warmups, len(warm_errors), aborted, lag=lag,
+                      client_cpu_s=cpu, t0=t0, arrival_clock=sender.arrival_clock, client=client.client,
+                      initial_request=initial, event_loop=loop, warmup_errors=warm_errors)
 
 
 async def _tracked(sender: Sender, spec: RequestSpec, live: LiveStats) -> RequestResult:

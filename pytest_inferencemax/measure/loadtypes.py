@@ -154,3 +154,4 @@ class LoadResult:
     initial_request: InitialRequest | None = None  # None: not sent (the stage's client sends none)
     event_loop: str = ""  # the loop the load ran on: "uvloop" or "asyncio"
     isolated: bool = False  # the load ran in its own process(es), apart from the sampler and progress
+    warmup_errors: list[str] = field(default_factory=list)  # each failed warmup's error

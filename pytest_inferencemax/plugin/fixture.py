@@ -80,6 +80,13 @@ def benchmark_rounds(benchmark: Any) -> Callable[[float], None]:
     return benchmark._make_stats(1).update
 
 
+def not_measured(benchmark: Any) -> None:
+    """Tell pytest-benchmark's fixture that nothing was timed on purpose (a point that failed before its
+    measurement), so that it does not warn "Benchmark fixture was not used at all" over the real cause."""
+    if benchmark is not None:
+        benchmark.skipped = True
+
+
 class SuiteBench:
     """What a suite's test uses to run its point (the ``inferencemax`` fixture)."""
 
@@ -116,16 +123,20 @@ class SuiteBench:
             if self.session.settings.prune and (why := prune_check(self.session, self.suite, point)):
                 self._node.user_properties.append((PRUNED, (point.id, why)))
                 pytest.skip(f"pruned: {why}")
-        self._start_server(point)
-        if self.session.rounds.single:
-            if benchmark is None:
-                return self._check(point, self._measure(point))
-            outcome = benchmark.pedantic(lambda: self._check(point, self._measure(point)), rounds=1, iterations=1)
+        try:
+            self._start_server(point)
+        except BaseException:
+            not_measured(benchmark)  # nothing was timed: no "fixture was not used" warning on top of the cause
+            raise
+        if not self.session.rounds.single:
+            outcome = self._rounds(point, benchmark_rounds(benchmark))
+        elif benchmark is None:
+            outcome = self._measure(point)
         else:
-            outcome = self._check(point, self._rounds(point, benchmark_rounds(benchmark)))
+            outcome = benchmark.pedantic(lambda: self._measure(point), rounds=1, iterations=1)
         if benchmark is not None:
             benchmark.extra_info.update(benchmark_extra_info(outcome.record))
-        return outcome
+        return self._check(point, outcome)
 
     def _start_server(self, point: Point) -> None:
         """The point's server (and its gate) before the clock starts: a round's time is its measurement."""
@@ -228,57 +239,61 @@ class SuiteBench:
         return outcome
 
     def _check(self, point: Point, outcome: PointOutcome) -> PointOutcome:
-        """Record the finished point and fail the test for what makes it unusable."""
+        """Record the finished point and fail the test for what makes it unusable: every reason, listed."""
         props = self._node.user_properties
         props.append((RECORD, str(outcome.path)))
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
-        if outcome.failed:
-            props.append((FAILURE, (point.id, outcome.failure_report().replace("\n", " "))))
-        if outcome.invalid:
-            props.append((FAILURE, (point.id, "invalid workload: " + outcome.invalid[0])))
-            pytest.fail(f"{point.id} did not run the workload it names:\n  " + "\n  ".join(outcome.invalid),
-                        pytrace=False)
-        self._compare(point, outcome)
-        if self.session.settings.parity:
-            from pytest_inferencemax.measure.parity import ParityAborted
-            from pytest_inferencemax.plugin.parity_point import run_point_parity
-            try:
-                report = run_point_parity(self.session, self.suite, point, outcome)
-            except ParityAborted as exc:
-                props.append((FAILURE, (point.id, str(exc))))
-                pytest.fail(str(exc), pytrace=False)
-            if not report.passed:
-                why = "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)
-                props.append((FAILURE, (point.id, f"parity: {why}")))
-                pytest.fail(f"{point.id}: the two clients disagree: {why}", pytrace=False)
-        record = outcome.record
-        if record.stream_errors and self.session.settings.fail_on_stream_errors:
-            why = record.ours.stream.warning if record.ours.stream else ""
-            props.append((FAILURE, (point.id, f"stream errors: {why}")))
-            pytest.fail(f"{point.id}: {why}", pytrace=False)
-        if record.client_bound and self.session.settings.fail_client_bound:
-            why = record.ours.client.why if record.ours.client else ""
-            props.append((FAILURE, (point.id, f"client-bound: {why}")))
-            pytest.fail(f"{point.id} is client-bound: {why}", pytrace=False)
+        record, s = outcome.record, self.session.settings
+        reasons = [outcome.failure_cause()] if outcome.failed else []
+        reasons += [f"invalid workload: {why}" for why in outcome.invalid]
+        if record.stream_errors and s.fail_on_stream_errors:
+            reasons.append(f"stream errors: {record.ours.stream.warning if record.ours.stream else ''}")
+        if record.client_bound and s.fail_client_bound:
+            reasons.append(f"client-bound: {record.ours.client.why if record.ours.client else ''}")
+        if (regressed := self._compare(point, outcome)) and s.compare_fail:
+            reasons.append(regressed)
+        if s.parity and reasons:
+            self.session.progress.line(f"inferencemax: {point.id}: parity not run: the point failed")
+        elif s.parity:
+            reasons += self._parity(point, outcome)
+        if reasons:
+            props.extend((FAILURE, (point.id, why)) for why in reasons)
+            pytest.fail(f"{point.id} failed:\n" + "".join(f"  - {why}\n" for why in reasons)
+                        + f"record: {outcome.path}", pytrace=False)
         return outcome
 
-    def _compare(self, point: Point, outcome: PointOutcome) -> None:
+    def _parity(self, point: Point, outcome: PointOutcome) -> list[str]:
+        """--parity: the point measured again by the other client; why the two disagree, if they do."""
+        from pytest_inferencemax.measure.parity import ParityAborted
+        from pytest_inferencemax.plugin.parity_point import run_point_parity
+        try:
+            report = run_point_parity(self.session, self.suite, point, outcome)
+        except ParityAborted as exc:
+            return [str(exc)]
+        if report.passed:
+            return []
+        return ["parity: the two clients disagree: " + "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)]
+
+    def _compare(self, point: Point, outcome: PointOutcome) -> str | None:
+        """--compare-to: the point against the earlier run's; what regressed, if anything did (a reason the
+        point fails with --compare-fail; without it, listed in the summary)."""
         s = self.session.settings
         if not s.compare_to:
-            return
+            return None
         old = self.session.compared_run().get(point.id)
         if old is None:
             self.session.progress.line(f"inferencemax: {point.id}: not in {s.compare_to}, nothing to compare")
-            return
+            return None
         changes = compare(outcome.record, old, s.compare_tolerance / 100.0)
         text = "; ".join(c.describe() for c in changes)
         self.session.progress.line(f"inferencemax: {point.id} vs {s.compare_to}: {text}")
         regressed = [c for c in changes if c.regressed]
-        if regressed:
-            self._node.user_properties.append((FAILURE, (point.id, f"regressed vs {s.compare_to}: " + "; ".join(
-                c.describe() for c in regressed))))
-            if s.compare_fail:
-                pytest.fail(f"{point.id} regressed against {s.compare_to}: {text}", pytrace=False)
+        if not regressed:
+            return None
+        why = f"regressed vs {s.compare_to}: " + "; ".join(c.describe() for c in regressed)
+        if not s.compare_fail:
+            self._node.user_properties.append((FAILURE, (point.id, why)))
+        return why
 
     def _record_hook(self, point: Point, record: PointRecord) -> PointRecord:
         """The record with the fields of every ``pytest_inferencemax_record`` hook, re-validated."""

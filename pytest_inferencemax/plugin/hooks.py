@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, ResultsWriteError
 from pytest_inferencemax.plugin import hookspecs
 from pytest_inferencemax.plugin.fixture import FAILURE, PRUNED, RECORD, inferencemax  # noqa: F401  (the fixture)
+from pytest_inferencemax.plugin.failure_report import FailureReports
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
@@ -24,6 +25,7 @@ from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.serve.server import port_in_use
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
+from pytest_inferencemax.results.store import check_writable
 from pytest_inferencemax.results.summary import Interruption, summary_lines, write_summary
 
 FINISHED = pytest.StashKey[FinishedRun]()
@@ -63,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = bench
     _PREVIOUS_HANDLERS[config] = _end_like_ctrl_c_on(bench, (signal.SIGTERM, signal.SIGHUP))
     config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
+    config.pluginmanager.register(FailureReports(), "inferencemax-failure-reports")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(bench), "inferencemax-xdist")
 
@@ -106,6 +109,14 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
             bench.interrupted_by = "Ctrl-C"
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count the points -k or -m left out, so that an interruption does not call them "not run"."""
+    for item in items:
+        bench = item.config.stash.get(SESSION, None)
+        if bench is not None and isinstance(point_of(item), Point) and POINT_ARG in item.callspec.params:
+            bench.deselected += 1
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION, None)
     if bench is not None:
@@ -126,9 +137,10 @@ def _check_gate_access(bench: BenchSession, items: list[pytest.Item]) -> None:
             if not isinstance(point, Point) or suite is None or (suite.path, point.stage) in checked:
                 continue
             checked.add((suite.path, point.stage))
+            bench.check_tokenizer(suite)
             bench.check_gate_access(suite, point)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    except ConfigError as exc:  # naming a folder in ${models_dir}: where that came from
+        raise pytest.UsageError(bench.settings.explain(str(exc))) from None
 
 
 def _session(config: pytest.Config) -> BenchSession:
@@ -179,6 +191,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     bench = _session(config)
     if not config.option.collectonly:
         _check_ports(bench, config)
+        _check_results_dir(bench, items)
     first_seen: dict[tuple[str, str], int] = {}
 
     def order(item: pytest.Item) -> tuple[int, int]:
@@ -212,6 +225,16 @@ def _check_ports(bench: BenchSession, config: pytest.Config) -> None:
             raise pytest.UsageError(f"--port {s.port}: port {busy[0]} on {host} is already in use (another server?): "
                                     "stop what listens there, choose another --port, or drop --port to let a free "
                                     "port be chosen")
+
+
+def _check_results_dir(bench: BenchSession, items: list[pytest.Item]) -> None:
+    """A results folder that cannot take a file is refused before any server starts (a usage error)."""
+    if not any(point_of(item) is not None for item in items):
+        return
+    if why := check_writable(bench.run_dir):
+        raise pytest.UsageError(f"--results-dir {bench.settings.results_dir}: cannot write the run folder "
+                                f"{bench.run_dir} ({why}): pass a writable folder as --results-dir (ini: "
+                                "inferencemax_results_dir)")
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
@@ -257,18 +280,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if bench.record_paths or bench.failures or bench.pruned or interrupted:
         session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
         bench.manifest.write(finished=True)
+        if bench.manifest.refused:
+            bench.not_saved.append(bench.manifest.refused)
         if not _is_worker(session.config):
-            records = bench.records()
-            s = bench.settings
-            submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
-                                    unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
-                      if s.submit_team else None)
-            interruption = bench.interruption() if interrupted else None
-            finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
-                                  echo=bench.progress.line, interruption=interruption)
-            session.config.stash[FINISHED] = finished
-            session.config.stash[INTERRUPTION] = interruption
-            write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned)
+            _finish(session, bench, interrupted)
+    if bench.not_saved and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose results are not all on disk did not pass
+
+
+def _finish(session: pytest.Session, bench: BenchSession, interrupted: bool) -> None:
+    """Verdicts, report, plots, submission and summary.json (the process that saw every point)."""
+    records = bench.records()
+    s = bench.settings
+    kept = [str(p) for p in bench.record_paths if not p.is_relative_to(bench.run_dir)]
+    submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
+                            unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
+              if s.submit_team and not kept else None)
+    interruption = bench.interruption() if interrupted else None
+    finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
+                          echo=bench.progress.line, interruption=interruption)
+    if s.submit_team and kept:
+        finished.problems.append(f"submission: not sent, {len(kept)} record(s) are not in the run folder {bench.run_dir}")
+    bench.not_saved += [p.removeprefix("not saved: ") for p in finished.problems if p.startswith("not saved: ")]
+    session.config.stash[FINISHED] = finished
+    session.config.stash[INTERRUPTION] = interruption
+    try:
+        write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned)
+    except ResultsWriteError as exc:
+        bench.not_saved.append(str(exc))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -276,14 +315,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     interruption = config.stash.get(INTERRUPTION, None)
     if bench is not None and interruption is not None and config.get_verbosity() < 0:
         terminalreporter.write_line(f"inferencemax: INCOMPLETE: {interruption.line()} (results: {bench.run_dir})")
+    if bench is not None and bench.not_saved and config.get_verbosity() < 0:
+        terminalreporter.write_line(f"inferencemax: NOT SAVED: {bench.not_saved[0]}"
+                                    + (f" (and {len(bench.not_saved) - 1} more)" if len(bench.not_saved) > 1 else ""))
     if bench is None or not (bench.record_paths or bench.failures or bench.pruned) or config.get_verbosity() < 0:
         return
     terminalreporter.section("inferencemax summary")
     for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption, bench.pruned):
         terminalreporter.write_line(line)
     finished = config.stash.get(FINISHED, None)
-    for line in finished.lines() if finished else []:
+    for line in [ln for ln in finished.lines() if not ln.startswith("problem: not saved: ")] if finished else []:
         terminalreporter.write_line(line)
+    for line in dict.fromkeys(bench.not_saved):
+        terminalreporter.write_line(f"NOT SAVED: {line}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -16,6 +16,7 @@ from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_b
 from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
 from pytest_inferencemax.measure.accuracy import GateResult, GateSpec
 from pytest_inferencemax.measure.runner import InitialRequestFailed, PointAborted, RunSettings
+from pytest_inferencemax.measure.tokenizer import missing_folder
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
@@ -31,7 +32,7 @@ from pytest_inferencemax.results.build import PointOutcome, record_point
 from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
-from pytest_inferencemax.results.store import RunFolder
+from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, check_writable, save_or_keep
 from pytest_inferencemax.results.summary import Interruption
 from pytest_inferencemax.serve.api import engine_version
 from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, check_external
@@ -55,8 +56,10 @@ class BenchSession(AccuracyGates):
     _external: Server | None = None
     _external_error: str | None = None  # why --server-url's server was not ready (then no point runs)
     planned: list[str] = field(default_factory=list)  # the points this process was to run, in order
+    deselected: int = 0  # points collected but left out (-k, -m): not part of the run
     current_point: str | None = None  # the point running now (kept when an interruption stops it)
     interrupted_by: str | None = None  # "Ctrl-C", "SIGTERM" or "SIGHUP" once the run was interrupted
+    not_saved: list[str] = field(default_factory=list)  # files the disk refused (each names the file and why)
     pool: ServerPool | None = None
     worker: int = 0  # xdist worker index (0 without xdist)
     devices: DeviceSlice | None = None  # this worker's GPUs, with --gpus-per-server
@@ -97,7 +100,8 @@ class BenchSession(AccuracyGates):
         """What an interruption left: the point it stopped and the points that never ran."""
         done = {p.stem for p in self.record_paths} | {point for point, _ in self.failures + self.pruned}
         return Interruption(by=self.interrupted_by or "Ctrl-C", point=self.current_point,
-                            not_run=tuple(p for p in self.planned if p not in done and p != self.current_point))
+                            not_run=tuple(p for p in self.planned if p not in done and p != self.current_point),
+                            deselected=self.deselected)
 
     def records(self) -> list[PointRecord]:
         """The finished points' records (of every worker), in the order they finished."""
@@ -221,13 +225,22 @@ class BenchSession(AccuracyGates):
         if target.exists():
             return
         module, _, func = suite.suite.prepare.partition(":")
-        self.progress.line(f"inferencemax: building the model {target} ({suite.suite.prepare})")
+        note = self.settings.models_dir_note(target)  # where ${models_dir} came from: a second copy?
+        self.progress.line(f"inferencemax: building the model {target} ({suite.suite.prepare})" + (f"; {note}" if note else ""))
         getattr(importlib.import_module(module), func)(target)
+
+    def check_tokenizer(self, suite: Suite) -> None:
+        """Before any server starts: a tokenizer that can only be a local folder and is not there (unless the suite's
+        ``prepare`` builds it first) is a TokenizerError naming the folder and how its path came about."""
+        name, s = self.tokenizer_id(suite), self.settings
+        built = bool(suite.suite.prepare) and not s.model and not s.server_url and name == self.model(suite)
+        if not built and (error := missing_folder(name, s.models_dir_note(name))):
+            raise error
 
     def tokenizer(self, suite: Suite) -> Any:
         name = self.tokenizer_id(suite)
         if name not in self._tokenizers:
-            self._tokenizers[name] = load_tokenizer(name)
+            self._tokenizers[name] = load_tokenizer(name, note=self.settings.models_dir_note(name))
         return self._tokenizers[name]
 
     def baseline(self, suite: Suite, point: Point) -> tuple[BaselineTable | None, str | None]:
@@ -329,7 +342,12 @@ class BenchSession(AccuracyGates):
         from pytest_inferencemax.results.pool import pool_rounds
         files = [str(Path(p).relative_to(self.run_dir)) for p in paths]
         record = pool_rounds(records, files, durations=durations, stopped=stopped, confidence=self.rounds.confidence)
-        return record, self.folder.write_point(record)
+        saved = save_or_keep(self.folder.point_file(record.point_id), record.to_json(), self.run_dir)
+        if saved.refused:
+            where = f"kept in {saved.path}" if saved.path else "printed above"
+            raise RecordNotSaved(f"measured, but its pooled record could not be saved: "
+                                 f"{saved.refused}; {where}", saved.path)
+        return record, saved.path
 
     def verdict_rule(self, suite: Suite, point: Point) -> VerdictRule:
         _, stage = suite.stage(point.stage)

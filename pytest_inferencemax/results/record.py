@@ -93,6 +93,7 @@ class OurFields(_Part):
     errors: dict[str, int] = Field(default_factory=dict)
     warmups: int = 0
     warmup_failures: int = 0
+    warmup_errors: dict[str, int] = Field(default_factory=dict)  # failed warmups by error (one line each)
     output_tokens_from_usage: int = 0
     output_tokens_retokenized: int = 0
     total_output_tokens_counted: Optional[int] = None  # ours: usage from any event, else re-tokenized text

@@ -7,16 +7,23 @@
 docs/results.md describes each file. Every write goes to a temporary file in the same folder,
 is fsynced and renamed over the target, so a crash or Ctrl-C leaves the old file or the whole new
 one, never a part, and a finished point is on disk before the next one starts.
+
+A write the disk refuses (read-only, full, a file where a folder should be) raises
+:class:`~pytest_inferencemax.errors.ResultsWriteError` naming the file and the OS's reason. A
+measured record is never dropped for it: :func:`save_or_keep` writes it to
+``$TMPDIR/inferencemax-unsaved/<run-id>/`` instead (``KEEP_DIR``) and says where.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.errors import PointError, ResultsError, ResultsWriteError, os_reason
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.rounds import ROUNDS_DIR
 
@@ -28,11 +35,18 @@ SOURCES_FILE = "sources.json"  # a merged run: which runs it came from
 NOT_POINTS = (SUMMARY_FILE, SOURCES_FILE)
 
 
+KEEP_DIR = "inferencemax-unsaved"  # under the temporary folder: where records go that the run folder refused
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` so that readers see the old file or the whole new one, never a part."""
+    """Write ``text`` so that readers see the old file or the whole new one, never a part; a write the
+    disk refuses is a :class:`ResultsWriteError` that names the file and the reason."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ResultsWriteError(path, os_reason(exc)) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -40,10 +54,69 @@ def write_text_atomic(path: Path, text: str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ResultsWriteError(path, os_reason(exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (created if missing), or None when they can: a probe
+    file is written, fsynced and removed, as a result will be."""
+    try:
+        probe = write_text_atomic(Path(folder) / ".inferencemax-write-probe", "probe\n")
+        probe.unlink()
+    except ResultsWriteError as exc:
+        return exc.reason
+    except OSError as exc:
+        return os_reason(exc)
+    return None
+
+
+class RecordNotSaved(PointError):
+    """A point was measured but its record could not be written to the run folder; ``record_path`` is
+    where it was kept instead (None: nowhere on disk, then it was printed)."""
+
+    def __init__(self, message: str, record_path: Path | None) -> None:
+        super().__init__(message)
+        self.record_path = record_path
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where a file went: its place, or (``refused`` says why) the keep folder."""
+
+    path: Path | None  # None: no folder took it; its text went to stderr
+    refused: str | None = None  # why the intended place refused it
+
+    @property
+    def kept_elsewhere(self) -> bool:
+        return self.refused is not None
+
+
+def keep_path(target: Path, run_dir: Path | None = None) -> Path:
+    """Where a file the run folder refused is kept: ``$TMPDIR/inferencemax-unsaved/<run-id>/<its path in the run>``."""
+    target = Path(target)
+    if run_dir is not None and target.is_relative_to(run_dir):
+        return Path(tempfile.gettempdir()) / KEEP_DIR / Path(run_dir).name / target.relative_to(run_dir)
+    return Path(tempfile.gettempdir()) / KEEP_DIR / target.parent.name / target.name
+
+
+def save_or_keep(target: Path, text: str, run_dir: Path | None = None) -> Saved:
+    """Write ``text`` to ``target``; when the disk refuses, to :func:`keep_path` instead; when that is
+    refused too, to stderr (a measured record is never dropped)."""
+    try:
+        return Saved(write_text_atomic(target, text))
+    except ResultsWriteError as exc:
+        refused = str(exc)
+    try:
+        return Saved(write_text_atomic(keep_path(target, run_dir), text), refused)
+    except ResultsWriteError as exc:
+        sys.stderr.write(f"inferencemax: {refused}; {exc}; its content follows\n{text}\n")
+        return Saved(None, f"{refused}; {exc} (its content was printed)")
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:

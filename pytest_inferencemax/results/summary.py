@@ -26,6 +26,8 @@ def _beats(rec: PointRecord) -> str:
 def _status(rec: PointRecord) -> str:
     """ok, or why the figures must not be read as a result (they are still shown)."""
     status = rec.status
+    if not rec.completed and status in ("partial", "ok"):
+        return f"FAILED (0 of {rec.num_prompts} ok)"
     if status == "partial":
         return f"PARTIAL ({rec.num_prompts - rec.completed} of {rec.num_prompts} not ok)"
     return status if status == "ok" else status.upper()
@@ -71,10 +73,22 @@ def _accuracy_line(rec: PointRecord) -> str:
     return f"gate {val.task} PASSED: {values}"
 
 
+# columns that are figures of successful requests: "n/a" for a point without one (its record keeps the
+# reference's 0 for an empty list)
+MEASURED = frozenset(name for name, fmt, _ in COLUMNS if fmt != "{}") | {"tput vs base", "E2E vs base",
+                                                                        "intvty vs base"}
+
+
+def cell(rec: PointRecord, name: str, fmt: str, get: Callable[[PointRecord], Any]) -> str:
+    if name in MEASURED and not rec.completed:
+        return "n/a"
+    return fmt.format(get(rec))
+
+
 def table_rows(records: Sequence[PointRecord]) -> list[list[str]]:
     rows = [[c[0] for c in COLUMNS]]
     for rec in records:
-        rows.append([fmt.format(get(rec)) for _, fmt, get in COLUMNS])
+        rows.append([cell(rec, name, fmt, get) for name, fmt, get in COLUMNS])
     return rows
 
 
@@ -121,15 +135,17 @@ class Interruption:
     by: str  # "Ctrl-C", "SIGTERM" or "SIGHUP"
     point: str | None  # the point that was running, if one was
     not_run: tuple[str, ...] = ()
+    deselected: int = 0  # points of the suites left out of this run (-k, -m, --stage, ...): not "not run"
 
     def line(self) -> str:
         during = f"during {self.point}" if self.point else "between points"
         rest = (f"; {len(self.not_run)} point(s) not run: {', '.join(self.not_run)}" if self.not_run
-                else "; every other point had run")
-        return f"interrupted by {self.by} {during}{rest}"
+                else "; every other selected point had run")
+        left_out = f" ({self.deselected} deselected point(s) were not part of this run)" if self.deselected else ""
+        return f"interrupted by {self.by} {during}{rest}{left_out}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"by": self.by, "point": self.point, "not_run": list(self.not_run)}
+        return {"by": self.by, "point": self.point, "not_run": list(self.not_run), "deselected": self.deselected}
 
 
 def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,

@@ -159,4 +159,8 @@ def test_an_interrupted_run_is_incomplete_qualifies_for_nothing_and_submits_noth
     assert "**Incomplete run**: interrupted by SIGTERM during gptoss-1024-1024-c8" in report
     assert "**Verdict: incomplete**" in report and "On the points that ran: qualified" in report
     assert summary_lines(records, [], tmp_path, stop)[0] == "INCOMPLETE: " + stop.line()
-    assert Interruption(by="Ctrl-C", point=None).line() == "interrupted by Ctrl-C between points; every other point had run"
+    assert Interruption(by="Ctrl-C", point=None).line() == ("interrupted by Ctrl-C between points; every other "
+                                                            "selected point had run")
+    assert Interruption(by="Ctrl-C", point="p-c4", deselected=3).line() == (
+        "interrupted by Ctrl-C during p-c4; every other selected point had run (3 deselected point(s) were not part "
+        "of this run)")
