@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.errors import ResultsError, ResultsWriteError
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.identity import configuration
 from pytest_inferencemax.results.pool import pool_rounds
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.rounds import ROUNDS_DIR
-from pytest_inferencemax.results.store import SOURCES_FILE, RunFolder
+from pytest_inferencemax.results.store import SOURCES_FILE, RunFolder, check_writable
 from pytest_inferencemax.results.summary import summary_lines, write_summary
 
 
@@ -123,6 +123,8 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
     out = Path(out)
     if out.resolve() in {r.path.resolve() for r in runs}:
         raise MergeError(f"--out {out} is one of the runs being merged: choose a new folder")
+    if why := check_writable(out):  # before anything is written: a merge is all or nothing on a disk that says no
+        raise MergeError(f"--out {out}: cannot write the merged run there ({why}): choose a writable folder")
     merged = RunFolder(out)
     failures: list[tuple[str, str]] = []
     sources = []
@@ -214,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ResultsWriteError as exc:  # the disk said no half-way (full): what was written stays, the merge failed
+        print(f"error: the merge is incomplete: {exc}", file=sys.stderr)
+        return 1
     records = RunFolder(args.out).points()
     lines = finished.lines() if args.quiet else summary_lines(records, failures, args.out) + finished.lines()
     for line in lines:

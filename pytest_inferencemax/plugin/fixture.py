@@ -82,9 +82,10 @@ def benchmark_rounds(benchmark: Any) -> Callable[[float], None]:
 
 def not_measured(benchmark: Any) -> None:
     """Tell pytest-benchmark's fixture that nothing was timed on purpose (a point that failed before its
-    measurement), so that it does not warn "Benchmark fixture was not used at all" over the real cause."""
-    if benchmark is not None:
-        benchmark.skipped = True
+    measurement), so that it does not warn "Benchmark fixture was not used at all" over the real cause.
+    (pytest-benchmark 5 warns when ``_mode`` is unset; its ``skipped`` flag is reset by its own report hook.)"""
+    if benchmark is not None and not getattr(benchmark, "_mode", None):
+        benchmark._mode = "not measured: the point failed before its measurement"
 
 
 class SuiteBench:

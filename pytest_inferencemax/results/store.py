@@ -45,6 +45,9 @@ def write_text_atomic(path: Path, text: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder must be: say which
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        raise ResultsWriteError(path, f"{blocker} is a file, not a folder" if blocker else os_reason(exc)) from None
     except OSError as exc:
         raise ResultsWriteError(path, os_reason(exc)) from None
     try:
