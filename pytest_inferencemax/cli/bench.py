@@ -22,6 +22,7 @@ from pytest_inferencemax.plan.values import (
 )
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.results.build import record_point
+from pytest_inferencemax.results.store import RecordNotSaved, check_writable
 from pytest_inferencemax.serve.server import ServerError, check_external
 
 
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.range_ratio <= 1.0:
         parser().error(f"--range-ratio {args.range_ratio} must be within [0, 1]")
     progress = StreamProgress(sys.stderr, quiet=args.quiet)
+    if why := check_writable(args.out.parent):  # before the server is asked anything
+        print(f"error: --out {args.out}: cannot write there ({why}): choose a writable path", file=sys.stderr)
+        return 2
     try:
         api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env,
                                      args.server_ready_timeout)
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = record_point(point, base_url=args.base_url, served_model=args.model, tokenizer=tokenizer,
                                    tokenizer_id=args.tokenizer, backend=args.backend, settings=settings,
                                    out_path=path, progress=progress)
-        except PointAborted as exc:
+        except (PointAborted, RecordNotSaved) as exc:  # a record the disk refused was kept elsewhere: named
             print(f"error: {exc}", file=sys.stderr)
             return 1
         rec = outcome.record

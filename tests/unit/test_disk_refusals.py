@@ -126,3 +126,31 @@ def test_files_the_session_cannot_write_are_named_and_the_run_fails(pytester, tm
     assert "verdict mini, stage cpu" in out  # the verdicts still print
     assert f"inferencemax: NOT SAVED: cannot write {run / 'manifest.json'}: Is a directory (and 2 more)" in \
         quiet.stdout.str()
+
+
+def test_merge_out_that_cannot_be_written_is_refused_before_anything_is_written(tmp_path, capsys):
+    from pytest_inferencemax.cli.merge import main
+    from record_factory import point_record
+    from pytest_inferencemax.results.store import RunFolder
+
+    RunFolder(tmp_path / "run").write_point(point_record(conc=4))
+    (tmp_path / "a-file").write_text("x")
+    for out in (tmp_path / "a-file", tmp_path / "a-file" / "merged"):
+        assert main([str(tmp_path / "run"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: --out {out}: cannot write the merged run there ({tmp_path / 'a-file'} is a file, "
+                       "not a folder): choose a writable folder\n")
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_bench_out_that_cannot_be_written_is_refused_before_the_server_is_asked(tmp_path, capsys):
+    from pytest_inferencemax.cli.bench import main
+
+    (tmp_path / "a-file").write_text("x")
+    with FaultyServer("ok", prompt_tokens=False) as server:
+        rc = main(["--base-url", server.base_url, "--model", "faulty", "--tokenizer", str(MODELS_DIR / "SmolLM2-135M-Instruct"),
+                   "--isl", "16", "--osl", "4", "--conc", "1", "--out", str(tmp_path / "a-file" / "r.json")])
+        assert server.stream_requests == 0
+    assert rc == 2
+    assert capsys.readouterr().err == (f"error: --out {tmp_path / 'a-file' / 'r.json'}: cannot write there "
+                                       f"({tmp_path / 'a-file'} is a file, not a folder): choose a writable path\n")
