@@ -6,8 +6,11 @@
 Payloads are saved to ``<run-id>/submissions/<point>.json`` before they are sent. The URL comes
 from ``--leaderboard-url``, else ``$LB_URL_OVERRIDE``, else the record's ``inferencemax.leaderboard_url``
 (``${isl}``/``${osl}`` are filled in). ``$HF_TOKEN``, when set, is sent as a bearer token and
-never written. Exit status: 0 all sent (or shown, with --dry-run), 1 some point refused or
-failed, 2 bad arguments or nothing to submit.
+never written. Before a point is sent, the Space's ``submit_results`` inputs (``/gradio_api/info``)
+are compared with its payload: a Space that takes other inputs (another stage's layout: fix it
+with --layout) or whose description cannot be read gets nothing; the two lists are shown side by
+side. --dry-run checks only if the Space answers at once. Exit status: 0 all sent (or shown, with
+--dry-run), 1 some point refused or failed, 2 bad arguments or nothing to submit.
 """
 from __future__ import annotations
 
@@ -64,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(outcomes) - len(bad)}/{len(outcomes)} point(s) "
           f"{'ready (dry run, nothing sent)' if args.dry_run else 'submitted'}; payloads in "
           f"{args.results_dir / 'submissions'}")
-    for o in bad:
-        print(f"  {o.status}: {o.point}: {o.message}", file=sys.stderr)
+    for o in bad:  # a first line: a signature mismatch's side-by-side lists were printed above
+        print(f"  {o.status}: {o.point}: {o.message.splitlines()[0] if o.message else ''}", file=sys.stderr)
     return 1 if bad else 0
 
 

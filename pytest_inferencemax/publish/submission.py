@@ -22,12 +22,23 @@ import requests
 import tenacity
 
 from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.publish import space_signature as sig
+from pytest_inferencemax.publish.space_signature import Field, SpaceSignature
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.redact import scrub as _scrub
 from pytest_inferencemax.results.store import RunFolder, write_json_atomic
 
 ENDPOINT = "/gradio_api/call/submit_results"
-LAYOUTS = ("s1", "s2")
+_COMMON = ("max_concurrency", "median_e2el_ms", "tput_per_gpu", "baseline_e2e_ms", "baseline_tput_per_gpu",
+           "e2e_ratio", "tput_ratio", "interactivity", "baseline_interactivity", "interactivity_ratio")
+# s1 (14 items): the stage-1 parse script's CSV order, "most likely" (reference section 9; stage 1.5's
+# gpqa_metric is not supported); s2 (12 items): the runner's source. The names after _COMMON are the
+# record's accuracy keys. Before sending, each is checked against the Space's inputs (space_signature.py).
+LAYOUT_FIELDS: dict[str, tuple[Field, ...]] = {
+    layout: (Field("team", "string"), *(Field(name, "number") for name in _COMMON + accuracy))
+    for layout, accuracy in {"s1": ("bits_per_byte", "byte_perplexity", "word_perplexity"),
+                             "s2": ("gsm8k_metric",)}.items()}
+LAYOUTS = tuple(LAYOUT_FIELDS)
 
 
 class SubmissionError(ResultsError):
@@ -36,6 +47,10 @@ class SubmissionError(ResultsError):
 
 class _Transient(Exception):
     """A connection error or a 5xx answer: worth another try."""
+
+
+class _SpaceUnreadable(SubmissionError):
+    """The Space's API description could not be read (a dry run notes it and goes on)."""
 
 
 @dataclass
@@ -61,6 +76,8 @@ class PointSubmission:
     saved: Path | None = None
     result: SubmitResult | None = None
     message: str = ""
+    signature: SpaceSignature | None = None  # the Space's submit_results inputs, as read before sending
+    signature_check: str = ""  # what became of the check: "fits ...", "mismatch", "not checked ..."
 
 
 # --- payload ------------------------------------------------------------------------------------
@@ -122,21 +139,12 @@ def build_payload(record: PointRecord, team: str, stage_layout: str, *, force: b
         raise SubmissionError(f"{record.point_id} is not submittable: {'; '.join(problems)}. Re-run it properly, "
                               "or pass --force (force=True) to send it anyway")
     b_e2e, b_tput, e2e_ratio, tput_ratio, b_intvty, intvty_ratio = baseline_fields(record)
-    fields: list[tuple[str, Any]] = [
-        ("max_concurrency", record.max_concurrency), ("median_e2el_ms", record.median_e2el_ms),
-        ("tput_per_gpu", record.tput_per_gpu),
-        ("baseline e2e", b_e2e), ("baseline tput", b_tput), ("e2e ratio", e2e_ratio), ("tput ratio", tput_ratio),
-        ("interactivity", record.interactivity), ("baseline interactivity", b_intvty),
-        ("interactivity ratio", intvty_ratio)]
+    values = [record.max_concurrency, record.median_e2el_ms, record.tput_per_gpu, b_e2e, b_tput, e2e_ratio,
+              tput_ratio, record.interactivity, b_intvty, intvty_ratio]
+    names = [f.name for f in LAYOUT_FIELDS[stage_layout][1:]]
     acc = record.accuracy or {}  # None only when forced past a skipped gate: 0.0 is sent
-    if stage_layout == "s1":
-        # Stage 1: 14 items. Order of the stage-1 parse script's CSV; the binary was not disassembled,
-        # so this is "most likely" (reference section 9). A Space that disagrees answers 4xx or error.
-        # (Stage 1.5 sent gpqa_metric last instead: not supported.)
-        fields += [(k, acc.get(k)) for k in ("bits_per_byte", "byte_perplexity", "word_perplexity")]
-    else:  # stage 2: 12 items, from the runner's source
-        fields.append(("gsm8k_metric", acc.get("gsm8k_metric")))
-    return [team.strip()] + [_number(v, k, sig_digits) for k, v in fields]
+    values += [acc.get(k) for k in names[len(values):]]
+    return [team.strip()] + [_number(v, k, sig_digits) for k, v in zip(names, values, strict=True)]
 
 
 def leaderboard_url(template: str | None, isl: int, osl: int, override: str | None = None) -> str:
@@ -253,6 +261,54 @@ def submit(url: str, payload: list, *, session: requests.Session | None = None, 
         return result
 
 
+def read_signature(url: str, *, session: requests.Session | None = None, retries: int = 4, backoff: float = 1.0,
+                   timeout: float = 30, token: str | None = None) -> SpaceSignature:
+    """The inputs of ``url``'s ``submit_results``, from ``GET <url>/gradio_api/info`` (retried like the
+    POST). Raises SubmissionError when the endpoint is missing or the description cannot be read."""
+    token = token if token is not None else os.environ.get("HF_TOKEN") or None
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    info_url = url.rstrip("/") + sig.INFO_PATH
+    with requests.Session() if session is None else nullcontext(session) as sess:
+        try:
+            for attempt in _retrying(retries, backoff):
+                with attempt:
+                    resp = _request(sess, "GET", info_url, token, headers=auth, timeout=timeout)
+            return sig.parse_info(resp.text, info_url)
+        except (_Transient, SubmissionError, ValueError) as exc:  # 5xx or no connection, 4xx, not JSON or Gradio's
+            tries = f" (gave up after {retries + 1} attempts)" if isinstance(exc, _Transient) and retries else ""
+            raise _SpaceUnreadable(f"cannot read the Space's API description: {_scrub(str(exc), token)[:400]}{tries}"
+                                   ) from None
+        except sig.EndpointMissing as exc:
+            raise SubmissionError(f"{url}: {exc}") from None
+
+
+def _check_space(out: PointSubmission, layout: str, have: Collection[str], seen: dict[str, SpaceSignature |
+                 SubmissionError], dry_run: bool, echo: Callable[[str], None], submit_kw: dict[str, Any]) -> None:
+    """Compare ``out.payload`` with the Space's ``submit_results`` inputs (read once per URL); raise SubmissionError
+    if they differ or cannot be read. A dry run tries once, briefly, and goes on unchecked if that fails."""
+    if out.url not in seen:
+        kw = {k: submit_kw[k] for k in ("session", "retries", "backoff", "timeout", "token") if k in submit_kw}
+        if dry_run:
+            kw.update(retries=0, timeout=min(kw.get("timeout", 30), 5))
+        try:
+            found = seen[out.url] = read_signature(out.url, **kw)
+            echo(f"inferencemax: {out.url}: {found.summary()}")
+        except SubmissionError as exc:
+            seen[out.url] = exc
+    if isinstance(found := seen[out.url], _SpaceUnreadable) and dry_run:
+        out.signature_check = f"not checked (dry run): {found}"
+        return
+    if isinstance(found, SubmissionError):
+        out.signature_check = "not read"
+        raise SubmissionError(f"{str(found).rstrip('.')}. Nothing was sent: a point goes only to a Space whose "
+                              "submit_results inputs were read and fit it")
+    out.signature = found
+    problem = sig.mismatch(found, layout, out.payload, LAYOUT_FIELDS, have)
+    out.signature_check = "mismatch" if problem else f"fits the {layout} payload"
+    if problem:
+        raise SubmissionError(problem)
+
+
 # --- results folders ----------------------------------------------------------------------------
 
 def save_payload(run_dir: Path, point_id: str, url: str, payload: list) -> Path:
@@ -273,6 +329,8 @@ def _save_outcome(out: PointSubmission) -> None:
     data["result"] = {"status": out.status, "message": out.message,
                       "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       **({k: getattr(out.result, k) for k in ("event_id", "attempts", "data")} if out.result else {})}
+    if out.signature_check:  # what the Space's submit_results takes, as read before sending
+        data["space_signature"] = {"check": out.signature_check, **(out.signature.to_json() if out.signature else {})}
     write_json_atomic(out.saved, json.loads(_scrub(json.dumps(data, default=str), os.environ.get("HF_TOKEN"))))
 
 
@@ -290,7 +348,9 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
                only_qualified: Callable[[PointRecord], bool] | Collection[str] | None = None,
                layout: str | None = None, sig_digits: int | None = None, echo: Callable[[str], None] = print,
                **submit_kw: Any) -> list[PointSubmission]:
-    """Build, save and (unless ``dry_run``) send every point of ``run_dir``; one outcome per point.
+    """Build, save, check against the Space (:func:`_check_space`: a mismatch or an unreadable signature
+    refuses the point; a dry run checks only when the Space answers at once) and, unless ``dry_run``,
+    send every point of ``run_dir``; one outcome per point, saved with the Space's signature seen.
 
     ``only_qualified``: a predicate on the record, or the point ids to send. ``layout`` (s1/s2) wins
     over ``inferencemax.payload_layout``, then the stage name. ``submit_kw`` goes to :func:`submit`.
@@ -305,6 +365,8 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
                               "pass the run folder, results/<run-id>")
     wanted = None if only_qualified is None or callable(only_qualified) else set(only_qualified)
     outcomes: list[PointSubmission] = []
+    signatures: dict[str, SpaceSignature | SubmissionError] = {}  # per URL, read once
+    shown: set[str] = set()  # refusals echoed in full: a mismatch's lists once, not for every point
     for rec in records:
         point = rec.point_id
         if (wanted is not None and point not in wanted) or (callable(only_qualified) and not only_qualified(rec)):
@@ -313,15 +375,20 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
         outcomes.append(out)
         try:
             out.url = leaderboard_url(rec.ours.leaderboard_url, rec.ours.isl, rec.ours.osl, url_override)
-            out.payload = build_payload(rec, team, _layout(rec, layout), force=force, sig_digits=sig_digits)
+            out.payload = build_payload(rec, team, chosen := _layout(rec, layout), force=force, sig_digits=sig_digits)
             out.saved = save_payload(run_dir, point, out.url, out.payload)
+            _check_space(out, chosen, rec.accuracy or {}, signatures, dry_run, echo, submit_kw)
         except SubmissionError as exc:
-            out.message = str(exc)
-            echo(f"inferencemax: not submitting {point}: {exc}")
+            out.message, first = str(exc), str(exc).split("\n", 1)[0]
+            echo(f"inferencemax: not submitting {point}: {first + ' (as above)' if first in shown else exc}")
+            shown.add(first)
+            if out.saved:  # refused by the Space's signature: the payload stays, with why
+                _save_outcome(out)
             continue
         if dry_run:
             out.status, out.message = "dry-run", "not sent (dry run)"
-            echo(f"inferencemax: dry run, would POST {out.url}{ENDPOINT} {json.dumps({'data': out.payload})}")
+            echo(f"inferencemax: dry run, would POST {out.url}{ENDPOINT} {json.dumps({'data': out.payload})}; "
+                 f"the Space's signature: {out.signature_check}")
         else:
             try:
                 out.result = submit(out.url, out.payload, **submit_kw)

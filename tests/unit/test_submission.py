@@ -33,6 +33,19 @@ def _clean_env(monkeypatch):
     monkeypatch.delenv("LB_URL_OVERRIDE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No name but the loopback resolves: the real Spaces' URLs in these tests are never reached."""
+    resolve = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kw):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise socket.gaierror(socket.EAI_NONAME, f"{host}: offline in unit tests")
+        return resolve(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+
+
 def s1_record(conc: int = 4) -> dict:
     return {
         "date": "20260101-000000", "backend": "vllm", "max_concurrency": conc, "completed": 40, "num_prompts": 40,
@@ -234,10 +247,10 @@ def test_payload_is_saved_before_sending_even_when_the_send_fails(tmp_path):
 def test_dry_run_sends_nothing(tmp_path, monkeypatch):
     run = write_run(tmp_path / "run", [s1_record(4), s1_record(8)])
     lines: list[str] = []
-    with FakeLeaderboard() as lb:
+    with FakeLeaderboard(layout="s1") as lb:
         monkeypatch.setenv("LB_URL_OVERRIDE", lb.base_url)
         outcomes = submit_run(run, "T", dry_run=True, echo=lines.append, **FAST)
-    assert lb.requests == []
+    assert lb.posts() == 0 and lb.info_reads() == 1  # the Space's signature was read, once, and nothing sent
     assert [o.status for o in outcomes] == ["dry-run", "dry-run"]
     assert sorted(p.name for p in (run / "submissions").iterdir()) == [
         "gptoss-1024-1024-c4.json", "gptoss-1024-1024-c8.json"]
@@ -275,7 +288,7 @@ def test_hf_token_is_sent_but_never_saved_or_printed(tmp_path, monkeypatch, caps
 def test_cli_resubmits_a_saved_results_folder(tmp_path, capsys):
     recs = [s1_record(4), s1_record(8)]
     run = write_run(tmp_path / "run", recs)
-    with FakeLeaderboard() as lb:
+    with FakeLeaderboard(layout="s1") as lb:
         rc = main([str(run), "--team", "Team A", "--leaderboard-url", lb.base_url, "--backoff", "0.01"])
     assert rc == 0
     assert lb.received == [build_payload(record_from(r), "Team A", "s1") for r in recs]
@@ -299,7 +312,7 @@ def test_cli_refuses_skipped_accuracy_without_force(tmp_path, capsys):
     rec["accuracy"] = None
     rec["accuracy_validation"] = {"status": "SKIPPED", "reason": "--skip-accuracy"}
     run = write_run(tmp_path / "run", [rec, s1_record(8)])
-    with FakeLeaderboard() as lb:
+    with FakeLeaderboard(layout="s1") as lb:
         assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url]) == 1
         assert len(lb.received) == 1  # only the point that passed its gate
         err = capsys.readouterr().err
