@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from pytest_inferencemax.errors import ConfigError
+
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # transformers 4 fast classes that set the post-processor from add_bos_token/add_eos_token: their defaults
@@ -31,6 +33,32 @@ BOS_EOS_CLASSES = {"LlamaTokenizer": (True, False), "CodeLlamaTokenizer": (True,
 MODEL_TYPE_CLASSES = {"llama": "LlamaTokenizer", "gemma": "GemmaTokenizer", "gemma2": "GemmaTokenizer",
                       "cohere": "CohereTokenizer", "gpt_neox": "GPTNeoXTokenizer"}
 FIX = "Give a local folder with --tokenizer PATH, or make it available in the Hugging Face cache."
+
+
+class TokenizerError(ConfigError, RuntimeError):
+    """The workload's tokenizer cannot be loaded (a folder that is not there, a hub id out of reach, a damaged
+    file); one line naming what was looked for and the fix. A RuntimeError as the loader always raised."""
+
+
+def is_local_path(name: str) -> bool:
+    """A name that can only mean a folder on this machine, never a Hugging Face id: absolute, ``~``, ``./``,
+    ``../``, or with more than one ``/`` (a hub id is ``name`` or ``owner/name``)."""
+    return os.path.isabs(name) or name.startswith(("~", "./", "../")) or name.count("/") > 1
+
+
+def missing_folder(name: str, note: str = "") -> TokenizerError | None:
+    """The error for a tokenizer ``name`` that can only be a local folder and is not there (None otherwise):
+    one line with the absolute folder looked in, ``note`` (how its path came about), and the fix."""
+    folder = Path(os.path.abspath(Path(name).expanduser()))
+    if not is_local_path(name) or folder.exists():
+        return None
+    fix = (f"{note.rstrip('.')}, or --tokenizer PATH" if note else
+           "Give --tokenizer PATH an existing folder with the tokenizer's files (tokenizer.json), or a Hugging Face id")
+    return TokenizerError(f"cannot load the tokenizer {name!r}: there is no folder {folder}. {fix}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 class Encoded(dict):
@@ -137,8 +165,8 @@ def _hub_files(repo_id: str) -> dict[str, Path]:
     try:
         cached = {name: try_to_load_from_cache(repo_id, name) for name in FILES}
     except HFValidationError as exc:
-        raise RuntimeError(f"cannot load the tokenizer {repo_id!r}: no such folder, and not a Hugging Face "
-                           f"repository id ({exc}). {FIX}") from exc
+        raise TokenizerError(f"cannot load the tokenizer {repo_id!r}: no folder {Path(repo_id).absolute()}, and not a "
+                             f"Hugging Face repository id ({_one_line(exc)}). {FIX}") from exc
     # with tokenizer.json and its config cached, no network; else fetch what the cache does not know
     fetch = not offline and not all(isinstance(cached[n], str) for n in FILES[:2])
     unreachable = ""
@@ -147,17 +175,18 @@ def _hub_files(repo_id: str) -> dict[str, Path]:
             if got is None and fetch:  # unknown to the cache (a file known to be absent is not None)
                 got = hf_hub_download(repo_id, name)
         except LocalEntryNotFoundError as exc:  # the hub could not be reached: try no other file
-            fetch, unreachable = False, f"the hub could not be reached ({exc}). "
+            fetch, unreachable = False, f"the hub could not be reached ({_one_line(exc)}). "
             continue
         except EntryNotFoundError:
             continue
         except Exception as exc:  # network, authentication, gated or missing repository
-            raise RuntimeError(f"cannot load the tokenizer {repo_id!r}: {type(exc).__name__}: {exc}. {FIX}") from exc
+            raise TokenizerError(f"cannot load the tokenizer {repo_id!r}: {type(exc).__name__}: {_one_line(exc)}. "
+                                 f"{FIX}") from exc
         if isinstance(got, str):
             files[name] = Path(got)
     if not files:
-        raise RuntimeError(f"cannot load the tokenizer {repo_id!r}: no such folder, and not in the Hugging Face "
-                           "cache; " + ("offline mode. " if offline else unreachable or "no tokenizer files for it on "
+        raise TokenizerError(f"cannot load the tokenizer {repo_id!r}: no folder {Path(repo_id).absolute()}, and not in "
+                             "the Hugging Face cache; " + ("offline mode. " if offline else unreachable or "no tokenizer files for it on "
                                         "the hub. ") + FIX)
     return files
 
@@ -219,16 +248,20 @@ def _apply_config(backend: Any, cfg: dict[str, Any], model_cfg: dict[str, Any], 
     return clean
 
 
-def load_tokenizer(name_or_path: str, *, transformers_version: int | None | str = "installed") -> Any:
+def load_tokenizer(name_or_path: str, *, transformers_version: int | None | str = "installed", note: str = "") -> Any:
     """The tokenizer of a local folder or hub id, without transformers when it has a tokenizer.json.
 
     ``transformers_version``: whose semantics to follow (a major version, or None for the newest);
-    by default the installed transformers'. Raises RuntimeError naming the path and the fix."""
+    by default the installed transformers'. Raises :class:`TokenizerError` (a RuntimeError), one line naming
+    the path and the fix; ``note`` says, for a folder that is not there, how its path came about. A name that
+    can only be a folder (:func:`is_local_path`) is never looked up on the hub."""
+    if (missing := missing_folder(name_or_path, note)) is not None:
+        raise missing
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         files = {n: folder / n for n in FILES if (folder / n).is_file()}
     elif folder.exists():
-        raise RuntimeError(f"cannot load the tokenizer {name_or_path!r}: not a folder. {FIX}")
+        raise TokenizerError(f"cannot load the tokenizer {name_or_path!r}: {folder.absolute()} is not a folder. {FIX}")
     else:
         files = _hub_files(name_or_path)
     if "tokenizer.json" not in files:
@@ -245,8 +278,8 @@ def load_tokenizer(name_or_path: str, *, transformers_version: int | None | str 
         major = transformers_major() if transformers_version == "installed" else transformers_version
         clean = _apply_config(backend, cfg, _read(files.get("config.json")), major)
     except Exception as exc:  # a corrupt or unsupported file
-        raise RuntimeError(f"cannot load the tokenizer {name_or_path!r} from {files['tokenizer.json'].parent}: "
-                           f"{type(exc).__name__}: {exc}. {FIX}") from exc
+        raise TokenizerError(f"cannot load the tokenizer {name_or_path!r} from {files['tokenizer.json'].parent}: "
+                             f"{type(exc).__name__}: {_one_line(exc)}. {FIX}") from exc
     return LeanTokenizer(backend, name_or_path=name_or_path, clean_up_tokenization_spaces=clean)
 
 
@@ -254,10 +287,10 @@ def _load_with_transformers(name_or_path: str) -> Any:
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
-        raise RuntimeError(f"cannot load the tokenizer {name_or_path!r}: it has no tokenizer.json and transformers "
-                           "is not installed: pip install transformers, or give a folder with a tokenizer.json "
-                           "with --tokenizer PATH") from exc
+        raise TokenizerError(f"cannot load the tokenizer {name_or_path!r}: it has no tokenizer.json and transformers "
+                             "is not installed: pip install transformers, or give a folder with a tokenizer.json "
+                             "with --tokenizer PATH") from exc
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
-        raise RuntimeError(f"cannot load the tokenizer {name_or_path!r}: {exc}. {FIX}") from exc
+        raise TokenizerError(f"cannot load the tokenizer {name_or_path!r}: {_one_line(exc)}. {FIX}") from exc

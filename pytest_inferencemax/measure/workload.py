@@ -214,10 +214,11 @@ class _Many:
         return self.tok.decode_batch(many_ids) if self.batched else [self.tok.decode(ids) for ids in many_ids]
 
 
-def load_tokenizer(name_or_path: str):
+def load_tokenizer(name_or_path: str, *, note: str = ""):
     """The served model's tokenizer: a lean fast tokenizer (``tokenizers`` on its tokenizer.json, no transformers
     or torch), from a local folder or the Hugging Face cache (offline when HF_HUB_OFFLINE=1); see tokenizer.py.
-    Raises RuntimeError naming the path and the fix."""
+    Raises TokenizerError (a ConfigError and a RuntimeError): one line naming the path and the fix; ``note``
+    says, for a folder that is not there, how its path came about (e.g. where ``${models_dir}`` came from)."""
     from pytest_inferencemax.measure.tokenizer import load_tokenizer as load_lean
 
-    return load_lean(name_or_path)
+    return load_lean(name_or_path, note=note)

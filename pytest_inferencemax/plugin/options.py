@@ -2,11 +2,16 @@
 
 Each option has an ini twin (``inferencemax_<name>`` in pyproject.toml / pytest.ini) where a
 team would want a lasting default; the command line wins over the ini file.
+
+Relative paths resolve where their writer stood (:func:`resolve_path`): a command-line value against the
+working directory, an ini value against the ini file's folder (as pytest's own ``paths`` ini settings, and
+``-o`` overrides with them), a built-in default against pytest's rootdir. Settings hold absolute paths.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,11 +62,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("gpu-env", "variables that carry a server's GPU ids (default: HIP_VISIBLE_DEVICES where /dev/kfd "
            "exists, else CUDA_VISIBLE_DEVICES)", name_list, ini=True, metavar="VARS"),
     Option("seed", "seed of the random workload", non_negative_int, default=0, ini=True, metavar="N"),
-    Option("results-dir", "where each run's folder of results goes", str, default="results", ini=True,
-           metavar="DIR"),
+    Option("results-dir", "where each run's folder of results goes (relative: to the working directory; in the ini "
+           "file, to its folder; the default, to the rootdir)", str, default="results", ini=True, metavar="DIR"),
     Option("run-id", "name of this run's folder under --results-dir (default: the start time)", run_name,
            metavar="NAME"),
-    Option("models-dir", "where suites find and build local models (${models_dir})", str,
+    Option("models-dir", "where suites find and build local models (${models_dir}; relative: to the working "
+           "directory; in the ini file, to its folder; the default, to the rootdir)", str,
            default=".cache/models", ini=True, metavar="DIR"),
     Option("port", "port for a launched server; 0 picks a free one", port_number, default=0, metavar="N"),
     Option("server-start-timeout", "seconds to wait for a launched server to serve", positive_float,
@@ -160,9 +166,13 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.dest, help=opt.help, default=None)
 
 
+def _option(name: str) -> Option:
+    return next(o for o in OPTIONS if o.name == name)
+
+
 def get(config: pytest.Config, name: str) -> Any:
     """The option's value: command line, else ini file (validated the same way), else default."""
-    opt = next(o for o in OPTIONS if o.name == name)
+    opt = _option(name)
     value = config.getoption(opt.dest)
     if value is not None and value is not False:
         return value
@@ -174,6 +184,55 @@ def get(config: pytest.Config, name: str) -> Any:
             except argparse.ArgumentTypeError as exc:
                 raise pytest.UsageError(f"ini setting {opt.dest} = {raw!r}: {exc}") from None
     return opt.default
+
+
+PATH_OPTIONS = ("results-dir", "models-dir")  # folders: absolute Paths in Settings (resolve_path)
+# ini settings naming a file or folder, or else a hub id, `builtin` or a name in the suite's folder: a relative
+# ini value becomes the path beside the ini file where that exists (then it is that, not a name)
+INI_LOCAL_PATHS = ("variants", "accuracy-dataset", "accuracy-wikitext", "accuracy-chunk-tokenizer")
+
+
+def _ini_folder(config: pytest.Config) -> Path:
+    """What pytest resolves ``paths`` ini values against: the ini file's folder (the working directory
+    for an ``-o`` override without an ini file)."""
+    return Path(config.inipath.parent if config.inipath is not None else config.invocation_params.dir)
+
+
+def resolve_path(config: pytest.Config, name: str) -> tuple[Path, str]:
+    """A folder option as an absolute path, and how it came about (for messages): a command-line value
+    relative to the working directory, an ini value (or ``-o``) relative to the ini file's folder, the
+    default relative to pytest's rootdir; ``~`` expanded, ``..`` folded."""
+    opt = _option(name)
+    cli = config.getoption(opt.dest)
+    ini = config.getini(opt.dest) if opt.ini and cli is None else None
+    if cli is not None:
+        raw, base = str(cli), Path(config.invocation_params.dir)
+        how = f"--{name} {raw} on the command line" + ("" if _absolute(raw) else f", under the working directory {base}")
+    elif ini not in (None, "", []):
+        raw, base = str(ini), _ini_folder(config)
+        overridden = any(o.split("=", 1)[0].strip() == opt.dest for o in getattr(config.option, "override_ini", None) or ())
+        where = f"-o {opt.dest}={raw}" if overridden else f"{opt.dest} = {raw} in {config.inipath}"
+        how = where + ("" if _absolute(raw) else f", under {base}")
+    else:
+        raw, base = str(opt.default), Path(config.rootpath)
+        how = f"the default {raw} under pytest's rootdir {base} (no --{name}, no {opt.dest} in an ini file)"
+    path = Path(raw).expanduser()
+    return Path(os.path.abspath(path if path.is_absolute() else base / path)), how
+
+
+def _absolute(raw: str) -> bool:
+    return Path(raw).expanduser().is_absolute()
+
+
+def _ini_local(config: pytest.Config, name: str) -> str | None:
+    """``get`` for an option of INI_LOCAL_PATHS: a relative ini value naming something beside the ini file
+    becomes its absolute path (a command-line value stays as written: relative to the working directory)."""
+    value = get(config, name)
+    opt = _option(name)
+    if value is None or config.getoption(opt.dest) is not None or _absolute(value):
+        return value
+    beside = _ini_folder(config) / value
+    return os.path.abspath(beside) if beside.exists() else value
 
 
 @dataclass(frozen=True)
@@ -233,42 +292,57 @@ class Settings:
     accuracy_wikitext: str | None
     accuracy_chunk_tokenizer: str | None
     api_key: str | None = field(default=None, repr=False)
+    # how each of PATH_OPTIONS came about, e.g. "the default .cache/models under pytest's rootdir /x (...)"
+    path_origins: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def models_dir_note(self, path: str | Path) -> str:
+        """For a message about a missing folder: where ``${models_dir}`` came from and the fix, when ``path``
+        lies in it; else ''."""
+        if not Path(os.path.abspath(Path(path).expanduser())).is_relative_to(self.models_dir):
+            return ""
+        how = self.path_origins.get("models-dir", "--models-dir")
+        return (f"${{models_dir}} is {self.models_dir}: {how}. Pass --models-dir DIR where the model is "
+                "(scripts/setup.sh builds the embedded suite's in the repository's .cache/models)")
+
+    def explain(self, message: str) -> str:
+        """``message`` with :meth:`models_dir_note` added when it names ``${models_dir}`` or a path in it."""
+        if "${models_dir} is" in message or not re.search(re.escape(str(self.models_dir)) + r"(?![^\s/.,;:)'\"])",
+                                                          message):
+            return message
+        return f"{message.rstrip().rstrip('.')}. {self.models_dir_note(self.models_dir)}"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
-        root = Path(config.rootpath)
-
-        def path(name: str) -> Path:
-            p = Path(get(config, name)).expanduser()
-            return p if p.is_absolute() else root / p
-
+        paths = {name: resolve_path(config, name) for name in PATH_OPTIONS}
         api_key_env = get(config, "api-key-env")
         return cls(
             server_url=get(config, "server-url"), served_model_name=get(config, "served-model-name"),
             model=get(config, "model"), tokenizer=get(config, "tokenizer"), stage=get(config, "stage"),
             conc=get(config, "conc"), num_prompts=get(config, "num-prompts"), num_gpus=get(config, "num-gpus"),
             gpus_per_server=get(config, "gpus-per-server"), gpus=get(config, "gpus"), gpu_env=get(config, "gpu-env"),
-            seed=get(config, "seed"), results_dir=path("results-dir"),
+            seed=get(config, "seed"), results_dir=paths["results-dir"][0],
             run_id=(get(config, "run-id") or getattr(config, "workerinput", {}).get("inferencemax_run_id")
                     or datetime.now().strftime("%Y%m%d-%H%M%S")),
-            models_dir=path("models-dir"), port=get(config, "port"),
+            models_dir=paths["models-dir"][0], port=get(config, "port"),
             server_start_timeout=get(config, "server-start-timeout"),
             server_ready_timeout=get(config, "server-ready-timeout"),
             telemetry_interval=get(config, "telemetry-interval"),
             request_timeout=get(config, "request-timeout"), stall_timeout=get(config, "stall-timeout"),
             client_procs=get(config, "client-procs"), client=get(config, "client"),
             repeat=get(config, "repeat"), repeat_max=get(config, "repeat-max"),
-            repeat_budget=get(config, "repeat-budget"), variants=get(config, "variants"),
+            repeat_budget=get(config, "repeat-budget"), variants=_ini_local(config, "variants"),
             max_variants=get(config, "max-variants"), prune=get(config, "prune"),
             prune_margin=get(config, "prune-margin"), rerun=get(config, "rerun"), parity=get(config, "parity"), parity_rounds=get(config, "parity-rounds"), client_lag_limit_ms=get(config, "client-lag-limit-ms"),
             fail_client_bound=get(config, "fail-client-bound"),
             fail_on_stream_errors=get(config, "fail-on-stream-errors"), extra_body=get(config, "extra-body") or {},
             api_key_env=api_key_env, progress_interval=get(config, "progress-interval"),
             save_detailed=get(config, "save-detailed"), skip_accuracy=get(config, "skip-accuracy"),
-            accuracy_dataset=get(config, "accuracy-dataset"), accuracy_wikitext=get(config, "accuracy-wikitext"),
-            accuracy_chunk_tokenizer=get(config, "accuracy-chunk-tokenizer"), compare_to=get(config, "compare-to"),
+            accuracy_dataset=_ini_local(config, "accuracy-dataset"),
+            accuracy_wikitext=_ini_local(config, "accuracy-wikitext"),
+            accuracy_chunk_tokenizer=_ini_local(config, "accuracy-chunk-tokenizer"), compare_to=get(config, "compare-to"),
             compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"),
             submit_team=get(config, "submit-team"), submit_dry_run=get(config, "submit-dry-run"),
             submit_unqualified=get(config, "submit-unqualified"), submit_force=get(config, "submit-force"),
             leaderboard_url=get(config, "leaderboard-url"), api_key=os.environ.get(api_key_env) or None,
+            path_origins={name: how for name, (_, how) in paths.items()},
         )
