@@ -53,7 +53,8 @@ class FinishedRun:
         if self.report:
             out.append(f"report: {self.report} (plots in {self.report.parent / 'plots'})")
         out += [f"diagnosis {point}: {text}" for point, text in self.diagnoses.items()]
-        out += [f"submission {s.point}: {s.status}{': ' + s.message if s.message else ''}" for s in self.submissions]
+        out += [f"submission {s.point}: {s.status}{': ' + s.message.splitlines()[0] if s.message else ''}"
+                for s in self.submissions]  # the first line: a refusal's table was printed once, when it happened
         out += [f"problem: {p}" for p in self.problems]
         return out
 
