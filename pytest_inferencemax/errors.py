@@ -12,6 +12,8 @@ that message, never a traceback. The branches say whose fault it is::
     │   ├── VariantsError      a variants file (plan/variants.py)
     │   ├── AccuracyError      the accuracy gate cannot run as configured, or its task is not the baseline's
     │   ├── MissingExtraError  a feature needs an optional extra that is not installed (import_extra)
+    │   ├── TokenizerError     a tokenizer that cannot be loaded: a missing folder named with where
+    │   │                      ${models_dir} came from (measure/tokenizer.py; a RuntimeError too)
     │   └── MatrixError        the CI matrix command's arguments (cli/matrix.py)
     ├── ServerError        the inference server would not start, answer or stay up (serve/server.py)
     ├── PointError         a point could not be measured
