@@ -1,9 +1,10 @@
 """The inference server's lifecycle: launch a recipe, wait until it serves, watch it, stop it.
 
 Process handling is mirakuru's (process group via setsid, SIGTERM then SIGKILL, leftover
-children found by an environment marker, cleanup at exit). Readiness is one check class over
-mirakuru's HTTP executor: ``GET /health`` answers 2xx *and* a one-token completion succeeds,
-with progress shown while a long first start compiles.
+children found by an environment marker, cleanup at exit), plus a watchdog (``supervisor``) that
+ends the server's whole process group should the runner die without that cleanup (SIGKILL).
+Readiness is one check class over mirakuru's HTTP executor: ``GET /health`` answers 2xx *and* a
+one-token completion succeeds, with progress shown while a long first start compiles.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutE
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
 from pytest_inferencemax.plan.recipe import Recipe
 from pytest_inferencemax.errors import ServerError
-from pytest_inferencemax.serve import api
+from pytest_inferencemax.serve import api, supervisor
 from pytest_inferencemax.serve.api import one_token_completion  # raised here; defined in the error tree (errors.py)
 
 
@@ -50,6 +51,7 @@ class ServingExecutor(HTTPExecutor):
     def __init__(self, command: list[str], *, base_url: str, health_path: str, model: str,
                  env: dict[str, str], log_file: Path, timeout: float, api_key: str | None,
                  on_wait: Callable[[float, str], None] | None = None) -> None:
+        self._pgid: int | None = None  # the server's process group, kept after mirakuru forgets the process
         self._log_path = log_file
         self._log = open(log_file, "a", encoding="utf-8")
         self._base_url = base_url
@@ -61,6 +63,29 @@ class ServingExecutor(HTTPExecutor):
         super().__init__(command, url=base_url + health_path, method="GET", status=r"^2\d\d$",
                          envvars=env, timeout=timeout, sleep=1.0, request_timeout=10.0,
                          stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self._process
+
+    @process.setter
+    def process(self, proc: subprocess.Popen | None) -> None:
+        """mirakuru sets this once ``Popen`` returned: the group is guarded again from the runner's side (the
+        child registered it already, see ``_popen_kwargs``), which keeps the runner's own list for a
+        watchdog that has to be started again."""
+        self._process = proc
+        if proc is not None and self._pgid is None:
+            self._pgid = proc.pid  # started with setsid: its own group
+            supervisor.guard(proc.pid, self._log_path)
+
+    @property
+    def _popen_kwargs(self) -> dict:
+        """mirakuru's, with its ``preexec_fn=os.setsid`` replaced by one that also registers the new group
+        with this runner's watchdog before the server runs (``supervisor.session_guard``)."""
+        kwargs = super()._popen_kwargs
+        kwargs.pop("start_new_session", None)
+        kwargs["preexec_fn"] = supervisor.session_guard(self._log_path)
+        return kwargs
 
     def after_start_check(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -77,9 +102,10 @@ class ServingExecutor(HTTPExecutor):
     def stop_within(self, grace: float) -> None:
         """SIGTERM the process group, SIGKILL after ``grace`` seconds; close the log. Returns once no
         process of the group is left: mirakuru waits for the server's main process only, and its
-        engine processes may take a moment longer (or need the SIGKILL)."""
+        engine processes may take a moment longer (or need the SIGKILL). The group is then no longer
+        the watchdog's to end."""
         self._timeout = grace
-        pgid = self.process.pid if self.process is not None else None  # started with setsid: its own group
+        pgid = self._pgid  # also when mirakuru has dropped the process (it exited during start-up, a timeout)
         try:
             self.stop()
         except Exception:  # noqa: BLE001 - a server that dies badly on SIGTERM is still stopped
@@ -87,7 +113,10 @@ class ServingExecutor(HTTPExecutor):
         finally:
             self._log.close()
         if pgid is not None:
-            _reap_group(pgid, grace)
+            try:
+                _reap_group(pgid, grace)
+            finally:
+                supervisor.release(pgid)
 
 
 def _group_alive(pgid: int) -> bool:
