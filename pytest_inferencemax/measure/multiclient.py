@@ -211,6 +211,7 @@ def merge(parts: Sequence[LoadResult], aborted: str | None = None) -> LoadResult
         results=[r for p in parts for r in p.results], duration=end - start,
         started_at=min((p.started_at for p in parts if p.started_at), default=""),
         warmups=sum(p.warmups for p in parts), warmup_failures=sum(p.warmup_failures for p in parts),
+        warmup_errors=[e for p in parts for e in p.warmup_errors],
         aborted=reason, lag=LoopLag.merge(lags) if (lags := [p.lag for p in parts if p.lag is not None]) else None,
         client_cpu_s=sum(p.client_cpu_s for p in parts), client_procs=len(parts), t0=start,
         arrival_clock=parts[0].arrival_clock if parts and len({p.arrival_clock for p in parts}) == 1 else "read",

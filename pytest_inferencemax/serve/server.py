@@ -290,7 +290,7 @@ def check_external(base_url: str, model: str, *, api_key: str | None = None, rea
     is refused at once with the names it lists."""
     deadline = time.monotonic() + ready_timeout
     while True:
-        left = max(1.0, deadline - time.monotonic())
+        left = round(max(1.0, deadline - time.monotonic()), 1)  # a timeout in a message reads "read timeout=9.9"
         problem = _not_ready(base_url, model, api_key, timeout=min(10.0, left), completion_timeout=min(60.0, left))
         if problem is None:
             return Server(base_url=base_url, model=model)

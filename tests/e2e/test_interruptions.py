@@ -52,7 +52,7 @@ def test_an_interrupted_run_says_what_it_stopped_and_what_never_ran(pytester, tm
     assert f"INCOMPLETE: interrupted by {by} during mini-16-4-c2; 1 point(s) not run: mini-16-4-c4" in out
     assert "Traceback" not in out and "never retrieved" not in out and len(out.splitlines()) < 40, out
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["interrupted"] == {"by": by, "point": "mini-16-4-c2", "not_run": ["mini-16-4-c4"]}
+    assert summary["interrupted"] == {"by": by, "point": "mini-16-4-c2", "not_run": ["mini-16-4-c4"], "deselected": 0}
     assert {"point": "mini-16-4-c2", "reason": f"interrupted by {by}"} in summary["failures"]
     report = (tmp_path / "r" / "report.md").read_text()
     assert f"**Incomplete run**: interrupted by {by} during mini-16-4-c2" in report

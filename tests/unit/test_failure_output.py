@@ -111,3 +111,21 @@ def test_an_aborted_or_failed_point_is_not_diagnosed():
     partial = point_record(conc=2)
     partial.ours.failed = 3
     assert reading(partial) == f"not diagnosed: 3 of {partial.num_prompts} requests failed"
+
+
+def test_a_timeout_in_a_message_is_a_number_for_people():
+    import re
+    import socket
+
+    import pytest
+
+    from pytest_inferencemax.serve.server import ServerError, check_external
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ServerError) as info:
+            check_external(url, "m", ready_timeout=1.5, pause=0.1)
+    timeouts = re.findall(r"timeout=([0-9.]+)", str(info.value))
+    assert timeouts and all(len(t.split(".")[-1]) <= 1 for t in timeouts), str(info.value)
