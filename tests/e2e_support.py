@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,3 +79,30 @@ def baseline_toml(model: str, isl: int, osl: int, tput_by_conc: dict[int, float]
                    f"tput_per_gpu = {t} }},\n" for c, t in tput_by_conc.items())
     return ('[source]\ntitle = "calibration baseline"\norigin = "written by the test"\nrecorded = "2026-11-29"\n'
             f'group = "cal_baseline_t1"\nprefix = "cal"\ntag = "t1"\n\n[models]\n{model} = [\n{rows}]\n')
+
+
+def calibration_suite_toml(argv: str, stages: str) -> str:
+    """A suite whose server recipe launches the calibration server (``argv``: a TOML array), with ``stages``."""
+    return f'''
+[suite]
+name = "cal"
+title = "the calibration server, launched as a recipe"
+model = "calibration"
+served_model_name = "calibration"
+engine = "vllm"
+tp = 1
+default_stage = "s"
+
+[server]
+argv = {argv}
+host = "127.0.0.1"
+{stages}'''
+
+
+def start_pytest(cwd: Path, target: str, args: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """pytest on ``target`` in a subprocess, its output lines collected as they come."""
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", target, "-p", "no:cacheprovider", *args],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    return proc, lines

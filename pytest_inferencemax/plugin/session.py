@@ -32,7 +32,7 @@ from pytest_inferencemax.results.build import PointOutcome, record_point
 from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
-from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, check_writable, save_or_keep
+from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
 from pytest_inferencemax.results.summary import Interruption
 from pytest_inferencemax.serve.api import engine_version
 from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, check_external

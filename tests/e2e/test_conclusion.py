@@ -38,7 +38,7 @@ def _suite(pytester, url_template: str) -> None:
 
 
 def test_verdict_report_and_submission(pytester, vllm_server, tmp_path):
-    with FakeLeaderboard() as board:
+    with FakeLeaderboard(layout="s1") as board:  # the stage-1 Space: its 14 inputs
         _suite(pytester, board.base_url)  # the ${isl}/${osl} template is unit-tested
         run = pytester.runpytest_subprocess(
             "mini", "--server-url", vllm_server.base_url, "--served-model-name", "smollm2", "--tokenizer",
@@ -68,7 +68,7 @@ def test_verdict_report_and_submission(pytester, vllm_server, tmp_path):
 
 
 def test_dry_run_sends_nothing(pytester, vllm_server, tmp_path):
-    with FakeLeaderboard() as board:
+    with FakeLeaderboard(layout="s1") as board:  # the stage-1 Space: its 14 inputs
         _suite(pytester, board.base_url)
         run = pytester.runpytest_subprocess(
             "mini", "--server-url", vllm_server.base_url, "--served-model-name", "smollm2", "--skip-accuracy",

@@ -8,23 +8,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
-from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml, pids_with_arg, process_group
+from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml, pids_with_arg, process_group, start_pytest
 from faulty_server import FaultyServer
 
 
 def start(pytester: pytest.Pytester, args: list[str]) -> tuple[subprocess.Popen, list[str]]:
-    """pytest in a subprocess, its output lines collected as they come."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "mini", "-p", "no:cacheprovider", *args],
-                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    return proc, lines
+    return start_pytest(pytester.path, "mini", args)
 
 
 def wait_for(lines: list[str], text: str, proc: subprocess.Popen, timeout: float) -> None:

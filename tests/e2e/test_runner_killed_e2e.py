@@ -9,38 +9,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from calibration import calibration_server
-from e2e_support import REPO, SUITE_TEST, process_group
+from e2e_support import REPO, SUITE_TEST, calibration_suite_toml, process_group, start_pytest
 
 pytestmark = pytest.mark.e2e
 
-SUITE = '''
-[suite]
-name = "cal"
-title = "the calibration server, launched as a recipe"
-model = "calibration"
-served_model_name = "calibration"
-engine = "vllm"
-tp = 1
-default_stage = "s"
-
-[server]
-argv = {argv}
-host = "127.0.0.1"
-
+STAGES = """
 [stages.s]
 range_ratio = 1.0
 warmups_per_conc = 0
 tput_per_gpu_divisor = 1
-workloads = [{{ isl = 16, osl = 2000, conc = [2], prompts_per_conc = 4 }}]
-'''
+workloads = [{ isl = 16, osl = 2000, conc = [2], prompts_per_conc = 4 }]
+"""
 # 2000 tokens, one every 10 ms: each request streams for 20 s, longer than the 10 s allowed below
 
 
@@ -84,12 +69,7 @@ def cmdline(pid: int) -> str:
 
 
 def start_run(pytester: pytest.Pytester, args: list[str]) -> tuple[subprocess.Popen, list[str]]:
-    """pytest in a subprocess, its output lines collected as they come."""
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "cal", "-p", "no:cacheprovider", *args],
-                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    return proc, lines
+    return start_pytest(pytester.path, "cal", args)
 
 
 def wait_until(condition, proc: subprocess.Popen, lines: list[str], timeout: float, what: str):
@@ -119,7 +99,7 @@ def kill_and_time(proc: subprocess.Popen, procs: dict[int, str], limit: float = 
 
 def write_suite(pytester: pytest.Pytester, argv: str) -> None:
     d = pytester.mkdir("cal")
-    (d / "suite.toml").write_text(SUITE.format(argv=argv))
+    (d / "suite.toml").write_text(calibration_suite_toml(argv, STAGES))
     (d / "test_cal.py").write_text(SUITE_TEST)
 
 

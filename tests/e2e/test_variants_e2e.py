@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from e2e_support import REPO, baseline_toml
+from e2e_support import REPO, baseline_toml, calibration_suite_toml
 
 THREE = '''
 [[variant]]
@@ -56,31 +56,20 @@ def test_three_variants_of_the_embedded_suite_run_end_to_end_and_are_ranked(pyte
     assert "variants: 3 variant(s) from " in out and "3 points on 3 server(s), one variant after another" in out
 
 
-CAL_SUITE = '''
-[suite]
-name = "cal"
-title = "the calibration server, launched as a recipe"
-model = "calibration"
-served_model_name = "calibration"
-engine = "vllm"
-tp = 1
-default_stage = "s"
-
-[server]
-argv = ["${{python}}", "{server}", "--port", "${{port}}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]
-host = "127.0.0.1"
-
+CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
+            % (REPO / "benchmarks" / "calibration_server.py"))
+CAL_SUITE = calibration_suite_toml(CAL_ARGV, """
 [stages.s]
 range_ratio = 1.0
 warmups_per_conc = 1
 tput_per_gpu_divisor = 1
 baseline = "calb"
-workloads = [{{ isl = 16, osl = 16, conc = [1, 2, 4], prompts_per_conc = 2 }}]
+workloads = [{ isl = 16, osl = 16, conc = [1, 2, 4], prompts_per_conc = 2 }]
 
 [stages.s.verdict]
 rule = "beat_baseline_share"
 min_share = 0.5
-'''
+""")
 
 CAL_VARIANTS = '''
 [[variant]]
@@ -99,7 +88,7 @@ CAL_BASELINE = baseline_toml("cal", 16, 16, {c: 200.0 * c for c in (1, 2, 4)}, e
 def test_prune_stops_a_variant_that_cannot_qualify_and_the_next_run_reuses_what_was_measured(
         pytester, smollm2_model, tmp_path):
     d = pytester.mkdir("cal")
-    (d / "suite.toml").write_text(CAL_SUITE.format(server=REPO / "benchmarks" / "calibration_server.py"))
+    (d / "suite.toml").write_text(CAL_SUITE)
     (d / "variants.toml").write_text(CAL_VARIANTS)  # beside the suite: found without --variants
     (d / "test_cal.py").write_text("from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  "
                                    "# noqa: F401\n")

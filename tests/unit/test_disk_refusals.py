@@ -6,7 +6,6 @@ file must be (no fake file system)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
