@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -99,10 +100,19 @@ host = "127.0.0.1"
 {stages}'''
 
 
+def interruptible() -> None:
+    """In a child before exec: SIGINT as a terminal's foreground job has it. A shell starts background jobs
+    (``cmd &``, nohup, some CI runners) with SIGINT ignored, their children inherit that, and Python then
+    installs no KeyboardInterrupt handler: a test that sends Ctrl-C must not depend on how it was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_pytest(cwd: Path, target: str, args: list[str]) -> tuple[subprocess.Popen, list[str]]:
-    """pytest on ``target`` in a subprocess, its output lines collected as they come."""
+    """pytest on ``target`` in a subprocess (Ctrl-C-able however this one was started), its output lines
+    collected as they come."""
     proc = subprocess.Popen([sys.executable, "-m", "pytest", target, "-p", "no:cacheprovider", *args],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=interruptible)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     return proc, lines

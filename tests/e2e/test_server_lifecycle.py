@@ -90,14 +90,14 @@ def test_recipe_that_cannot_start_fails_clearly(pytester, smollm2_model, tmp_pat
 
 
 def test_ctrl_c_during_start_leaves_nothing_running(pytester, smollm2_model, tmp_path):
-    from e2e_support import pids_with_arg, process_group
+    from e2e_support import interruptible, pids_with_arg, process_group
 
     _write_suite(pytester, "{ isl = 16, osl = 4, conc = [1], prompts_per_conc = 1 }")
     name = f"ctrlc-{os.getpid()}-{time.monotonic_ns()}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "mini", "--served-model-name", name, "--results-dir", str(tmp_path),
          "--models-dir", str(MODELS_DIR), "-p", "no:cacheprovider"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 120
         while not (servers := [p for p in pids_with_arg(name) if p != proc.pid]):

@@ -32,7 +32,9 @@ def test_a_point_carries_the_servers_series_and_summary(vllm_server, smollm2_mod
     assert t.gpu.absent == "no amd-smi, rocm-smi or nvidia-smi on PATH" and t.gpu.mean_power_w is None
     rows = [json.loads(line) for line in (tmp_path / t.series).read_text().splitlines()]
     marks = [r["t"] for r in rows if r.get("mark")]
-    assert len(marks) == 2 and -0.5 < marks[0] <= 0.0  # marked just before the timed run starts (t = 0)
+    # marked just before the timed run starts (t = 0); between the two only the client's own set-up runs (a
+    # garbage collection of a heap holding transformers, no request), which took 0.52 s once on a busy 2-core host
+    assert len(marks) == 2 and -2.0 < marks[0] <= 0.0
     running = [r["server"]["running"] for r in rows if 0 <= r["t"] <= marks[1]]
     assert max(running) == 4 and rows[-1]["server"]["running"] == 0  # rose to CONC, fell back
     # the record on disk carries it all; the report shows the reading and the plot
