@@ -344,9 +344,8 @@ class BenchSession(AccuracyGates):
         record = pool_rounds(records, files, durations=durations, stopped=stopped, confidence=self.rounds.confidence)
         saved = save_or_keep(self.folder.point_file(record.point_id), record.to_json(), self.run_dir)
         if saved.refused:
-            where = f"kept in {saved.path}" if saved.path else "printed above"
             raise RecordNotSaved(f"measured, but its pooled record could not be saved: "
-                                 f"{saved.refused}; {where}", saved.path)
+                                 f"{saved.refused}; {saved.where()}", saved.path)
         return record, saved.path
 
     def verdict_rule(self, suite: Suite, point: Point) -> VerdictRule:

@@ -215,12 +215,11 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
     path = saved.path or target
     progress.line(f"inferencemax: {point.id}: {point_line(record, m.load.duration)} -> {path}")
     if refused:  # measured, and kept: the point fails with where its record went
-        where = f"kept in {saved.path}" if saved.path else "printed above (no folder took it)"
         also = [f"cut short: {m.aborted}"] if m.aborted else []
         also += [f"{record.failed} of {point.num_prompts} requests failed"] if record.failed else []
         also += [f"invalid: {why}" for why in record.invalid]
         raise RecordNotSaved(f"measured, but its record could not be saved: {'; '.join(refused)}; "
-                             f"{where}" + "".join(f"; also {a}" for a in also), saved.path)
+                             f"{saved.where()}" + "".join(f"; also {a}" for a in also), saved.path)
     if m.aborted:  # on disk with what it got to; the point fails with the cause
         failed = InitialRequestFailed if m.initial_request_failed else PointAborted
         raise failed(m.aborted_report, reason=m.aborted, record_path=path)

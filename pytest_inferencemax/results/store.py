@@ -95,9 +95,9 @@ class Saved:
     path: Path | None  # None: no folder took it; its text went to stderr
     refused: str | None = None  # why the intended place refused it
 
-    @property
-    def kept_elsewhere(self) -> bool:
-        return self.refused is not None
+    def where(self) -> str:
+        """Where a refused file went, for the point's failure."""
+        return f"kept in {self.path}" if self.path else "printed above (no folder took it)"
 
 
 def keep_path(target: Path, run_dir: Path | None = None) -> Path:
