@@ -17,6 +17,18 @@ client's figures can be checked against the truth:
 Each field can be set for the whole server on the command line or per request in the body's
 ``calibration`` object (``pytest --extra-body '{"calibration": {"itl_ms": 5}}'``).
 
+Prompt tokens (``usage.prompt_tokens``, and the prefix-cache counters) are counted as vLLM counts them
+with ``--tokenizer`` (a folder or hub id: the one the client's ``--tokenizer`` names, special tokens
+included), else as whitespace-separated words; a request's ``calibration.prompt_tokens`` overrides both.
+With ``--tokenizer`` the server is a ``--server-url`` target as it is, no ``--extra-body`` needed:
+
+    python benchmarks/calibration_server.py --port 8300 --tokenizer .cache/models/SmolLM2-135M-Instruct
+    pytest suites/... --server-url http://127.0.0.1:8300 --served-model-name calibration \\
+        --tokenizer .cache/models/SmolLM2-135M-Instruct
+
+Without it, the plugin finds the word counts off the prompts' token counts and marks every point
+INVALID (the server counted other prompt lengths than the client sent).
+
 Other routes: ``GET /health``, ``GET /v1/models``, ``GET /metrics`` (Prometheus text with vLLM's or
 SGLang's prefix-cache counters; ``--prefix-hit-rate`` sets the share of prompt tokens counted as
 hits), ``GET /calibration/truth`` (per response id: when the request was read, when each event was
@@ -46,7 +58,8 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Iterator
+from functools import lru_cache
+from typing import Any, Callable, Iterator
 
 import httptools
 
@@ -63,7 +76,7 @@ class Schedule:
     usage: str = "final"
     stop_after: int | None = None
     usage_offset: int = 0
-    prompt_tokens: int | None = None  # reported as usage.prompt_tokens; None: a word count of the prompt
+    prompt_tokens: int | None = None  # reported as usage.prompt_tokens; None: the server's count (--tokenizer)
     jitter: float = 0.0  # each event interval drawn from [1-jitter, 1+jitter] x its mean: streams drift apart
 
     def override(self, body: dict[str, Any]) -> "Schedule":
@@ -88,12 +101,37 @@ class Truth:
     tokens: list[int] = field(default_factory=list)
 
 
+def count_words(prompt: Any) -> int:
+    """A prompt's length without a tokenizer: its whitespace-separated words (a list of token ids: its length)."""
+    return len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+
+
+def tokenizer_counter(name: str) -> Callable[[Any], int]:
+    """A prompt's token count as vLLM's completions route counts it: the tokenizer ``name`` with its special
+    tokens (a BOS). Raises ValueError naming the tokenizer when it cannot be loaded."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are forked after it is loaded
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # noqa: BLE001 - whatever stops it loading (no transformers, no folder, a bad file)
+        raise ValueError(f"--tokenizer {name}: cannot load it ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                         "pass the tokenizer folder or hub id that the client's --tokenizer names") from None
+
+    @lru_cache(maxsize=4096)  # warmups and repeated rounds send the same prompts
+    def count_text(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    return lambda prompt: len(prompt) if isinstance(prompt, list) else count_text(str(prompt))
+
+
 @dataclass
 class ServerState:
     schedule: Schedule
     model: str
     flavor: str = "vllm"
     prefix_hit_rate: float = 0.0
+    count_prompt: Callable[[Any], int] = count_words  # usage.prompt_tokens of a request (--tokenizer)
     truth: dict[str, Truth] = field(default_factory=dict)
     truth_file: Any = None  # with --truth-dir: finished requests' truth goes here, a JSON line each
     next_id: int = 0
@@ -225,7 +263,7 @@ class Completion:
         opts = payload.get("stream_options") or {}
         self.include_usage = bool(opts.get("include_usage")) and sched.usage != "none"
         prompt = payload.get("prompt") or ""
-        self.prompt_tokens = sched.prompt_tokens if sched.prompt_tokens is not None else len(str(prompt).split())
+        self.prompt_tokens = sched.prompt_tokens if sched.prompt_tokens is not None else conn.state.count_prompt(prompt)
         self.truth = Truth(received)
         conn.state.truth[self.id] = self.truth
         conn.state.prompt_tokens_seen += self.prompt_tokens
@@ -441,14 +479,23 @@ def main(argv: list[str] | None = None) -> None:
                    help="server processes sharing the port (SO_REUSEPORT); with more than one, the truth "
                         "is only in --truth-dir (default: 1)")
     p.add_argument("--truth-dir", help="write each finished request's truth to DIR/truth-<pid>.jsonl")
+    p.add_argument("--tokenizer", metavar="PATH_OR_ID",
+                   help="count usage.prompt_tokens with this tokenizer, as vLLM does (give the client's --tokenizer); "
+                        "default: whitespace-separated words, which a client that checks prompt lengths finds off")
     args = p.parse_args(argv)
     if args.workers > 1 and not args.truth_dir:
         p.error("--workers above 1 needs --truth-dir (each worker only knows its own requests)")
-    state = ServerState(Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter), args.model,
-                        args.metrics_flavor, args.prefix_hit_rate)
+    try:
+        count_prompt = tokenizer_counter(args.tokenizer) if args.tokenizer else count_words
+    except ValueError as exc:
+        p.error(str(exc))
+    schedule = Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter)
+    state = ServerState(schedule, args.model, args.metrics_flavor, args.prefix_hit_rate, count_prompt=count_prompt)
     socks = [listen(args.host, args.port, args.workers > 1) for _ in range(args.workers)]
+    counted = (f"prompt tokens counted with {args.tokenizer}" if args.tokenizer else
+               "prompt tokens counted as whitespace words (pass --tokenizer, the client's, to count them as vLLM does)")
     print(f"calibration server on http://{args.host}:{socks[0].getsockname()[1]} ({args.workers} worker(s)), "
-          f"schedule {state.schedule}", flush=True)
+          f"schedule {state.schedule}, {counted}", flush=True)
     children = []
     signal.signal(signal.SIGTERM, _interrupt)  # so that the workers below are stopped too
     for sock in socks[1:]:

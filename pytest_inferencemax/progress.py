@@ -7,6 +7,7 @@ a status line is printed at most every ``interval`` seconds.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 from contextlib import nullcontext
@@ -91,13 +92,25 @@ def _tail_lines(path: Path, max_bytes: int) -> list[str]:
         return f.read().decode("utf-8", errors="replace").splitlines()
 
 
+# An access-log line of the requests this plugin polls with (readiness, telemetry, versions), in uvicorn's
+# (vLLM, SGLang), aiohttp's or http.server's format: ``INFO: 127.0.0.1:5000 - "GET /metrics HTTP/1.1" 200 OK``.
+POLLED_PATHS = ("/health", "/metrics", "/v1/models", "/version", "/get_server_info")
+_OWN_POLLING = re.compile(r'"(?:GET|HEAD) (?:%s)(?:[?/][^" ]*)? HTTP/[0-9.]+"' % "|".join(map(re.escape, POLLED_PATHS)))
+
+
+def is_polling_log(line: str) -> bool:
+    """Whether a server log line is the access log of one of our own polling requests (not worth a status line)."""
+    return _OWN_POLLING.search(line) is not None
+
+
 def last_log_line(path: Path | None, limit: int = 100) -> str:
-    """The last non-empty line of a log file, shortened for a status line."""
+    """The last non-empty line of a log file that is not the access log of our own polling (``GET /metrics``,
+    ``/health``, ``/v1/models``), shortened for a status line."""
     if path is None or not path.exists():
         return ""
-    for line in reversed(_tail_lines(path, 4096)):
+    for line in reversed(_tail_lines(path, 16384)):
         line = line.strip()
-        if line:
+        if line and not is_polling_log(line):
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""
 

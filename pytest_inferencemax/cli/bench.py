@@ -21,7 +21,7 @@ from pytest_inferencemax.plan.values import (
     client_kind, conc_list, http_url, json_object, non_negative_float, non_negative_int, positive_float, positive_int,
 )
 from pytest_inferencemax.progress import StreamProgress
-from pytest_inferencemax.results.build import record_point
+from pytest_inferencemax.results.build import PointOutcome, record_point
 from pytest_inferencemax.results.store import RecordNotSaved, check_writable
 from pytest_inferencemax.serve.server import ServerError, check_external
 
@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-stream-errors", action="store_true",
                    help="exit 1 also when the server sent error events in its streams (ignored by the bounty "
                         "client; counted and warned about)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the result lines")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the result lines, and why a point is not ok (the reason for exit status 1)")
     return p
 
 
@@ -78,6 +79,17 @@ CLIENT_VERSIONS = {
 
 def out_path(base: Path, conc: int, several: bool) -> Path:
     return base.with_name(f"{base.stem}-c{conc}{base.suffix or '.json'}") if several else base
+
+
+def not_ok(outcome: PointOutcome, fail_on_stream_errors: bool) -> list[str]:
+    """Why a point makes the command exit 1, each reason in a line: failed requests and their errors, a workload
+    other than the one asked (INVALID), stream errors with --fail-on-stream-errors."""
+    rec = outcome.record
+    reasons = [outcome.failure_cause()] if outcome.failed else []
+    reasons += [f"INVALID: {why}" for why in outcome.invalid]
+    if fail_on_stream_errors and rec.stream_errors:
+        reasons.append(f"stream errors: {rec.ours.stream.warning if rec.ours.stream else rec.stream_errors}")
+    return reasons
 
 
 def connect(base_url: str, model: str, tokenizer_id: str, api_key_env: str,
@@ -126,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{point.id}: {rec.completed}/{point.num_prompts} ok, {rec.output_throughput:.1f} out tok/s, "
               f"{rec.total_token_throughput:.1f} total tok/s, median TTFT {rec.median_ttft_ms:.1f} ms, "
               f"median TPOT {rec.median_tpot_ms:.2f} ms, median E2E {rec.median_e2el_ms:.0f} ms -> {path}")
-        failed += outcome.failed + len(outcome.invalid) + (rec.stream_errors if args.fail_on_stream_errors else 0)
+        reasons = not_ok(outcome, args.fail_on_stream_errors)
+        for why in reasons:  # INVALID was said by the point's progress lines, unless -q silenced them
+            if args.quiet or not why.startswith("INVALID: "):
+                print(f"error: {point.id}: {why}", file=sys.stderr)
+        failed += bool(reasons)
     return 1 if failed else 0
 
 

@@ -4,7 +4,10 @@
 
 Each DIR is a run folder (``results/<run-id>``) or any folder above some (a downloaded CI
 artifact): every folder holding point records (``<point>.json`` with an ``inferencemax`` key)
-is one run. The merged folder gets every point record, each run's manifest
+is one run. Each measurement counts once: a round met again (a copied run folder, a point a later run
+reused) is skipped, with a line naming the file and the one it copies; the output of an earlier merge (a
+folder with ``sources.json``) is never an input, so ``--out`` may lie inside a DIR
+(results/merge_inputs.py). The merged folder gets every point record, each run's manifest
 (``manifest-<run>.json``), ``sources.json`` (what came from where), then what a session writes
 at its end: ``summary.json``, the curves' verdicts, ``plots/``, ``report.md`` and, with
 ``--submit-team``, the submissions of qualifying configurations.
@@ -18,64 +21,27 @@ tput/GPU divisor.
 Refused, with exit code 2 and the reason: the same point in two runs under different recipes or
 workloads; records of one suite and stage judged by different verdict rules or compared with
 different baselines (their figures would not form one curve); no point records at all. Exit code 1 when a point failed or a
-submission did not go through, 0 otherwise.
+submission did not go through, 0 otherwise. Nothing failed vanishes: each run's failures (its ``summary.json``; a
+run whose points all failed has no record but is a run) go, grouped by cause and naming their run, to the merged
+``summary.json`` (``failures``, ``failed``), ``sources.json`` and ``report.md`` (docs/results.md).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_inferencemax.errors import ResultsError, ResultsWriteError
+from pytest_inferencemax.errors import ResultsWriteError
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.identity import configuration
+from pytest_inferencemax.results.merge_inputs import MergeError, Run, find_runs
 from pytest_inferencemax.results.pool import pool_rounds
-from pytest_inferencemax.results.record import PointRecord, RecordError
+from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.rounds import ROUNDS_DIR
-from pytest_inferencemax.results.store import SOURCES_FILE, RunFolder, check_writable
-from pytest_inferencemax.results.summary import summary_lines, write_summary
-
-
-class MergeError(ResultsError):
-    """The runs cannot be merged into one; the message says why and what to do."""
-
-
-@dataclass
-class Run:
-    folder: RunFolder
-    records: list[PointRecord]
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def path(self) -> Path:
-        return self.folder.path
-
-
-def find_runs(dirs: Sequence[Path]) -> list[Run]:
-    """Every run folder at or below ``dirs``, in a stable order."""
-    runs: dict[Path, Run] = {}
-    for top in dirs:
-        top = Path(top)
-        if not top.is_dir():
-            raise MergeError(f"{top}: no such folder (pass run folders, results/<run-id>, or folders above them)")
-        candidates = sorted({p.parent for p in top.rglob("*.json")} | {top})
-        for path in candidates:
-            if path.resolve() in runs or (path.name == ROUNDS_DIR and RunFolder(path.parent).point_files()):
-                continue  # a run's rounds/ belong to the run above them
-            folder = RunFolder(path)
-            try:
-                records = folder.points()
-            except RecordError as exc:
-                raise MergeError(str(exc)) from None
-            if records:
-                runs[path.resolve()] = Run(folder, records, folder.failures())
-    if not runs:
-        raise MergeError(f"no point records under {', '.join(map(str, dirs))}: pass the folders that pytest "
-                         "wrote (results/<run-id>) or a downloaded artifact holding them")
-    return list(runs.values())
+from pytest_inferencemax.results.store import SOURCES_FILE, SUMMARY_FILE, RunFolder, check_writable
+from pytest_inferencemax.results.summary import FailedGroup, failed_groups, summary_lines, write_summary
 
 
 def _baseline_identity(rec: PointRecord) -> tuple[Any, ...]:
@@ -118,7 +84,7 @@ def check_consistent(runs: Sequence[Run]) -> dict[tuple[str, str], Any]:
 def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
           submit: SubmitOptions | None = None, echo: Any = print) -> tuple[FinishedRun, list[tuple[str, str]]]:
     """Write the merged run to ``out``; return how it finished and the failures of all runs."""
-    runs = find_runs(dirs)
+    runs = find_runs(dirs, out=out)
     rules = check_consistent(runs)
     out = Path(out)
     if out.resolve() in {r.path.resolve() for r in runs}:
@@ -127,6 +93,7 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
         raise MergeError(f"--out {out}: cannot write the merged run there ({why}): choose a writable folder")
     merged = RunFolder(out)
     failures: list[tuple[str, str]] = []
+    failed: list[FailedGroup] = []  # every run's failures by group and cause, each naming its run
     sources = []
     by_point: dict[str, list[tuple[PointRecord, Run]]] = {}
     for run in runs:
@@ -137,13 +104,29 @@ def merge(dirs: Sequence[Path], out: Path, *, baselines_dir: Path | None = None,
         for manifest, data in run.folder.manifests():
             merged.write_json(f"manifest-{n}-{run.path.name}-{manifest.stem}.json", data)
         failures += [f for f in run.failures if f not in failures]
+        failed += (groups := failed_in(run))
         sources.append({"run": str(run.path), "points": [r.point_id for r in run.records],
-                        "failures": [p for p, _ in run.failures]})
+                        "failures": [p for p, _ in run.failures], "failed": [g.to_dict() for g in groups]})
     merged.write_json(SOURCES_FILE, {"runs": sources})
     records.sort(key=PointRecord.sort_key)
-    finished = finish_run(out, records, rules, baselines_dir or Path("baselines"), submit, echo=echo)
-    write_summary(records, failures, out, finished.lines())
+    finished = finish_run(out, records, rules, baselines_dir or Path("baselines"), submit, echo=echo,
+                          failed=failed)
+    write_summary(records, failures, out, finished.lines(), failed=failed)
     return finished, failures
+
+
+def failed_in(run: Run) -> list[FailedGroup]:
+    """What failed in ``run``, by group and cause (its summary.json's failures), each naming the run; a run
+    that left no point record and no failure (killed before its end) is a failed group of its own."""
+    settings = [data.get("settings") for _, data in run.folder.manifests() if isinstance(data, dict)]
+    stage = next((s["stage"] for s in settings if isinstance(s, dict) and s.get("stage")), None)
+    groups = failed_groups(run.failures, run.records, run=str(run.path), stage=stage)
+    if not run.records and not run.failures:
+        why = ("the session did not finish (no summary.json: killed, or its job cancelled or timed out)"
+               if not (run.path / SUMMARY_FILE).is_file() else "its summary.json lists no failure either")
+        groups.append(FailedGroup(f"run {run.path.name}", f"no point record: {why}; see its manifest and server "
+                                  "logs", run=str(run.path)))
+    return groups
 
 
 def _copy_series(rec: PointRecord, src_dir: Path, dst: RunFolder, name: str) -> None:
@@ -159,7 +142,7 @@ def _copy_series(rec: PointRecord, src_dir: Path, dst: RunFolder, name: str) -> 
 
 def _merge_point(merged: RunFolder, found: list[tuple[PointRecord, Run]]) -> PointRecord:
     """One point of the merged run: its record as it was when one run holds it once; else every run's rounds
-    copied to ``rounds/`` (numbered in run order) and pooled."""
+    not counted already (``Run.rounds_of``) copied to ``rounds/`` (numbered in run order) and pooled."""
     if len(found) == 1 and found[0][0].ours.rounds is None:
         rec, run = found[0]
         merged.write_point(rec)
@@ -171,17 +154,14 @@ def _merge_point(merged: RunFolder, found: list[tuple[PointRecord, Run]]) -> Poi
     files: list[str] = []
     durations: list[float] = []
     for rec, run in found:
-        r = rec.ours.rounds
-        parts = ([(run.folder.read_point(run.path / f), (run.path / f).parent) for f in r.files] if r
-                 else [(rec.model_copy(deep=True), run.path)])
-        times = list(r.durations_s) if r and len(r.durations_s) == len(r.files) else [float(rec.duration)] * len(parts)
-        for (round_rec, src_dir), seconds in zip(parts, times):
+        for one in run.rounds_of(rec):
+            round_rec = one.record().model_copy(deep=True)
             path = merged.round_file(rec.point_id, len(rounds) + 1)
-            _copy_series(round_rec, src_dir, merged, f"{ROUNDS_DIR}/{path.stem}.telemetry.jsonl")
+            _copy_series(round_rec, one.src_dir, merged, f"{ROUNDS_DIR}/{path.stem}.telemetry.jsonl")
             merged.write_text(f"{ROUNDS_DIR}/{path.name}", round_rec.to_json())
             rounds.append(round_rec)
             files.append(f"{ROUNDS_DIR}/{path.name}")
-            durations.append(seconds)
+            durations.append(one.seconds)
     pooled = pool_rounds(rounds, files, durations=durations, sources=[str(run.path) for _, run in found],
                          stopped=f"pooled by merge from {len(found)} run(s)")
     merged.write_point(pooled)
@@ -196,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", type=Path, default=Path("baselines"),
                    help="folder of baseline tables for AMD checks (default: %(default)s)")
     p.add_argument("--submit-team", metavar="TEAM", help="submit qualifying configurations as this team")
-    p.add_argument("--submit-dry-run", action="store_true", help="with --submit-team: save payloads, send nothing")
+    p.add_argument("--submit-dry-run", action="store_true", help="save payloads, send nothing (needs no --submit-team)")
     p.add_argument("--submit-unqualified", action="store_true", help="with --submit-team: also non-qualifying")
     p.add_argument("--submit-force", action="store_true",
                    help="with --submit-team: also points with a skipped gate or failed requests")
@@ -209,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     submit = (SubmitOptions(team=args.submit_team, dry_run=args.submit_dry_run, force=args.submit_force,
                             unqualified=args.submit_unqualified, url_override=args.leaderboard_url)
-              if args.submit_team else None)
+              if args.submit_team or args.submit_dry_run else None)
     try:
         finished, failures = merge(args.dirs, args.out, baselines_dir=args.baselines, submit=submit,
                                      echo=(lambda _l: None) if args.quiet else print)
@@ -220,11 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the merge is incomplete: {exc}", file=sys.stderr)
         return 1
     records = RunFolder(args.out).points()
-    lines = finished.lines() if args.quiet else summary_lines(records, failures, args.out) + finished.lines()
+    lines = (finished.lines() if args.quiet
+             else summary_lines(records, failures, args.out, failed=finished.failed) + finished.lines())
     for line in lines:
         print(line)
     not_sent = [s for s in finished.submissions if s.status not in ("submitted", "dry-run")]
-    return 1 if failures or finished.problems or not_sent else 0
+    # docs/ci.md: 1 when a point failed, in any run (a failed or empty group is no green CI job)
+    return 1 if failures or finished.failed or finished.problems or not_sent else 0
 
 
 if __name__ == "__main__":

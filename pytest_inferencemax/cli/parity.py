@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from pytest_inferencemax.cli.bench import connect
-from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, render, run_parity
+from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, outcome_line, render, run_parity
 from pytest_inferencemax.measure.workload import random_workload
 from pytest_inferencemax.plan.values import http_url, non_negative_int, positive_float, positive_int
 from pytest_inferencemax.results.store import RunFolder
@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-timeout", type=positive_float, default=300.0,
                    help="stop when requests are in flight and none receives a byte for this long (default: %(default)g s)")
     p.add_argument("--out", type=Path, default=Path("parity"), help="folder for parity.json and parity.md")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the verdict and what decided it (the figures that differed, by how much)")
     return p
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _, md = RunFolder(args.out).write_parity(report)
-    print(render(report) if not args.quiet else f"parity {point}: {'PASSED' if report.passed else 'FAILED'}")
+    print(render(report) if not args.quiet else f"parity {point}: {outcome_line(report)}")
     print(f"saved {md} and {md.with_suffix('.json')}", file=sys.stderr)
     return 0 if report.passed else 1
 

@@ -103,14 +103,34 @@ def judge(point: str, runs: Sequence[ParityRun]) -> ParityReport:
             row.judged = "identical"
             every = sorted({x for v in values.values() for x in v})
             row.ok = len(every) == 1
-            row.why = "" if row.ok else f"runs differ: {every}"
+            row.why = "" if row.ok else _count_why(values, every)
         elif key in JUDGED_WITHIN_SPREAD:
             row.judged = "within spread"
             noise = max(spreads.values(), default=0.0)
             row.ok = abs(row.diff) <= noise
-            row.why = "" if row.ok else f"|{row.diff:.4g}| is beyond the larger run-to-run spread {noise:.4g}"
+            pct = f" ({row.diff_pct:+.1f}%)" if row.diff_pct is not None else ""
+            row.why = "" if row.ok else (f"reference {b:.4g} vs precise {a:.4g}: {row.diff:+.4g}{pct}, beyond the "
+                                         f"larger run-to-run spread {noise:.4g}")
         report.rows.append(row)
     return report
+
+
+def _count_why(values: dict[str, list[float]], every: list[float]) -> str:
+    """How the runs' counts differ: by how much, and each client's runs (``precise 24, 24; reference 24, 23``)."""
+    runs = "; ".join(f"{c} " + ", ".join(f"{x:.0f}" for x in v) for c, v in values.items())
+    return f"runs differ by up to {every[-1] - every[0]:.0f}: {runs}"
+
+
+def outcome_line(report: ParityReport) -> str:
+    """The verdict and what decided it: the figures that differed and by how much, or what held."""
+    if not report.passed:
+        return "FAILED: " + "; ".join(f"{r.key} {r.why}" for r in report.rows if not r.ok)
+    counts = ", ".join(f"{r.key} {r.means.get('precise', 0):.0f}" for r in report.rows if r.judged == "identical")
+    spread = [r for r in report.rows if r.judged == "within spread"]
+    widest = max(spread, key=lambda r: abs(r.diff_pct or 0.0), default=None)
+    within = (f"; {len(spread)} throughput/TPOT figures within the clients' run-to-run spread (largest difference: "
+              f"{widest.key} {widest.diff_pct:+.1f}%)" if widest is not None and widest.diff_pct is not None else "")
+    return f"PASSED: identical in every run: {counts}{within}"
 
 
 def render(report: ParityReport) -> str:
@@ -130,8 +150,9 @@ def render(report: ParityReport) -> str:
     lines += [f"- round {run.round} {run.client}: {run.server.get('described', 'n/a')}" for run in report.runs]
     lines += ["", "Not judged, explained:"]
     lines += [f"- {m.upper()}: {text}" for m, text in EXPLAINED.items()]
-    lines += ["", f"**{'PASSED' if report.passed else 'FAILED'}**: token totals identical in every run; throughputs "
-              "and TPOT within the clients' run-to-run spread."]
+    verdict, _, outcome = outcome_line(report).partition(": ")
+    lines += ["", "Judged: token totals identical in every run; throughputs and TPOT within the clients' run-to-run "
+              "spread.", "", f"**{verdict}**: {outcome}"]
     return "\n".join(lines)
 
 

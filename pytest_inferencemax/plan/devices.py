@@ -57,6 +57,30 @@ def worker_index(workerid: str | None) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
+def gpus_per_server(per_server: int | None, gpus: tuple[str, ...] | None, num_gpus: int | None,
+                    servers: int | None) -> int | None:
+    """K, the GPUs each server (one per xdist worker; ``servers`` of them, None: one) gets.
+
+    ``--gpus-per-server K`` decides when given. Otherwise a ``--gpus`` list alone still confines the servers
+    to it: each gets ``--num-gpus`` of them when that is given, else an equal share of the list (``--gpus 0-3``
+    with one server: all four, so its TP is 4). Neither: None, and the servers see every GPU.
+    Raises ValueError (naming the fix) when the list cannot be shared so.
+    """
+    if per_server or not gpus:
+        return per_server
+    count = servers or 1
+    listed = f"--gpus {','.join(gpus)} lists {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"
+    if num_gpus:
+        if num_gpus * count > len(gpus):
+            raise ValueError(f"{listed}, fewer than {count} server(s) x --num-gpus {num_gpus}: list more GPUs, "
+                             f"or pass a smaller --num-gpus or fewer workers (-n)")
+        return num_gpus
+    if len(gpus) % count:
+        raise ValueError(f"{listed}, which {count} servers (-n {count}) cannot share equally: list a multiple of "
+                         f"{count}, or pass --gpus-per-server K")
+    return len(gpus) // count
+
+
 def device_slice(worker: int, per_server: int, available: tuple[str, ...] | None,
                  env_vars: tuple[str, ...]) -> DeviceSlice:
     """Worker ``w`` gets devices ``[w*K, (w+1)*K)`` of ``available`` (or of 0, 1, 2, … when not listed)."""

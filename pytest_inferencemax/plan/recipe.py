@@ -2,14 +2,20 @@
 
 Placeholders use ``${name}`` (``string.Template``), as the bounty's shell scripts do, so
 JSON in config files needs no escaping. Points whose rendered recipe is the same share one
-server; ``key`` identifies that recipe independent of the port.
+server; ``key`` identifies what that server runs, stable across runs and machines: it hashes
+the rendered argv, environment and generated files' content with the run- and machine-specific
+values (the port, ``${files_dir}`` in the run folder, ``${models_dir}``, ``${suite_dir}``,
+``${python}``) put back as their placeholders, and without the worker's GPU ids (``placed``).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from string import Template
 
@@ -18,6 +24,12 @@ from pytest_inferencemax.plan.suite import Suite, SuiteError
 from pytest_inferencemax.plan.variants import Variant
 
 _PORT = "${port}"
+KEY_SCHEME = "r2"
+"""The prefix of every key: a key without it (12 hex digits) was written by a version that hashed the run
+folder and machine paths too, so it never equals one of these (results/identity.py says so)."""
+SYMBOLIC = ("files_dir", "suite_dir", "models_dir", "python")
+"""Placeholders whose values depend on the run or the machine, not on what the server runs; the port stays
+``${port}`` until a server starts."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,17 @@ class RecipeContext:
 
 
 @dataclass(frozen=True)
+class RecipeIdentity:
+    """A recipe as its key sees it: what the server runs, with ``${port}``, ``${files_dir}``, ``${models_dir}``,
+    ``${suite_dir}`` and ``${python}`` where this run and machine have their values (``Recipe.identity``)."""
+
+    suite: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # sorted; a worker's GPU ids left out
+    files: tuple[tuple[str, str], ...]  # (name in ${files_dir}, content), sorted
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A rendered launch recipe; ``${port}`` stays open until a port is chosen."""
 
@@ -46,11 +69,41 @@ class Recipe:
     health_path: str
     host: str
     variant: str | None = None  # the variant it was rendered for (its changes are in argv and env)
+    symbols: tuple[tuple[str, str], ...] = ()  # (placeholder, its value here) of SYMBOLIC: put back for the key
+    placement: tuple[str, ...] = ()  # env variables that say where it runs (a worker's GPU ids): not in the key
 
-    @property
+    def symbolic(self, text: str) -> str:
+        """``text`` with this run's and machine's values of ``symbols`` replaced by their placeholders (a whole
+        path or a leading part of one, never part of a longer name: ``/m`` in ``/m/x`` but not in ``/m2``)."""
+        values: dict[str, str] = {}
+        for name, value in self.symbols:
+            if value:
+                values.setdefault(value, name)  # two placeholders with one value: the first of SYMBOLIC
+        if not values:
+            return text
+        pattern = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))  # longest first
+        return re.sub(rf"(?<![\w.~/-])(?:{pattern})(?![\w.~-])", lambda m: "${" + values[m.group(0)] + "}", text)
+
+    def identity(self) -> RecipeIdentity:
+        """What the key hashes: the suite, argv, environment (less ``placement``) and files, run- and
+        machine-specific values as placeholders; the port is ``${port}`` throughout."""
+        return RecipeIdentity(suite=self.suite, argv=tuple(self.symbolic(a) for a in self.argv),
+                              env=tuple((k, self.symbolic(v)) for k, v in self.env if k not in self.placement),
+                              files=self.files)
+
+    @cached_property
     def key(self) -> str:
-        blob = json.dumps([self.suite, self.argv, self.env, self.files], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """``r2-`` and 12 hex digits of the identity's hash: equal for the same server configuration in any run
+        folder, on any port and machine; different when an argument, a variable or a file's content differs."""
+        blob = json.dumps(dataclasses.asdict(self.identity()), sort_keys=True)
+        return f"{KEY_SCHEME}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    def placed(self, env: dict[str, str]) -> "Recipe":
+        """This recipe on a worker's GPUs: ``env`` (e.g. ``CUDA_VISIBLE_DEVICES``) set for the server and left
+        out of the key, since where a server runs is not what it runs."""
+        merged = {**dict(self.env), **env}
+        return dataclasses.replace(self, env=tuple(sorted(merged.items())),
+                                   placement=tuple(sorted({*self.placement, *env})))
 
     def command(self, port: int) -> list[str]:
         return [a.replace(_PORT, str(port)) for a in self.argv]
@@ -108,7 +161,8 @@ def render_recipe(suite: Suite, point: Point, ctx: RecipeContext, variant: Varia
         argv, env = variant.apply_argv(argv), variant.apply_env(env)
     return Recipe(suite=suite.name, engine=suite.suite.engine, argv=argv, env=tuple(sorted(env.items())),
                   files=tuple(sorted(spec.files.items())), files_dir=ctx.files_dir,
-                  health_path=spec.health_path, host=ctx.host, variant=variant.name if variant else None)
+                  health_path=spec.health_path, host=ctx.host, variant=variant.name if variant else None,
+                  symbols=tuple((name, values[name]) for name in SYMBOLIC))
 
 
 def resolve_model(suite: Suite, models_dir: Path, override: str | None, stage: str | None = None) -> str:

@@ -19,11 +19,12 @@ from pytest_inferencemax.judge.decided import open_question
 from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
+from pytest_inferencemax.plugin.compare_to import compare_point
+from pytest_inferencemax.plugin.gates import could_not_run, gate_failed
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.plugin.variant_runs import all_reusable, find_reusable, prune_check, reuse
 from pytest_inferencemax.results.build import PointOutcome
 from pytest_inferencemax.results.pool import representative
-from pytest_inferencemax.results.compare import compare
 from pytest_inferencemax.results.record import PointRecord
 
 RECORD, FAILURE, PRUNED = "inferencemax_record", "inferencemax_failure", "inferencemax_pruned"
@@ -73,10 +74,15 @@ def benchmark_rounds(benchmark: Any) -> Callable[[float], None]:
     ``benchmark.pedantic()`` needs its round count up front, but ``--repeat auto`` decides it round by
     round. So the rounds are fed into the fixture's statistics the way pedantic() feeds them
     (pytest-benchmark 5: ``_make_stats`` then ``Metadata.update`` per round); tests/e2e checks the
-    table's rounds column, so a pytest-benchmark that changes this fails there, not silently."""
-    if benchmark is None or getattr(benchmark, "disabled", False):
+    table's rounds column, so a pytest-benchmark that changes this fails there, not silently.
+
+    A disabled fixture (``--benchmark-disable``, or pytest-xdist's ``-n``, which disables it) is marked as used
+    too: else every such point, failed or not, ends with "Benchmark fixture was not used at all"."""
+    if benchmark is None:
         return lambda seconds: None
     benchmark._mode = "benchmark.pedantic(...)"  # used once: pytest-benchmark would warn "not used at all"
+    if getattr(benchmark, "disabled", False):
+        return lambda seconds: None
     return benchmark._make_stats(1).update
 
 
@@ -104,11 +110,11 @@ class SuiteBench:
             pytest.skip("every point of this server is reused from an earlier run (--rerun measures them again)")
         try:
             gate = self.session.gate(self.suite, point)
-        except AccuracyError as exc:
-            self._node.user_properties.append((FAILURE, (self._node.callspec.id, f"accuracy gate: {exc}")))
+        except AccuracyError as exc:  # the words of its points' failures (one group in the summary and report)
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, could_not_run(exc))))
             raise
         if gate is not None and not gate.passed:
-            self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate.message().splitlines()[0])))
+            self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate_failed(gate))))
         return gate
 
     def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
@@ -125,7 +131,7 @@ class SuiteBench:
                 self._node.user_properties.append((PRUNED, (point.id, why)))
                 pytest.skip(f"pruned: {why}")
         try:
-            self._start_server(point)
+            self._start_server(point)  # fails the point when its server's accuracy gate failed or could not run
         except BaseException:
             not_measured(benchmark)  # nothing was timed: no "fixture was not used" warning on top of the cause
             raise
@@ -140,13 +146,17 @@ class SuiteBench:
         return self._check(point, outcome)
 
     def _start_server(self, point: Point) -> None:
-        """The point's server (and its gate) before the clock starts: a round's time is its measurement."""
+        """The point's server and its gate before the clock starts (a round's time is its measurement).
+
+        A point whose server failed its accuracy gate, or whose gate could not run, is not measured and
+        FAILS with the gate's cause (never a skip: with ``-k`` selecting points only, as the CI's jobs do,
+        a skip would leave a green run with its curve missing)."""
         failed: InferenceMaxError | None = None
+        not_run: str | None = None
         self.session.current_point = point.id
         try:
-            self.session.gate(self.suite, point) or self.session.server(self.suite, point)
-        except AccuracyError:
-            pass  # the point says the gate could not run and is not run (_measure)
+            if (not_run := self.session.gate_problem(self.suite, point)) is None:
+                self.session.server(self.suite, point)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP while its server starts: this point stopped
             self._node.user_properties.append(
                 (FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
@@ -157,6 +167,9 @@ class SuiteBench:
         if failed is not None:  # outside the except block: the message alone, no chained exception
             self._node.user_properties.append((FAILURE, (point.id, str(failed).splitlines()[0])))
             pytest.fail(str(failed), pytrace=False)
+        if not_run is not None:  # the gate's cause in its words: one failed group with the gate in the summary
+            self._node.user_properties.append((FAILURE, (point.id, not_run)))
+            pytest.fail(f"{point.id} not run: {not_run}", pytrace=False)
 
     def _rounds(self, point: Point, timed: Callable[[float], None]) -> PointOutcome:
         """The point's rounds until the rounds plan stops; the pooled outcome (``<point>.json``)."""
@@ -200,18 +213,13 @@ class SuiteBench:
                 self.session.progress.line(f"inferencemax: {point.id}: undecided after {n} rounds: {question}")
 
     def _measure(self, point: Point, round_no: int | None = None) -> PointOutcome:
-        """Run the point (or one round of it) once its server's gate passed; fail the test with the cause
-        when it cannot run."""
+        """Run the point (or one round of it) once its server's gate passed (``_start_server``); fail the
+        test with the cause when it cannot run."""
         # What the summary needs travels in user_properties, so it reaches the xdist controller too.
         props = self._node.user_properties
-        try:
-            gate = self.session.gate(self.suite, point)
-            not_run = None if gate is None or gate.passed else gate.message().splitlines()[0]
-        except AccuracyError as exc:
-            not_run = f"the accuracy gate could not run: {str(exc).splitlines()[0]}"
-        if not_run:
-            props.append((FAILURE, (point.id, f"not run: {not_run}")))
-            pytest.skip(f"not run: {not_run}")
+        if (not_run := self.session.gate_problem(self.suite, point)) is not None:  # a server restarted mid-rounds
+            props.append((FAILURE, (point.id, not_run)))
+            pytest.fail(f"{point.id} not run: {not_run}", pytrace=False)
         self.session.current_point = point.id
         failed: InferenceMaxError | None = None
         try:
@@ -276,25 +284,13 @@ class SuiteBench:
         return ["parity: the two clients disagree: " + "; ".join(f"{r.key}: {r.why}" for r in report.rows if not r.ok)]
 
     def _compare(self, point: Point, outcome: PointOutcome) -> str | None:
-        """--compare-to: the point against the earlier run's; what regressed, if anything did (a reason the
-        point fails with --compare-fail; without it, listed in the summary)."""
-        s = self.session.settings
-        if not s.compare_to:
+        """--compare-to: the point against the earlier run's, kept on its record; what regressed, as the reason the
+        point fails, only with --compare-fail (without it a regression is a warning: summary, summary.json, report)."""
+        if not self.session.settings.compare_to or (result := compare_point(self.session, outcome)) is None:
             return None
-        old = self.session.compared_run().get(point.id)
-        if old is None:
-            self.session.progress.line(f"inferencemax: {point.id}: not in {s.compare_to}, nothing to compare")
-            return None
-        changes = compare(outcome.record, old, s.compare_tolerance / 100.0)
-        text = "; ".join(c.describe() for c in changes)
-        self.session.progress.line(f"inferencemax: {point.id} vs {s.compare_to}: {text}")
-        regressed = [c for c in changes if c.regressed]
-        if not regressed:
-            return None
-        why = f"regressed vs {s.compare_to}: " + "; ".join(c.describe() for c in regressed)
-        if not s.compare_fail:
-            self._node.user_properties.append((FAILURE, (point.id, why)))
-        return why
+        if result.regressed and not result.fail:
+            self._node.user_properties.append(("warning", result.regression()))  # --junitxml
+        return result.regression() if result.regressed and result.fail else None
 
     def _record_hook(self, point: Point, record: PointRecord) -> PointRecord:
         """The record with the fields of every ``pytest_inferencemax_record`` hook, re-validated."""

@@ -19,6 +19,18 @@ if TYPE_CHECKING:
     from pytest_inferencemax.results.manifest import Manifest
 
 
+def could_not_run(exc: AccuracyError) -> str:
+    """The one-line cause of a gate that could not run: the same words for its gate test and every point of
+    its server, so that the summary and the report show them as one failed group."""
+    return f"the accuracy gate could not run: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+
+
+def gate_failed(gate: GateResult) -> str:
+    """The one-line cause of a gate that ran and failed: its headline and each metric beyond its limit."""
+    beyond = "; ".join(f"{v.metric} {v.value:.4f}, limit {v.op} {v.limit:.4f}" for v in gate.verdicts if not v.ok)
+    return gate.message().splitlines()[0] + (f" ({beyond})" if beyond else "")
+
+
 class AccuracyGates:
     """Methods of the session about accuracy gates; the session holds the state (``_gates``, settings, ...)."""
 
@@ -89,6 +101,16 @@ class AccuracyGates:
         if isinstance(result, str):
             raise AccuracyError(result)
         return result
+
+    def gate_problem(self, suite: Suite, point: Point) -> str | None:
+        """Why ``point`` may not be measured: its server's gate failed or could not run (one line, the gate
+        test's own cause). None when the gate passed, the stage has none or --skip-accuracy is given.
+        Starts the server for the gate; raises what starting it raises (a server that does not come up)."""
+        try:
+            gate = self.gate(suite, point)
+        except AccuracyError as exc:
+            return could_not_run(exc)
+        return None if gate is None or gate.passed else gate_failed(gate)
 
     def add_accuracy(self, suite: Suite, point: Point, record: PointRecord) -> None:
         """The record's accuracy fields; call after the point's gate passed (or was skipped)."""

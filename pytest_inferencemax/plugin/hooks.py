@@ -16,21 +16,24 @@ import pytest
 from pytest_inferencemax.errors import ConfigError, ResultsWriteError
 from pytest_inferencemax.plugin import hookspecs
 from pytest_inferencemax.plugin.fixture import FAILURE, PRUNED, RECORD, inferencemax  # noqa: F401  (the fixture)
+from pytest_inferencemax.plugin.compare_to import check_compare_to
 from pytest_inferencemax.plugin.failure_report import FailureReports
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plugin.terminal_summary import quiet_lines
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.serve.server import port_in_use
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.store import check_writable
-from pytest_inferencemax.results.summary import Interruption, summary_lines, write_summary
+from pytest_inferencemax.results.summary import Interruption, failed_groups, summary_lines, write_summary
 
 FINISHED = pytest.StashKey[FinishedRun]()
 ITEMS_ORDERED = pytest.StashKey[bool]()  # pytest_collection_modifyitems finished (no usage error)
 INTERRUPTION = pytest.StashKey[Interruption | None]()
+USAGE_ERROR = pytest.StashKey[str]()  # refused while collecting: raised again before pytest lists what it collected
 _PREVIOUS_HANDLERS: dict[pytest.Config, dict[signal.Signals, Any]] = {}  # restored at pytest_unconfigure
 # configuration errors found while collecting, per pytest config: refused together as a usage error
 CONFIG_ERRORS: dict[pytest.Config, list[str]] = {}
@@ -72,9 +75,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """With ``-n N`` and no ``--dist``, keep each server configuration's points on one worker."""
+    """With ``-n N`` and no ``--dist``, keep each server configuration's points on one worker. With ``-q``,
+    pytest-benchmark's table is left out too (``--benchmark-quiet``; ``--benchmark-verbose`` brings it back):
+    the plugin's own lines say what the run gave."""
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
+    if config.get_verbosity() < 0 and hasattr(config.option, "benchmark_quiet"):
+        config.option.benchmark_quiet = True
 
 
 class XdistHooks:
@@ -117,13 +124,27 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
             bench.deselected += 1
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Once a suite was refused (``CONFIG_ERRORS``: a usage error at the end of collection), collected tests are
+    dropped before pytest counts or lists them (``test_point[NOTSET]``, "2 tests collected")."""
+    items = [x for x in report.result if isinstance(x, pytest.Item)]
+    if items and CONFIG_ERRORS.get(items[0].config):
+        report.result[:] = [x for x in report.result if not isinstance(x, pytest.Item)]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if (error := session.config.stash.get(USAGE_ERROR, None)) is not None:
+        # before pytest's own hook lists the items (``test_point[NOTSET]``, "2 tests collected"): the error alone
+        raise pytest.UsageError(error)
     bench = session.config.stash.get(SESSION, None)
     if bench is not None:
         bench.planned = [p.id for item in session.items
                          if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
         # (pytest calls this hook even when collection failed: then its usage error stands alone)
         if session.config.stash.get(ITEMS_ORDERED, False) and not session.config.option.collectonly:
+            check_compare_to(bench, session.items)  # --compare-to: readable, and measuring what these points measure
             _check_gate_access(bench, session.items)
 
 
@@ -184,8 +205,18 @@ def _gate_tail(point: Point, n: int) -> str:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep points that share a server configuration together, so it restarts only when it must."""
+    """Keep points that share a server configuration together, so it restarts only when it must; refuse what
+    collection found wrong (a usage error, exit code 4, raised again in pytest_collection_finish)."""
     config.stash[ITEMS_ORDERED] = False
+    try:
+        _order_items(config, items)
+    except pytest.UsageError as exc:
+        config.stash[USAGE_ERROR] = str(exc)
+        raise
+    config.stash[ITEMS_ORDERED] = True
+
+
+def _order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     if errors := CONFIG_ERRORS.pop(config, None):
         raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
     bench = _session(config)
@@ -210,7 +241,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items.sort(key=order)  # stable: file order within a group
     except ConfigError as exc:  # a recipe that cannot be rendered
         raise pytest.UsageError(str(exc)) from None
-    config.stash[ITEMS_ORDERED] = True
 
 
 def _check_ports(bench: BenchSession, config: pytest.Config) -> None:
@@ -295,17 +325,18 @@ def _finish(session: pytest.Session, bench: BenchSession, interrupted: bool) -> 
     kept = [str(p) for p in bench.record_paths if not p.is_relative_to(bench.run_dir)]
     submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
                             unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
-              if s.submit_team and not kept else None)
+              if (s.submit_team or s.submit_dry_run) and not kept else None)
     interruption = bench.interruption() if interrupted else None
+    failed = failed_groups(bench.failures, records, stage=s.stage)  # the report's "Failed" section, summary.json's
     finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
-                          echo=bench.progress.line, interruption=interruption)
-    if s.submit_team and kept:
+                          echo=bench.progress.line, interruption=interruption, failed=failed)
+    if (s.submit_team or s.submit_dry_run) and kept:
         finished.problems.append(f"submission: not sent, {len(kept)} record(s) are not in the run folder {bench.run_dir}")
     bench.not_saved += [p.removeprefix("not saved: ") for p in finished.problems if p.startswith("not saved: ")]
     session.config.stash[FINISHED] = finished
     session.config.stash[INTERRUPTION] = interruption
     try:
-        write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned)
+        write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned, failed)
     except ResultsWriteError as exc:
         bench.not_saved.append(str(exc))
 
@@ -313,12 +344,11 @@ def _finish(session: pytest.Session, bench: BenchSession, interrupted: bool) -> 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     bench = config.stash.get(SESSION, None)
     interruption = config.stash.get(INTERRUPTION, None)
-    if bench is not None and interruption is not None and config.get_verbosity() < 0:
-        terminalreporter.write_line(f"inferencemax: INCOMPLETE: {interruption.line()} (results: {bench.run_dir})")
-    if bench is not None and bench.not_saved and config.get_verbosity() < 0:
-        terminalreporter.write_line(f"inferencemax: NOT SAVED: {bench.not_saved[0]}"
-                                    + (f" (and {len(bench.not_saved) - 1} more)" if len(bench.not_saved) > 1 else ""))
-    if bench is None or not (bench.record_paths or bench.failures or bench.pruned) or config.get_verbosity() < 0:
+    if bench is not None and config.get_verbosity() < 0:  # -q: the run in a line, its verdicts, what went wrong
+        for line in quiet_lines(bench, config.stash.get(FINISHED, None), interruption):
+            terminalreporter.write_line(line)
+        return
+    if bench is None or not (bench.record_paths or bench.failures or bench.pruned):
         return
     terminalreporter.section("inferencemax summary")
     for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption, bench.pruned):

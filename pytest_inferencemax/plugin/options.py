@@ -131,14 +131,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("accuracy-chunk-tokenizer", "local copy (a folder) or hub id of the tokenizer that cuts and counts the "
            "stage-1 gate task's documents, instead of meta-llama/Llama-2-7b-hf (gated on the hub)", str, ini=True,
            metavar="PATH"),
-    Option("compare-to", "a saved run folder (results/<run-id>): compare each point's tput/GPU, median E2E and "
-           "interactivity with it, knowing which direction is better", str, metavar="RUN"),
-    Option("compare-tolerance", "relative change that counts as a regression or improvement, e.g. 5 or 5%",
-           percentage, default=5.0, ini=True, metavar="PCT"),
-    Option("compare-fail", "fail points that regressed against --compare-to", flag=True),
+    Option("compare-to", "a saved run folder (results/<run-id>, or a run id under --results-dir), checked before "
+           "anything starts: compare each point's tput/GPU, median E2E and interactivity (with rounds: their means) with "
+           "it, knowing which direction is better", str, metavar="RUN"),
+    Option("compare-tolerance", "relative change that counts as a regression or improvement (with rounds, only when "
+           "their 95% interval also excludes no change), e.g. 5 or 5%", percentage, default=5.0, ini=True, metavar="PCT"),
+    Option("compare-fail", "fail points that regressed against --compare-to (default: a warning)", flag=True),
+    Option("compare-any", "let --compare-to compare points measured with another workload or server (recipe, model, "
+           "prompts, warmups, range ratio, seed, divisor, client); each comparison then says what differs (default: "
+           "refused before anything starts)", boolean, flag=True, ini=True),
     Option("submit-team", "after the session, submit each qualifying configuration's points to its "
            "leaderboard as this team", str, metavar="TEAM"),
-    Option("submit-dry-run", "with --submit-team: save and print the payloads, send nothing", flag=True),
+    Option("submit-dry-run", "save and print the payloads, send nothing (without --submit-team the payloads' "
+           "team is 'DRY RUN: no team given')", flag=True),
     Option("submit-unqualified", "with --submit-team: also send configurations that did not qualify", flag=True),
     Option("submit-force", "with --submit-team: also send points whose accuracy gate was skipped or whose "
            "requests failed", flag=True),
@@ -283,6 +288,7 @@ class Settings:
     compare_to: str | None
     compare_tolerance: float  # percent
     compare_fail: bool
+    compare_any: bool
     submit_team: str | None
     submit_dry_run: bool
     submit_unqualified: bool
@@ -341,6 +347,7 @@ class Settings:
             accuracy_wikitext=_ini_local(config, "accuracy-wikitext"),
             accuracy_chunk_tokenizer=_ini_local(config, "accuracy-chunk-tokenizer"), compare_to=get(config, "compare-to"),
             compare_tolerance=get(config, "compare-tolerance"), compare_fail=get(config, "compare-fail"),
+            compare_any=get(config, "compare-any"),
             submit_team=get(config, "submit-team"), submit_dry_run=get(config, "submit-dry-run"),
             submit_unqualified=get(config, "submit-unqualified"), submit_force=get(config, "submit-force"),
             leaderboard_url=get(config, "leaderboard-url"), api_key=os.environ.get(api_key_env) or None,

@@ -1,6 +1,9 @@
-"""The plan that ``pytest --collect-only`` shows: each point's requests, warmups, server and GPUs."""
+"""The plan that ``pytest --collect-only`` shows: each point's requests, warmups, server and GPUs, and each
+server configuration's rendered command."""
 from __future__ import annotations
 
+import re
+import shlex
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -8,7 +11,9 @@ import pytest
 from pytest_inferencemax.plan.devices import default_visibility_vars, device_slice
 from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.recipe import Recipe
 from pytest_inferencemax.plugin.variant_runs import estimate_line
+from pytest_inferencemax.results.redact import redact_argv, redact_env
 
 if TYPE_CHECKING:
     from pytest_inferencemax.plugin.session import BenchSession
@@ -39,10 +44,37 @@ def variant_lines(bench: BenchSession, items: list[pytest.Item]) -> list[str]:
         return []
 
 
+def command_line(recipe: Recipe) -> str:
+    """A server's command as its recipe hash covers it, on one line: the environment it sets (``K=V``), then the
+    argv, shell-quoted, secrets redacted, the port and run- or machine-specific paths as ``${placeholders}``."""
+    ident = recipe.identity()
+    env = [f"{k}={shlex.quote(v)}" for k, v in redact_env(ident.env).items()]
+    return " ".join([*env, shlex.join(redact_argv(ident.argv))])
+
+
+def recipe_lines(bench: BenchSession, recipes: dict[str, Recipe]) -> list[str]:
+    """Each server configuration's command and files, then what its placeholders stand for here."""
+    lines: list[str] = []
+    meanings: dict[str, dict[str, None]] = {}
+    for key, recipe in recipes.items():
+        command = command_line(recipe)
+        lines.append(f"  recipe {key} runs: {command}")
+        lines += [f"    writes ${{files_dir}}/{name} ({len(content.encode())} bytes, its content in the hash)"
+                  for name, content in recipe.files]
+        used = set(re.findall(r"\$\{(\w+)\}", command)) | ({"files_dir"} if recipe.files else set())
+        for name, value in recipe.symbols:
+            if name in used:
+                meanings.setdefault(name, {})[value] = None
+    port = bench.settings.port
+    where = [f"${{port}} = {f'{port} (--port)' if port else 'a free port chosen when the server starts'}"]
+    where += [f"${{{name}}} = {', '.join(values)}" for name, values in meanings.items()]
+    return [*lines, "  where " + "; ".join(where) + " (run- and machine-specific: not in the hash)"] if lines else []
+
+
 def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | None) -> list[str]:
     """One line per gate and point, then the server configurations and each worker's GPUs."""
     lines: list[str] = []
-    recipes: set[str] = set()
+    recipes: dict[str, Recipe] = {}
     for item in items:
         point = point_of(item)
         suite = bench.suite_of(item.path) if point else None
@@ -50,7 +82,8 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
             continue
         server = bench.settings.server_url
         if not server:
-            recipes.add(key := bench.recipe(suite, point).key)
+            recipe = bench.recipe(suite, point)
+            recipes.setdefault(key := recipe.key, recipe)
             server = f"recipe {key}"
         if GATE_ARG in item.callspec.params:
             spec = bench.gate_spec(suite, point)
@@ -65,6 +98,7 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
                      f"server {server}")
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
+        lines += recipe_lines(bench, recipes)
     lines += variant_lines(bench, items)
     if lines and not bench.rounds.single:
         lines.append(f"  rounds: {bench.rounds.describe()} (--repeat); each round's record under rounds/")

@@ -4,7 +4,6 @@ The plugin's hooks stay thin and hand their work to this object, kept in ``confi
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +178,7 @@ class BenchSession(AccuracyGates):
                             models_dir=self.settings.models_dir, host=suite.server.host)
         recipe = render_recipe(suite, point, ctx, self.variant_of(suite, point))
         if self.devices is not None:
-            env = {**dict(recipe.env), **self.devices.env()}
-            recipe = dataclasses.replace(recipe, env=tuple(sorted(env.items())))
+            recipe = recipe.placed(self.devices.env())  # the GPU ids reach the server, not the recipe's hash
         return recipe
 
     def baselines_dir(self) -> Path:
@@ -206,14 +204,15 @@ class BenchSession(AccuracyGates):
         return list(seen.values())
 
     def compared_run(self) -> dict[str, PointRecord]:
-        """The point records of --compare-to, read once."""
+        """The point records of --compare-to, read once (at collection: plugin/compare_to.py); CompareError
+        names what is wrong with it."""
         if self._compared is None:
             from pytest_inferencemax.results.compare import load_run
 
             path = Path(self.settings.compare_to).expanduser()
-            if not path.is_absolute() and not path.exists():
+            if not path.is_absolute() and not path.exists() and (self.settings.results_dir / path).exists():
                 path = self.settings.results_dir / path  # a bare run id
-            self._compared = load_run(path)
+            self._compared = load_run(path, self.settings.compare_to)
         return self._compared
 
     # -- resources ----------------------------------------------------------------------------

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from pytest_inferencemax.judge.curve import curve_point
 from pytest_inferencemax.judge.prune import prune_reason
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import Suite
 from pytest_inferencemax.results.build import PointOutcome
-from pytest_inferencemax.results.identity import configuration
+from pytest_inferencemax.results.identity import configuration, current_key
 from pytest_inferencemax.results.record import PointRecord, RecordError
 
 if TYPE_CHECKING:
@@ -43,12 +43,9 @@ def expected_configuration(session: BenchSession, suite: Suite, point: Point) ->
             "tput_per_gpu_divisor": point.tput_per_gpu_divisor, "client": point.client.model_dump()}
 
 
-def find_reusable(session: BenchSession, suite: Suite, point: Point) -> tuple[PointRecord, Path] | None:
-    """The newest clean record of ``point`` in another run under --results-dir with the same recipe hash and
-    workload; None when there is none (or with --rerun, or without variants)."""
-    if session.settings.rerun or point.variant is None or session.settings.server_url:
-        return None
-    want = expected_configuration(session, suite, point)
+def _earlier_records(session: BenchSession, point: Point) -> Iterator[tuple[PointRecord, Path]]:
+    """The clean records of ``point`` (status ok, gate passed or skipped) in other runs under --results-dir,
+    newest first, read as they are asked for."""
     runs = [d for d in session.settings.results_dir.glob("*") if d.is_dir() and d.resolve() != session.run_dir.resolve()]
     for path in sorted((d / f"{point.id}.json" for d in runs), key=lambda p: p.stat().st_mtime if p.is_file() else 0,
                        reverse=True):
@@ -58,8 +55,36 @@ def find_reusable(session: BenchSession, suite: Suite, point: Point) -> tuple[Po
             rec = PointRecord.from_json(path.read_text(encoding="utf-8"), str(path))
         except (OSError, RecordError):
             continue
-        if rec.status == "ok" and configuration(rec) == want and rec.accuracy_status in ("PASSED", "SKIPPED"):
-            return rec, path
+        if rec.status == "ok" and rec.accuracy_status in ("PASSED", "SKIPPED"):
+            yield rec, path
+
+
+def _reuse_off(session: BenchSession, point: Point) -> bool:
+    """--rerun, a point of no variant, or --server-url (nothing launched, so no recipe to compare)."""
+    return bool(session.settings.rerun or point.variant is None or session.settings.server_url)
+
+
+def find_reusable(session: BenchSession, suite: Suite, point: Point) -> tuple[PointRecord, Path] | None:
+    """The newest clean record of ``point`` in another run under --results-dir with the same recipe hash and
+    workload; None when there is none (or with --rerun, or without variants)."""
+    if _reuse_off(session, point):
+        return None
+    want = expected_configuration(session, suite, point)
+    return next(((rec, path) for rec, path in _earlier_records(session, point) if configuration(rec) == want), None)
+
+
+def older_version_match(session: BenchSession, suite: Suite, point: Point) -> Path | None:
+    """A record of ``point`` that an older version wrote (its recipe hash of the scheme before ``r2-``, which
+    counted the run folder) and that matches in everything else: it cannot be reused, as its hash says nothing
+    of what its server ran; None when there is none."""
+    if _reuse_off(session, point):
+        return None
+    want = {k: v for k, v in expected_configuration(session, suite, point).items() if k != "recipe"}
+    for rec, path in _earlier_records(session, point):
+        key = rec.ours.server.recipe_key if rec.ours.server and rec.ours.server.launched else None
+        have = configuration(rec)
+        if key and not current_key(key) and {k: v for k, v in have.items() if k != "recipe"} == want:
+            return path
     return None
 
 
@@ -98,8 +123,12 @@ def estimate_line(session: BenchSession, suite: Suite, points: list[Point]) -> s
     fresh = [p for p in points if find_reusable(session, suite, p) is None]
     reused = len(points) - len(fresh)
     starts_needed = len({session.recipe(suite, p).key for p in fresh})  # a server whose points are all reused never starts
+    older = sum(1 for p in fresh if older_version_match(session, suite, p) is not None)
     head = (f"  variants: {found.describe()}; {len(points)} points on {len(recipes)} server(s), one variant after "
-            "another" + (f"; {reused} point(s) reused from earlier runs (--rerun measures them again)" if reused else ""))
+            "another"
+            + (f"; {reused} point(s) reused from earlier runs (--rerun measures them again)" if reused else "")
+            + (f"; {older} point(s) measured by an older version, whose recipe hash changed with the run folder, "
+               "are measured again" if older else ""))
     starts, durations = _history(session, suite)
     if not starts or not durations:
         return head + f"; no time estimate (no earlier run of suite {suite.name} under {session.settings.results_dir})"

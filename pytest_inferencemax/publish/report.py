@@ -1,7 +1,8 @@
 """The run's Markdown report (``report.md`` in the results folder).
 
-Per curve: the table of points with the three baseline ratios and a mark per point, the verdict
-and the rule that decided it, the accuracy verdict, links to the two plots; then how to
+First what failed (a "Failed" section: each failed group, its cause and its tests; there even when no
+point finished). Per curve: the table of points with the three baseline ratios and a mark per point, the
+verdict and the rule that decided it, the accuracy verdict, links to the two plots; then how to
 reproduce the run (from ``manifest.json``). It writes what it is given: the judging is done
 before (``judge/``), and ``publish/finish.py`` calls both.
 """
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, build_curves, curve_key
 from pytest_inferencemax.judge.diagnosis import reading
 from pytest_inferencemax.judge.verdict import CHECK, CROSS, DASH, QUESTION, Verdict
+from pytest_inferencemax.publish.comparison_report import comparison_lines
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.stats import percent
 from pytest_inferencemax.results.store import write_text_atomic
-from pytest_inferencemax.results.summary import Interruption
+from pytest_inferencemax.results.summary import FailedGroup, Interruption
 
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
@@ -156,6 +159,27 @@ def _verdict_lines(verdict: Verdict | None) -> list[str]:
     return lines
 
 
+def shell_command(argv: Sequence[str]) -> str:
+    """The manifest's command as one line to paste into a shell: pytest's own entry (``.../pytest/__main__.py``
+    of ``python -m pytest``, or the ``pytest`` script) as ``python -m pytest``, each argument quoted where a shell
+    needs it (a ``-k`` expression, a JSON ``--extra-body``)."""
+    if not argv:
+        return "?"
+    head = Path(str(argv[0]))
+    entry = (head.name == "__main__.py" and head.parent.name == "pytest") or head.name in ("pytest", "py.test")
+    return shlex.join((["python", "-m", "pytest"] if entry else [str(argv[0])]) + [str(a) for a in argv[1:]])
+
+
+def _in_folder(cwd: str | None, command: str) -> str:
+    """``command`` run from ``cwd`` (its relative paths are relative to it), as one line to paste."""
+    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+def _code(text: str) -> str:
+    """``text`` as Markdown inline code, whatever backticks it holds."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def _manifest_lines(run_dir: Path) -> list[str]:
     path = run_dir / "manifest.json"
     others = sorted(p.name for p in run_dir.glob("manifest-*.json"))
@@ -172,7 +196,7 @@ def _manifest_lines(run_dir: Path) -> list[str]:
         commit += " (with uncommitted changes)"
     lines = [f"From `{path.name}`" + (f" (workers also wrote {', '.join(others)})" if others else "") + ".", "",
              f"- pytest-inferencemax {project.get('version', '?')}, git commit {commit}",
-             f"- command: `{' '.join(map(str, data.get('command') or [])) or '?'}`",
+             f"- command: {_code(_in_folder(data.get('cwd'), shell_command(data.get('command') or [])))}",
              f"- Python {data.get('python', '?')} on {data.get('platform', '?')}",
              f"- GPUs: {json.dumps(data.get('gpus'), default=str)}",
              f"- started {data.get('started_at', '?')}, finished {data.get('finished_at') or 'not recorded'}"]
@@ -182,15 +206,28 @@ def _manifest_lines(run_dir: Path) -> list[str]:
         lines.append(f"- server {n}: engine {server.get('engine', 'external')} version {shown}, "
                      f"{server.get('base_url')}")
         if server.get("argv"):
-            lines += ["", "  ```", "  " + " ".join(map(str, server["argv"])), "  ```"]
+            lines += ["", "  ```", "  " + shlex.join(map(str, server["argv"])), "  ```"]
     packages = {k: v for k, v in (data.get("packages") or {}).items() if v}
     lines.append("- packages: " + (", ".join(f"{k}=={v}" for k, v in sorted(packages.items())) or "none recorded"))
     return lines
 
 
+def _failed_lines(failed: Sequence[FailedGroup]) -> list[str]:
+    """The "Failed" section: each group that failed, its cause and the tests it covers."""
+    lines = ["## Failed", "", "What failed in this run, by group and cause: these tests left no figures in the curves "
+             "below, and a curve that lost points to them is incomplete: it qualifies for nothing and is not submitted.", ""]
+    for g in failed:
+        where = f" (run `{g.run}`)" if g.run else ""
+        lines.append(f"- **{g.group}**{where}: {g.cause}")
+        if g.points:
+            lines.append(f"  - {len(g.points)} test(s): {', '.join(g.points)}")
+    return lines
+
+
 def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
                   plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
-                  interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None) -> str:
+                  interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None,
+                  failed: Sequence[FailedGroup] = ()) -> str:
     run_dir = Path(run_dir)
     curves = list(curves) if curves is not None else build_curves(records)
     by_key: dict[CurveKey, list[PointRecord]] = {}
@@ -201,9 +238,12 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
         lines += [f"**Incomplete run**: {interruption.line()}. The verdicts below are \"incomplete\": a curve "
                   "with points missing qualifies for nothing, and nothing was submitted.", ""]
     if not curves:
-        lines += ["No point finished in this run.", ""]
+        lines += ["No point finished in this run" + (": every test failed (below)." if failed else "."), ""]
     lines += [f"- {c.key.title}: **{verdicts[c.key].label if c.key in verdicts else 'not judged'}**"
               for c in curves]
+    lines += [f"- {g.group}: **FAILED** ({len(g.points) or 'no'} test(s); the cause under Failed)" for g in failed]
+    if failed:
+        lines += [""] + _failed_lines(failed)
     for curve in curves:
         verdict = verdicts.get(curve.key)
         lines += ["", f"## {curve.key.title}", ""]
@@ -223,14 +263,16 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
             for png in pngs:
                 rel = os.path.relpath(Path(png), run_dir)
                 lines.append(f"![{Path(png).stem}]({rel})")
+    lines += comparison_lines(records)
     lines += ["", "## Reproduction", ""] + _manifest_lines(run_dir)
     return "\n".join(lines) + "\n"
 
 
 def write_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mapping[CurveKey, Verdict],
                  plots: Mapping[CurveKey, Sequence[Path]], curves: Sequence[Curve] | None = None,
-                 interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None) -> Path:
+                 interruption: Interruption | None = None, point_plots: Mapping[str, Path] | None = None,
+                 failed: Sequence[FailedGroup] = ()) -> Path:
     """Write ``<run_dir>/report.md`` atomically; returns its path."""
     run_dir = Path(run_dir)
     return write_text_atomic(run_dir / REPORT_FILE, render_report(run_dir, records, verdicts, plots, curves,
-                                                                  interruption, point_plots))
+                                                                  interruption, point_plots, failed))

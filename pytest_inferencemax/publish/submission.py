@@ -3,7 +3,7 @@
 ``POST <LB>/gradio_api/call/submit_results {"data": [...]}`` answers ``{"event_id": ...}``; ``GET
 .../<event_id>`` streams SSE (``generating``, ``heartbeat``, then ``complete`` or ``error``). The
 original runner never read that stream and always reported success; we do. Payloads are saved under
-``<run_dir>/submissions/`` before sending; ``$HF_TOKEN`` (private Space) goes only into a header."""
+``<run_dir>/submissions/`` before sending, outcomes logged (submit_log.py); ``$HF_TOKEN`` only in a header."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -24,6 +23,7 @@ import tenacity
 from pytest_inferencemax.errors import ResultsError
 from pytest_inferencemax.publish import space_signature as sig
 from pytest_inferencemax.publish.space_signature import Field, SpaceSignature
+from pytest_inferencemax.publish.submit_log import LogEntry, append_entry, now, payload_file
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.redact import scrub as _scrub
 from pytest_inferencemax.results.store import RunFolder, write_json_atomic
@@ -125,7 +125,6 @@ def check_submittable(record: PointRecord) -> list[str]:
 def build_payload(record: PointRecord, team: str, stage_layout: str, *, force: bool = False,
                   sig_digits: int | None = None) -> list:
     """The ``data`` list of ``submit_results``, in the order the bounty runner posts it.
-
     Numbers go out at full precision by default: the original printed them through C++ ostream
     (6 significant digits, 12345.678 -> 12345.7), which only throws information away, and the
     Space parses JSON numbers either way; ``sig_digits=6`` reproduces the original's values.
@@ -311,24 +310,28 @@ def _check_space(out: PointSubmission, layout: str, have: Collection[str], seen:
 
 # --- results folders ----------------------------------------------------------------------------
 
-def save_payload(run_dir: Path, point_id: str, url: str, payload: list) -> Path:
-    """``<run_dir>/submissions/<point>.json`` with the URL, payload and time, written atomically."""
+def save_payload(run_dir: Path, point_id: str, url: str, payload: list, dry_run: bool = False) -> Path:
+    """``<run_dir>/submissions/<point>.json`` (a dry run's after a real attempt: ``<point>.dry-run.json``) with the
+    URL, payload and time, written atomically; every outcome is also logged (submit_log.py)."""
     if not point_id or "/" in point_id or point_id.startswith("."):
         raise SubmissionError(f"point id {point_id!r} cannot name a file")
-    data = {"point": point_id, "url": url, "endpoint": url + ENDPOINT, "payload": payload,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    data = {"point": point_id, "url": url, "endpoint": url + ENDPOINT, "payload": payload, "time": now()}
     token = os.environ.get("HF_TOKEN")
     if token and token in json.dumps(data):
         raise SubmissionError(f"{point_id}: the HF_TOKEN value appears in the payload (team name?): refusing")
-    return write_json_atomic(Path(run_dir) / "submissions" / f"{point_id}.json", data)
+    return write_json_atomic(payload_file(run_dir, point_id, dry_run), data)
 
 
-def _save_outcome(out: PointSubmission) -> None:
-    assert out.saved is not None  # the outcome joins the saved payload, the token scrubbed from it
+def _save_outcome(run_dir: Path, team: str, out: PointSubmission, dry_run: bool) -> None:
+    """The outcome appended to the log and, when the payload was saved, joined to it; the token scrubbed."""
+    res = {k: getattr(out.result, k) for k in ("event_id", "attempts", "data")} if out.result else {}
+    append_entry(run_dir, LogEntry(team=team.strip(), point=out.point, status=out.status, url=out.url,
+                                   message=out.message, payload=out.payload, event_id=res.get("event_id"),
+                                   attempts=res.get("attempts"), space_check=out.signature_check, dry_run=dry_run))
+    if out.saved is None:
+        return
     data = json.loads(out.saved.read_text(encoding="utf-8"))
-    data["result"] = {"status": out.status, "message": out.message,
-                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      **({k: getattr(out.result, k) for k in ("event_id", "attempts", "data")} if out.result else {})}
+    data["result"] = {"status": out.status, "message": out.message, "time": now(), "dry_run": dry_run, **res}
     if out.signature_check:  # what the Space's submit_results takes, as read before sending
         data["space_signature"] = {"check": out.signature_check, **(out.signature.to_json() if out.signature else {})}
     write_json_atomic(out.saved, json.loads(_scrub(json.dumps(data, default=str), os.environ.get("HF_TOKEN"))))
@@ -336,11 +339,10 @@ def _save_outcome(out: PointSubmission) -> None:
 
 def _layout(record: PointRecord, layout: str | None) -> str:
     stage = record.ours.stage
-    chosen = layout or record.ours.payload_layout or (stage if stage in LAYOUTS else None)
-    if not chosen:
-        raise SubmissionError(f"no payload layout (no inferencemax.payload_layout, and stage {stage!r} is "
-                              "not s1/s2): pass --layout s1|s2")
-    return chosen
+    if chosen := layout or record.ours.payload_layout or (stage if stage in LAYOUTS else None):
+        return chosen
+    raise SubmissionError(f"no payload layout (no inferencemax.payload_layout, and stage {stage!r} is "
+                          "not s1/s2): pass --layout s1|s2")
 
 
 def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool = False,
@@ -350,11 +352,10 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
                **submit_kw: Any) -> list[PointSubmission]:
     """Build, save, check against the Space (:func:`_check_space`: a mismatch or an unreadable signature
     refuses the point; a dry run checks only when the Space answers at once) and, unless ``dry_run``,
-    send every point of ``run_dir``; one outcome per point, saved with the Space's signature seen.
-
-    ``only_qualified``: a predicate on the record, or the point ids to send. ``layout`` (s1/s2) wins
-    over ``inferencemax.payload_layout``, then the stage name. ``submit_kw`` goes to :func:`submit`.
-    """
+    send every point of ``run_dir``; one outcome per point, saved and logged with the Space's signature seen.
+    ``only_qualified``: a predicate on the record, or the point ids to send (the caller judges the curves:
+    submit_select.py). ``layout`` (s1/s2) wins over ``inferencemax.payload_layout``, then the stage name.
+    ``submit_kw`` goes to :func:`submit`."""
     run_dir = Path(run_dir)
     try:
         records = RunFolder(run_dir).points()
@@ -376,14 +377,13 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
         try:
             out.url = leaderboard_url(rec.ours.leaderboard_url, rec.ours.isl, rec.ours.osl, url_override)
             out.payload = build_payload(rec, team, chosen := _layout(rec, layout), force=force, sig_digits=sig_digits)
-            out.saved = save_payload(run_dir, point, out.url, out.payload)
+            out.saved = save_payload(run_dir, point, out.url, out.payload, dry_run)
             _check_space(out, chosen, rec.accuracy or {}, signatures, dry_run, echo, submit_kw)
         except SubmissionError as exc:
             out.message, first = str(exc), str(exc).split("\n", 1)[0]
             echo(f"inferencemax: not submitting {point}: {first + ' (as above)' if first in shown else exc}")
             shown.add(first)
-            if out.saved:  # refused by the Space's signature: the payload stays, with why
-                _save_outcome(out)
+            _save_outcome(run_dir, team, out, dry_run)  # refused by the Space's signature: the payload stays, with why
             continue
         if dry_run:
             out.status, out.message = "dry-run", "not sent (dry run)"
@@ -396,5 +396,5 @@ def submit_run(run_dir: Path, team: str, *, dry_run: bool = False, force: bool =
             except SubmissionError as exc:
                 out.status, out.message = "failed", str(exc)
             echo(f"inferencemax: {point} -> {out.url}: {out.status}: {out.message}")
-        _save_outcome(out)
+        _save_outcome(run_dir, team, out, dry_run)
     return outcomes

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -44,6 +45,13 @@ def git_commit(root: Path) -> dict[str, Any]:
     return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
 
 
+def manifest_run_id(data: Any) -> str | None:
+    """The run id (``--run-id``, the run folder's name) a manifest's settings hold; None when it holds none."""
+    settings = data.get("settings") if isinstance(data, dict) else None
+    run_id = settings.get("run_id") if isinstance(settings, dict) else None
+    return str(run_id) if run_id else None
+
+
 @dataclass
 class Manifest:
     rootdir: Path
@@ -59,6 +67,7 @@ class Manifest:
             self._static = {
                 "project": {"name": "pytest-inferencemax", "version": __version__, **git_commit(self.rootdir)},
                 "command": redact_argv(sys.argv),
+                "cwd": os.getcwd(),  # where the command ran: its relative paths mean something only there
                 "python": sys.version.split()[0],
                 "platform": platform.platform(),
                 "host": socket.gethostname(),

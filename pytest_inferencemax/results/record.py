@@ -28,6 +28,7 @@ from pytest_inferencemax.errors import ResultsError, validation_problems
 from pytest_inferencemax.results.checks import (  # noqa: F401  (parts of a record, re-exported)
     ClientCheck, ClientVersionRecord, InitialRequestCheck, PrefixCacheCheck, StreamCheck, TokenCheck,
 )
+from pytest_inferencemax.results.compare_record import CompareTo
 from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
 from pytest_inferencemax.results.part import Part
 from pytest_inferencemax.results.rounds import RoundsSummary
@@ -129,6 +130,7 @@ class OurFields(_Part):
     variant: Optional[str] = None  # the recipe variant it ran on (docs/variants.md); absent without variants
     variant_changes: Optional[dict[str, Any]] = None  # what the variant changed in the suite's recipe
     reused_from: Optional[str] = None  # measured by an earlier run (same recipe hash and workload): its file
+    compare_to: Optional[CompareTo] = None  # --compare-to: against the same point of an earlier run (compare_record.py)
 
 
 class AccuracyValidation(_Part):
@@ -304,6 +306,8 @@ class PointRecord(_Part):
             out.append("prefix cache: " + self.ours.prefix_cache.warning)
         if self.ours.stream and self.ours.stream.warning:
             out.append("stream: " + self.ours.stream.warning)
+        if self.ours.compare_to and (regressed := self.ours.compare_to.warning()):
+            out.append(regressed)  # a warning unless --compare-fail made it the point's failure
         return out
 
     @property

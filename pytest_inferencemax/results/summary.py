@@ -1,6 +1,7 @@
 """The run's table: one row per point and suite on the terminal, and ``summary.json`` on disk."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -103,8 +104,72 @@ def render_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# a test id: a point's (``<suite>-<isl>-<osl>-c<conc>[-<variant>]``) or a server's gate
+# (``<suite>-accuracy[-<variant> | -<isl>-<osl>-c<conc>]``), as plugin/hooks.py names them
+_TEST_ID = re.compile(r"^(?P<suite>.+?)-(?:(?P<isl>\d+)-(?P<osl>\d+)-c\d+|(?P<gate>accuracy))(?:-(?P<tail>.+))?$")
+_SERVER_TAIL = re.compile(r"^\d+-\d+-c\d+$")  # a gate's tail naming its server's first point, not a variant
+NOT_RETRIED = "not retried: "  # how serve/ words the points of a server that failed to start, after the first
+
+
+@dataclass(frozen=True)
+class FailedGroup:
+    """Tests that failed for one cause in one group: a suite's server (its gate and the points it kept from
+    running), a curve's points, or a whole run that left nothing (``cli.merge``). Nothing failed vanishes:
+    each group is a ``failed`` line of the conclusion, a section of ``report.md`` and of ``summary.json``."""
+
+    group: str  # "mini, stage cpu, ISL 16 / OSL 4" (a curve), "mini, stage cpu" (a server), "run <folder>"
+    cause: str  # one line
+    points: tuple[str, ...] = ()  # the test ids it covers (points, and a gate's ``<suite>-accuracy``)
+    run: str | None = None  # cli.merge: the run folder it failed in
+
+    def line(self) -> str:
+        where = f" (run {self.run})" if self.run else ""
+        covers = f" [{len(self.points)} test(s): {', '.join(self.points)}]" if self.points else ""
+        return f"{self.group}{where}: {self.cause}{covers}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "cause": self.cause, "points": list(self.points), "run": self.run}
+
+
+def failed_groups(failures: Sequence[tuple[str, str]], records: Sequence[PointRecord] = (),
+                  run: str | None = None, stage: str | None = None) -> list[FailedGroup]:
+    """The failures (test id, reason) grouped by suite (and variant) and cause, in the order they came.
+
+    A group is named after its curve when its tests are points of one ISL / OSL, else after its suite (a
+    gate that could not run and the points of its server share the cause: one group); the stage is named
+    when the run's ``records`` show the suite in one stage, else when the run named one (``stage``: its
+    ``--stage``). A point ``not retried`` after its server failed to start joins the group of that failure.
+    A test id of another form is a group of its own."""
+    stages: dict[str, set[str]] = {}
+    for rec in records:
+        stages.setdefault(rec.ours.suite, set()).add(rec.ours.stage)
+    tests: dict[tuple[str, str, str], dict[str, re.Match[str] | None]] = {}  # group key -> test id -> its parts
+    for point, reason in failures:
+        cause = next((line for line in (reason or "").splitlines() if line.strip()), "no cause recorded").strip()
+        m = _TEST_ID.match(point)
+        tail = (m["tail"] or "") if m else ""
+        variant = "" if not m or (m["gate"] and _SERVER_TAIL.match(tail)) else tail
+        key = (m["suite"] if m else point, variant, cause)
+        if cause.startswith(NOT_RETRIED):  # a server that failed to start, met again: the group of that failure
+            key = next((k for k in tests if k[:2] == key[:2] and cause.endswith(f": {k[2]}")), key)
+        tests.setdefault(key, {}).setdefault(point, m)
+    groups = []
+    for (suite, variant, cause), parts in tests.items():
+        seen = stages.get(suite, set())
+        known = next(iter(seen)) if len(seen) == 1 else (stage if not seen else None)
+        name = suite + (f", stage {known}" if known else "")
+        curves = {(m["isl"], m["osl"]) if m and not m["gate"] else None for m in parts.values()}
+        if len(curves) == 1 and (curve := next(iter(curves))) is not None:
+            name += f", ISL {curve[0]} / OSL {curve[1]}"
+        groups.append(FailedGroup(name + (f", variant {variant}" if variant else ""), cause, tuple(parts), run))
+    return groups
+
+
 def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
-                  interruption: Interruption | None = None, pruned: Sequence[tuple[str, str]] = ()) -> list[str]:
+                  interruption: Interruption | None = None, pruned: Sequence[tuple[str, str]] = (),
+                  failed: Sequence[FailedGroup] = ()) -> list[str]:
+    """The terminal summary: per suite its table, then every warning, failure (``FAILED <point>: <cause>``;
+    ``failed``: the groups without a point, such as a merged run that left nothing), pruned and reused point."""
     lines: list[str] = [f"INCOMPLETE: {interruption.line()}", ""] if interruption else []
     by_suite: dict[str, list[PointRecord]] = {}
     for rec in records:
@@ -122,6 +187,7 @@ def summary_lines(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         lines.extend(f"WARNING {rec.point_id}: {w}" for w in rec.warnings())
     for point_id, reason in failures:
         lines.append(f"FAILED {point_id}: {reason.splitlines()[0] if reason else 'see above'}")
+    lines += [f"FAILED {g.line()}" for g in failed if not g.points]
     lines += [f"PRUNED {point_id}: {why}" for point_id, why in pruned]
     lines += [f"REUSED {r.point_id}: from {r.ours.reused_from}" for r in records if r.ours.reused_from]
     lines.append(f"results: {run_dir}")
@@ -150,7 +216,9 @@ class Interruption:
 
 def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, str]], run_dir: Path,
                   conclusion: Sequence[str] = (), interruption: Interruption | None = None,
-                  pruned: Sequence[tuple[str, str]] = ()) -> Path:
+                  pruned: Sequence[tuple[str, str]] = (), failed: Sequence[FailedGroup] | None = None) -> Path:
+    """``summary.json``; ``failed``: the failures' groups (default: :func:`failed_groups` of ``failures``)."""
+    groups = failed_groups(failures, records) if failed is None else failed
     data = {
         "interrupted": interruption.to_dict() if interruption else None,  # the run is incomplete when set
         "conclusion": list(conclusion),  # verdicts, report, submissions
@@ -160,6 +228,7 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
                                                                       "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],
         "failures": [{"point": p, "reason": r} for p, r in failures],
+        "failed": [g.to_dict() for g in groups],  # the failures by group and cause (and a merged run's empty runs)
         "pruned": [{"point": p, "reason": r} for p, r in pruned],  # --prune: not run, and why
         "warnings": [{"point": rec.point_id, "warning": w} for rec in records for w in rec.warnings()],
     }

@@ -38,11 +38,11 @@ def _suite(pytester, gate: dict) -> None:
     (d / "test_mini.py").write_text(GATE_TEST)
 
 
-def _run(pytester, url: str, tmp_path, run_id: str):
+def _run(pytester, url: str, tmp_path, run_id: str, *extra: str):
     return pytester.runpytest_subprocess(
         "mini", "--server-url", url, "--served-model-name", "smollm2", "--tokenizer",
         str(MODELS_DIR / "SmolLM2-135M-Instruct"), "--results-dir", str(tmp_path), "--run-id", run_id,
-        "--models-dir", str(MODELS_DIR), timeout=600)
+        "--models-dir", str(MODELS_DIR), *extra, timeout=600)
 
 
 def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_server, tmp_path):
@@ -74,28 +74,45 @@ def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_se
     assert manifest["accuracy_gates"][0]["identity"]["documents"] == 4
 
 
-def test_tightened_gate_fails_and_points_are_not_run(pytester, vllm_server, tmp_path):
+def test_tightened_gate_fails_and_its_points_fail_unmeasured(pytester, vllm_server, tmp_path):
     gate = _embedded_gate()
     gate["threshold_multiplier"] = 0.5  # the baselines stay: the task is still theirs (identity), the limits fall
     _suite(pytester, gate)
     run = _run(pytester, vllm_server.base_url, tmp_path, "tight")
-    run.assert_outcomes(failed=1, skipped=2)
+    run.assert_outcomes(failed=3)  # the gate and its points: not measured, failed (a skip would leave them out)
     out = run.stdout.str()
     assert "accuracy gate wikitext_tokens (max_ratio): FAILED" in out and "| NO" in out
-    assert "not run: accuracy gate wikitext_tokens (max_ratio): FAILED" in out
+    assert "mini-16-4-c1 not run: accuracy gate wikitext_tokens (max_ratio): FAILED" in out
     assert not list((tmp_path / "tight").glob("mini-16-4-c*.json"))  # no point ran
-    failures = json.loads((tmp_path / "tight" / "summary.json").read_text())["failures"]
-    assert sorted(f["point"] for f in failures) == ["mini-16-4-c1", "mini-16-4-c2", "mini-accuracy"]
+    summary = json.loads((tmp_path / "tight" / "summary.json").read_text())
+    assert sorted(f["point"] for f in summary["failures"]) == ["mini-16-4-c1", "mini-16-4-c2", "mini-accuracy"]
+    (group,) = summary["failed"]  # one cause, the same words for the gate and its points (the metrics beyond)
+    assert group["points"] == ["mini-accuracy", "mini-16-4-c1", "mini-16-4-c2"] and "bits_per_byte" in group["cause"]
+    assert f"- **mini**: {group['cause']}" in (tmp_path / "tight" / "report.md").read_text()
 
 
 def test_server_without_prompt_logprobs_gets_a_clear_error(pytester, tmp_path):
     _suite(pytester, _embedded_gate())
     with FaultyServer("ok", models=("smollm2",)) as server:
         run = _run(pytester, server.base_url, tmp_path, "nolp")
-    run.assert_outcomes(failed=1, skipped=2)
+    run.assert_outcomes(failed=3)
     out = run.stdout.str()
     assert "prompt logprobs" in out
-    assert "not run: the accuracy gate could not run" in out
+    assert "mini-16-4-c1 not run: the accuracy gate could not run" in out
+
+
+def test_a_point_whose_gate_cannot_run_fails_when_k_selects_the_points_only(pytester, tmp_path):
+    """The CI's jobs select points with -k, not the gate's test: the gate runs for them all the same, and a gate
+    that cannot run fails them (a skip gave a green job, exit 0, and a report with no word of it)."""
+    _suite(pytester, _embedded_gate())
+    with FaultyServer("ok", models=("smollm2",)) as server:
+        run = _run(pytester, server.base_url, tmp_path, "nolp-k", "-k", "c1")
+    run.assert_outcomes(failed=1)
+    assert run.ret == 1
+    assert "FAILED mini-16-4-c1: the accuracy gate could not run: the server at" in run.stdout.str()
+    report = (tmp_path / "nolp-k" / "report.md").read_text()
+    assert "## Failed" in report and "- **mini, ISL 16 / OSL 4**: the accuracy gate could not run" in report
+    assert "does not return prompt logprobs" in report and "1 test(s): mini-16-4-c1" in report
 
 
 def test_skip_accuracy_is_marked_in_every_result(pytester, vllm_server, tmp_path):

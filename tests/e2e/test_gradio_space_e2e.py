@@ -144,7 +144,7 @@ def test_the_app_describes_the_stage2_signature(stage2_space):
 
 def test_s1_payload_is_refused_before_sending_and_the_fitting_layout_arrives_intact(stage2_space, tmp_path):
     run = write_run(tmp_path / "run", [s2_record(4), s2_record(8)])  # stage-2 results, sent as s1 by mistake
-    refused = cli(str(run), "--team", "Team A", "--leaderboard-url", stage2_space.base_url, "--layout", "s1")
+    refused = cli(str(run), "--team", "Team A", "--leaderboard-url", stage2_space.base_url, "--layout", "s1", "--unqualified")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert stage2_space.called_with() == []  # the Space's function never ran
     assert "Traceback" not in refused.stdout + refused.stderr
@@ -157,7 +157,7 @@ def test_s1_payload_is_refused_before_sending_and_the_fitting_layout_arrives_int
     assert saved["space_signature"]["check"] == "mismatch"
     assert [p["name"] for p in saved["space_signature"]["parameters"]] == S2_NAMES
 
-    sent = cli(str(run), "--team", "Team A", "--leaderboard-url", stage2_space.base_url, "--layout", "s2")
+    sent = cli(str(run), "--team", "Team A", "--leaderboard-url", stage2_space.base_url, "--layout", "s2", "--unqualified")
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert "2/2 point(s) submitted" in sent.stdout
     expected = [["Team A", conc, 5900.5, 22000.25] for conc in (4, 8)]

@@ -1,5 +1,7 @@
 """Merging runs: two separate pytest sessions of one suite, merged, against one session of both;
-refusals; the JUnit XML's per-point figures. On the real CPU server, in --server-url mode."""
+refusals; the JUnit XML's per-point figures. On the real CPU server, in --server-url mode. And each
+measurement counted once: a --repeat run on the calibration server (launched as the suite's recipe) beside
+its copy, merged into a folder inside the merged tree, twice."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import MODELS_DIR
+from e2e_support import MODELS_DIR, REPO, SUITE_TEST, calibration_suite_toml
 from fake_leaderboard import FakeLeaderboard
 from pytest_inferencemax.cli.merge import main as merge_main
 from test_conclusion import _suite
@@ -116,3 +118,38 @@ def test_two_runs_merged_give_the_summary_of_one_run_of_both(pytester, vllm_serv
     assert "no point records under" in capsys.readouterr().err
     assert merge_main([str(a), "--out", str(a)]) == 2
     assert "is one of the runs being merged" in capsys.readouterr().err
+
+
+CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
+            % (REPO / "benchmarks" / "calibration_server.py"))
+CAL_STAGE = """
+[stages.s]
+range_ratio = 1.0
+warmups_per_conc = 0
+tput_per_gpu_divisor = 1
+workloads = [{ isl = 16, osl = 8, conc = [1], prompts_per_conc = 2 }]
+"""
+
+
+@pytest.mark.e2e
+def test_a_run_its_copy_and_an_earlier_merge_inside_the_tree_count_each_round_once(pytester, smollm2_model,
+                                                                                  tmp_path, capsys):
+    d = pytester.mkdir("cal")
+    (d / "suite.toml").write_text(calibration_suite_toml(CAL_ARGV, CAL_STAGE))
+    (d / "test_cal.py").write_text(SUITE_TEST)
+    results = tmp_path / "results"
+    run = pytester.runpytest_subprocess(
+        "cal", "--tokenizer", str(smollm2_model), "--results-dir", str(results), "--run-id", "r", "--repeat", "2",
+        "--skip-accuracy", "--extra-body", '{"calibration": {"prompt_tokens": 16}}', timeout=300)
+    assert run.ret == 0, run.stdout.str()[-3000:]
+    point = "cal-16-8-c1"
+    measured = json.loads((results / "r" / f"{point}.json").read_text())["inferencemax"]["rounds"]
+    assert measured["n"] == 2
+    shutil.copytree(results / "r", results / "r-copy")  # a backup beside the run
+    for again in (False, True):  # as the README has it: --out inside results/, merged again after a while
+        assert merge_main([str(results), "--out", str(results / "merged")]) == 0
+        out = "".join(capsys.readouterr())
+        rounds = json.loads((results / "merged" / f"{point}.json").read_text())["inferencemax"]["rounds"]
+        assert rounds["n"] == 2 and rounds["figures"] == measured["figures"]  # not 4 rounds, nor 8, the second time
+        assert f"merge: skipped {results / 'r-copy'} (run id r): a copy of {results / 'r'}" in out
+        assert (f"merge: skipped {results / 'merged'}: the output of an earlier merge" in out) == again

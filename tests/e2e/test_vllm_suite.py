@@ -16,7 +16,7 @@ from e2e_support import MODELS_DIR, SUITE_TEST, documented_keys, mini_suite_toml
 
 # keys only some records have: a point cut short (aborted), run in rounds (--repeat), on a recipe
 # variant, or reused from an earlier run
-CONDITIONAL = {"inferencemax.aborted", "inferencemax.rounds", "inferencemax.variant", "inferencemax.variant_changes",
+CONDITIONAL = {"inferencemax.aborted", "inferencemax.compare_to", "inferencemax.rounds", "inferencemax.variant", "inferencemax.variant_changes",
                "inferencemax.reused_from", "inferencemax.initial_request"}
 
 

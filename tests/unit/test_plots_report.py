@@ -85,7 +85,7 @@ def test_plot_curve_writes_both_plots(tmp_path):
 
 def test_report_table_verdict_plots_and_manifest(tmp_path):
     manifest = {"project": {"name": "pytest-inferencemax", "version": "0.1.0", "commit": "abc123", "dirty": True},
-                "command": ["pytest", "suites/gptoss", "--stage", "s1"], "python": "3.11.7", "platform": "Linux",
+                "command": ["pytest", "suites/gptoss", "--stage", "s1"], "cwd": "/work/my runs", "python": "3.11.7", "platform": "Linux",
                 "gpus": ["MI355X"] * 8, "packages": {"vllm": "0.11.0", "torch": None},
                 "servers": [{"base_url": "http://127.0.0.1:8000", "engine": "vllm", "engine_version": "0.11.0",
                              "argv": ["vllm", "serve", "gpt-oss-120b", "--tensor-parallel-size", "8"]}]}
@@ -105,7 +105,7 @@ def test_report_table_verdict_plots_and_manifest(tmp_path):
     assert "- CONC 4, 8: gate wikitext PASSED: bits_per_byte 0.5123, byte_perplexity 1.4, word_perplexity 9" in text
     assert "![a-tput-vs-e2e](plots/a-tput-vs-e2e.png)" in text
     assert "git commit abc123 (with uncommitted changes)" in text
-    assert "`pytest suites/gptoss --stage s1`" in text and "engine vllm version \"0.11.0\"" in text
+    assert "`cd '/work/my runs' && python -m pytest suites/gptoss --stage s1`" in text and "engine vllm version \"0.11.0\"" in text
     assert "vllm serve gpt-oss-120b --tensor-parallel-size 8" in text and "vllm==0.11.0" in text
     assert "torch" not in text
 
@@ -164,3 +164,21 @@ def test_an_interrupted_run_is_incomplete_qualifies_for_nothing_and_submits_noth
     assert Interruption(by="Ctrl-C", point="p-c4", deselected=3).line() == (
         "interrupted by Ctrl-C during p-c4; every other selected point had run (3 deselected point(s) were not part "
         "of this run)")
+
+
+def test_a_curve_that_lost_a_point_to_a_failure_is_incomplete_and_submits_nothing(tmp_path):
+    from pytest_inferencemax.publish.finish import SubmitOptions
+    from pytest_inferencemax.results.summary import FailedGroup
+
+    records = [record(4, 500.0, 2000.0, 450.0)]  # beats the baseline: judged alone, the curve qualifies
+    lost = FailedGroup("gptoss, stage s1, ISL 1024 / OSL 1024", "the server died",
+                       ("gptoss-1024-1024-c8", "gptoss-1024-8192-c4"))  # one point of this curve, one of another
+    finished = finish_run(tmp_path, records, {("gptoss", "s1"): SHARE}, BASELINES,
+                          SubmitOptions(team="T", dry_run=True), with_plots=False, failed=[lost])
+    (verdict,) = finished.verdicts.values()
+    assert verdict.label == "incomplete" and not verdict.qualified
+    assert verdict.incomplete == "1 point(s) of the curve failed unmeasured: gptoss-1024-1024-c8"
+    assert finished.submissions == []
+    kept = FailedGroup("x", "regressed", ("gptoss-1024-1024-c4",))  # failed but measured: the curve stands
+    again = finish_run(tmp_path, records, {("gptoss", "s1"): SHARE}, BASELINES, with_plots=False, failed=[kept])
+    assert next(iter(again.verdicts.values())).qualified

@@ -235,7 +235,7 @@ def test_equal_recipes_share_a_key_and_different_ones_do_not(suite, ctx):
     assert keys["demo-8192-1024-c4"] != keys["demo-1024-1024-c4"]  # prefill = 32768
     assert keys["demo-8192-1024-c4"] != keys["demo-1024-8192-c64"]
     assert len(set(keys.values())) == 3
-    assert all(len(k) == 12 and int(k, 16) >= 0 for k in keys.values())
+    assert all(k.startswith("r2-") and len(k) == 15 and int(k[3:], 16) >= 0 for k in keys.values())
 
 
 def test_key_changes_with_the_files(tmp_path, ctx):

@@ -57,7 +57,8 @@ def s1_record(conc: int = 4) -> dict:
         "accuracy": {"bits_per_byte": 2.01, "byte_perplexity": 4.02, "word_perplexity": 210.5},
         "accuracy_validation": {"status": "PASSED", "task": "wikitext", "rule": "max_ratio"},
         "inferencemax": {"point": f"gptoss-1024-1024-c{conc}", "suite": "gptoss", "stage": "s1", "isl": 1024,
-                         "osl": 1024, "conc": conc, "failed": 0, "leaderboard_url": S1_TEMPLATE},
+                         "osl": 1024, "conc": conc, "failed": 0, "leaderboard_url": S1_TEMPLATE,
+                         "verdict_rule": {"rule": "beat_baseline_share"}},  # it beats its baseline: qualified
     }
 
 
@@ -72,7 +73,8 @@ def s2_record(conc: int = 32) -> dict:
         "accuracy": {"gsm8k_metric": 0.4246, "task": "gsm8k"},
         "accuracy_validation": {"status": "PASSED", "task": "gsm8k", "rule": "min_score"},
         "inferencemax": {"point": f"gptoss-8192-1024-c{conc}", "suite": "gptoss", "stage": "s2", "isl": 8192,
-                         "osl": 1024, "conc": conc, "failed": 0, "leaderboard_url": S2_TEMPLATE},
+                         "osl": 1024, "conc": conc, "failed": 0, "leaderboard_url": S2_TEMPLATE,
+                         "verdict_rule": {"rule": "targets"}},  # it meets all three targets: qualified
     }
 
 
@@ -253,7 +255,7 @@ def test_dry_run_sends_nothing(tmp_path, monkeypatch):
     assert lb.posts() == 0 and lb.info_reads() == 1  # the Space's signature was read, once, and nothing sent
     assert [o.status for o in outcomes] == ["dry-run", "dry-run"]
     assert sorted(p.name for p in (run / "submissions").iterdir()) == [
-        "gptoss-1024-1024-c4.json", "gptoss-1024-1024-c8.json"]
+        "gptoss-1024-1024-c4.json", "gptoss-1024-1024-c8.json", "log.jsonl"]
     assert any("would POST " + lb.base_url + "/gradio_api/call/submit_results" in s for s in lines)
 
 
@@ -278,7 +280,7 @@ def test_hf_token_is_sent_but_never_saved_or_printed(tmp_path, monkeypatch, caps
             assert secret not in path.read_text(encoding="utf-8"), path
     out, err = capsys.readouterr()
     assert secret not in out + err
-    saved = [json.loads(p.read_text())["result"] for p in sorted((run / "submissions").iterdir())]
+    saved = [json.loads(p.read_text())["result"] for p in sorted((run / "submissions").glob("*.json"))]
     assert [r["data"] for r in saved] == [["thanks, ***"]] * 2
     assert sorted(r["attempts"] for r in saved) == [1, 2]  # the first point sent met the 503
 
@@ -312,13 +314,16 @@ def test_cli_refuses_skipped_accuracy_without_force(tmp_path, capsys):
     rec["accuracy"] = None
     rec["accuracy_validation"] = {"status": "SKIPPED", "reason": "--skip-accuracy"}
     run = write_run(tmp_path / "run", [rec, s1_record(8)])
-    with FakeLeaderboard(layout="s1") as lb:
-        assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url]) == 1
+    with FakeLeaderboard(layout="s1") as lb:  # a point without its gate: the curve does not qualify
+        assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url]) == 2
+        assert "NOT QUALIFIED: accuracy gate not passed on CONC 4 (SKIPPED)" in capsys.readouterr().out
+        assert lb.requests == []
+        assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url, "--unqualified"]) == 1
         assert len(lb.received) == 1  # only the point that passed its gate
         err = capsys.readouterr().err
         assert "refused: gptoss-1024-1024-c4" in err and "SKIPPED" in err and "--force" in err
         assert not (run / "submissions" / "gptoss-1024-1024-c4.json").exists()
-        assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url, "--force"]) == 0
+        assert main([str(run), "--team", "T", "--leaderboard-url", lb.base_url, "--unqualified", "--force"]) == 0
     assert len(lb.received) == 3
 
 
