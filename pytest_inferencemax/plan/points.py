@@ -27,7 +27,8 @@ class Point:
     @property
     def id(self) -> str:
         """The test id: ``gptoss-1024-1024-c4`` (``gptoss-1024-1024-c4-bs32`` on variant ``bs32``), so
-        ``-k 1024-1024``, ``-k c4`` and ``-k bs32`` select as expected."""
+        ``-k 1024-1024`` and ``-k bs32`` select by substring; ``-k "c4]"`` (the id's end) is exact
+        where ``-k c4`` would also match ``c48`` (README, Selecting points)."""
         base = f"{self.suite}-{self.isl}-{self.osl}-c{self.conc}"
         return f"{base}-{self.variant}" if self.variant else base
 

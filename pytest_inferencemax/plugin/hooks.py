@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.plugin.terminal_summary import quiet_lines
+from pytest_inferencemax.plan.devices import gpus_per_server
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.serve.server import port_in_use
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
+from pytest_inferencemax.results.compare import CompareError
 from pytest_inferencemax.results.store import check_writable
 from pytest_inferencemax.results.summary import Interruption, failed_groups, summary_lines, write_summary
 
@@ -59,11 +62,15 @@ def pytest_configure(config: pytest.Config) -> None:
         tty=bool(getattr(reporter, "isatty", False)),
         uncaptured=capman.global_and_fixture_disabled if capman is not None else None)
     workers = getattr(config.option, "numprocesses", None)
-    try:
+    workers = workers if isinstance(workers, int) else getattr(config, "workerinput", {}).get("workercount")
+    try:  # a --gpus list alone confines the servers to it: each gets its share (plan/devices.py)
+        settings = replace(settings, gpus_per_server=gpus_per_server(settings.gpus_per_server, settings.gpus,
+                                                                     settings.num_gpus, workers))
         bench = BenchSession.create(settings, progress, Path(config.rootpath),
-                                    workerid=getattr(config, "workerinput", {}).get("workerid"),
-                                    workers=workers if isinstance(workers, int) else None)
-    except ValueError as exc:
+                                    workerid=getattr(config, "workerinput", {}).get("workerid"), workers=workers)
+        if settings.compare_to:  # read here too: under xdist only the controller turns a usage error into one line
+            bench.compared_run()
+    except (ValueError, CompareError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = bench
     _PREVIOUS_HANDLERS[config] = _end_like_ctrl_c_on(bench, (signal.SIGTERM, signal.SIGHUP))

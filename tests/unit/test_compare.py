@@ -161,3 +161,18 @@ def test_a_bad_compare_to_is_a_one_line_usage_error_before_any_server_starts(pyt
     assert "num_prompts 40 there, 1 here" in errors[0] and "pass --compare-any" in errors[0]
 
 
+
+
+def test_a_missing_compare_to_is_one_line_under_xdist_too(tmp_path):
+    """The controller reads --compare-to before its workers start (a worker's usage error is an INTERNALERROR)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(root / "suites" / "smollm2-cpu"), "-p", "no:cacheprovider",
+                           "-n", "2", "--results-dir", str(tmp_path), "--compare-to", str(tmp_path / "nonexistent")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4 and "INTERNALERROR" not in out, out
+    assert f"ERROR: --compare-to {tmp_path / 'nonexistent'}: no such run folder" in out
