@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # No arguments: pyproject.toml's testpaths (tests/, both halves); `tests/unit` runs the fast half only.
-exec .venv/bin/python -m pytest "$@"
+# --durations=15: the 15 slowest tests, so a slow one shows up where it is added.
+exec .venv/bin/python -m pytest --durations=15 "$@"
