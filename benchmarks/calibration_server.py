@@ -12,7 +12,10 @@ client's figures can be checked against the truth:
   ``none``;
 - ``stop_after``: end the stream early with ``finish_reason: stop`` (the server produced fewer
   tokens than requested); ``usage_offset``: add this to the completion tokens the usage reports
-  (a server whose counts are wrong).
+  (a server whose counts are wrong);
+- ``stall_after``: after this many tokens send nothing more and keep the connection open (a server
+  that hangs mid-stream; 0: not even the first token). A request for fewer tokens ends as usual, so
+  a launched server still passes the runner's one-token readiness check.
 
 Each field can be set for the whole server on the command line or per request in the body's
 ``calibration`` object (``pytest --extra-body '{"calibration": {"itl_ms": 5}}'``).
@@ -34,7 +37,15 @@ SGLang's prefix-cache counters; ``--prefix-hit-rate`` sets the share of prompt t
 hits), ``GET /calibration/truth`` (per response id: when the request was read, when each event was
 written, the tokens in each), ``POST /calibration/reset`` and ``POST /calibration/schedule`` (a JSON
 object of schedule fields: the new defaults for requests from then on, e.g. to make one round of a
-point slower than the next; with one worker only).
+point slower than the next; with one worker only), ``GET /calibration/stats`` (completion requests
+``received``, ``finished``, ``dropped`` by their client before the end, and ``in_flight``, summed over
+every worker: what a test waits for instead of sleeping; ``ready``: false during ``--start-delay``).
+
+For the lifecycle tests: ``--start-delay S`` (``/health`` and completions answer 503 for S seconds, as
+a server that loads its weights), ``--ignoring-child`` (one more process in the server's group that
+ignores SIGTERM, SIGINT and SIGHUP: only SIGKILL ends it). The server prints
+``calibration server (pid N): SIGTERM X.XX s after start`` when it is told to stop (X: the process's
+age, from its fork), so a test reads when that happened.
 
 Hand-written on asyncio protocols with httptools' parser (uvloop when installed) instead of a web
 framework: at tens of thousands of events per second a framework's per-write overhead would make
@@ -78,6 +89,7 @@ class Schedule:
     usage_offset: int = 0
     prompt_tokens: int | None = None  # reported as usage.prompt_tokens; None: the server's count (--tokenizer)
     jitter: float = 0.0  # each event interval drawn from [1-jitter, 1+jitter] x its mean: streams drift apart
+    stall_after: int | None = None  # tokens sent before the stream goes silent, the connection held open
 
     def override(self, body: dict[str, Any]) -> "Schedule":
         extra = body.get("calibration") or {}
@@ -89,7 +101,7 @@ class Schedule:
             raise ValueError(f"unknown calibration fields {sorted(unknown)}; known: {sorted(known)}")
         sched = replace(self, **extra)
         if (sched.tokens_per_event < 1 or sched.itl_ms < 0 or sched.ttft_ms < 0 or sched.usage not in USAGE_MODES
-                or not 0 <= sched.jitter < 1):
+                or not 0 <= sched.jitter < 1 or (sched.stall_after is not None and sched.stall_after < 0)):
             raise ValueError(f"bad calibration schedule {sched}")
         return sched
 
@@ -125,6 +137,32 @@ def tokenizer_counter(name: str) -> Callable[[Any], int]:
     return lambda prompt: len(prompt) if isinstance(prompt, list) else count_text(str(prompt))
 
 
+class Counters:
+    """Completion requests received, finished and dropped, one slot per worker process in memory shared
+    across the fork (each worker writes its own slot only: no lock); read as the sum of every slot."""
+
+    FIELDS = ("received", "finished", "dropped")
+
+    def __init__(self, workers: int = 1) -> None:
+        import mmap
+
+        self.workers = workers
+        self.mem = mmap.mmap(-1, 8 * len(self.FIELDS) * workers)  # anonymous, MAP_SHARED: shared with forks
+        self.slot = 0
+
+    def add(self, name: str, n: int = 1) -> None:
+        at = 8 * (self.slot * len(self.FIELDS) + self.FIELDS.index(name))
+        struct.pack_into("q", self.mem, at, struct.unpack_from("q", self.mem, at)[0] + n)
+
+    def totals(self) -> dict[str, int]:
+        out = {name: 0 for name in self.FIELDS}
+        for slot in range(self.workers):
+            for i, name in enumerate(self.FIELDS):
+                out[name] += struct.unpack_from("q", self.mem, 8 * (slot * len(self.FIELDS) + i))[0]
+        out["in_flight"] = out["received"] - out["finished"] - out["dropped"]
+        return out
+
+
 @dataclass
 class ServerState:
     schedule: Schedule
@@ -137,8 +175,11 @@ class ServerState:
     next_id: int = 0
     prompt_tokens_seen: int = 0
     prefix_hits: int = 0
+    counters: Counters = field(default_factory=Counters)
+    ready_at: float = 0.0  # time.monotonic() from which /health answers 2xx (--start-delay)
 
     def finished(self, rid: str, truth: Truth) -> None:
+        self.counters.add("finished")
         if self.truth_file is not None:
             self.truth_file.write(json.dumps({"id": rid, "received": truth.received, "sent": truth.sent,
                                               "tokens": truth.tokens}) + "\n")
@@ -172,6 +213,7 @@ class Connection(asyncio.Protocol):
         self.queue: list[tuple[str, bytes, bytes, float]] = []
         self.busy = False
         self.read_at = 0.0  # when the bytes being parsed arrived (the kernel's stamp when there is one)
+        self.active: Completion | None = None  # the completion being answered
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -199,6 +241,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.active is not None:  # the client went away before the end
+            self.active = None
+            self.state.counters.add("dropped")
 
     def _next(self) -> None:
         if self.busy or not self.queue or self.transport is None:
@@ -206,6 +251,10 @@ class Connection(asyncio.Protocol):
         method, url, body, received = self.queue.pop(0)
         self.busy = True
         path = url.split(b"?")[0]
+        starting = time.monotonic() < self.state.ready_at
+        if starting and path in (b"/health", b"/v1/completions"):  # --start-delay: loading, as vLLM before it serves
+            self._reply(503, json.dumps({"error": {"message": "starting (--start-delay)"}}).encode())
+            return self._done()
         if path == b"/v1/completions" and method == "POST":
             try:
                 payload = json.loads(body)
@@ -224,6 +273,9 @@ class Connection(asyncio.Protocol):
         elif path == b"/calibration/truth":
             truth = {k: {"received": t.received, "sent": t.sent, "tokens": t.tokens} for k, t in self.state.truth.items()}
             self._reply(200, json.dumps({"requests": truth}).encode())
+        elif path == b"/calibration/stats":
+            stats = {**self.state.counters.totals(), "workers": self.state.counters.workers, "ready": not starting}
+            self._reply(200, json.dumps(stats).encode())
         elif path == b"/calibration/reset" and method == "POST":
             self.state.truth.clear()
             self._reply(200, b"{}")
@@ -266,9 +318,13 @@ class Completion:
         self.prompt_tokens = sched.prompt_tokens if sched.prompt_tokens is not None else conn.state.count_prompt(prompt)
         self.truth = Truth(received)
         conn.state.truth[self.id] = self.truth
+        conn.state.counters.add("received")
+        conn.active = self
         conn.state.prompt_tokens_seen += self.prompt_tokens
         conn.state.prefix_hits += int(self.prompt_tokens * conn.state.prefix_hit_rate)
         self.sent_tokens = 0
+        # stall_after: tokens sent before the stream goes silent (None: it runs to its end)
+        self.stall_at = sched.stall_after if sched.stall_after is not None and sched.stall_after < self.total else None
         self.t_first = 0.0  # loop time of the first event
         self.step = sched.tokens_per_event * sched.itl_ms / 1000
         self.middle: bytes | None = None
@@ -278,11 +334,15 @@ class Completion:
 
     def start(self) -> None:
         if not self.stream:
+            if self.stall_at is not None:
+                return  # no answer, ever: the connection stays open
             self.loop.call_at(self.loop.time() + (self.sched.ttft_ms + self.sched.itl_ms * (self.total - 1)) / 1000,
                               self._whole)
             return
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
         self.conn.transport.write(head)
+        if self.stall_at == 0:
+            return
         self.loop.call_at(self.loop.time() + self.sched.ttft_ms / 1000, self._event)
 
     def _usage(self, completion: int) -> str:
@@ -291,12 +351,16 @@ class Completion:
             self.prompt_tokens, c, self.prompt_tokens + c)
 
     def _whole(self) -> None:
+        if self.conn.transport is None:  # the client went away (counted as dropped)
+            return
         body = {"id": self.id, "object": "text_completion", "model": self.conn.state.model,
                 "choices": [{"index": 0, "text": " tok" * self.total, "finish_reason": self._finish()}],
                 "usage": json.loads(self._usage(self.total))}
         self.truth.sent.append(time.perf_counter())
         self.truth.tokens.append(self.total)
         self.conn._reply(200, json.dumps(body).encode())
+        self.conn.active = None
+        self.conn.state.counters.add("finished")
         self.conn._done()
 
     def _finish(self) -> str:
@@ -334,9 +398,12 @@ class Completion:
         transport.write(frame)
         self.truth.tokens.append(n)
         if last:
+            self.conn.active = None
             self.conn.state.finished(self.id, self.truth)
             self.conn._done()
             return
+        if self.stall_at is not None and self.sent_tokens >= self.stall_at:
+            return  # silent from here on; the connection stays open
         if len(sent) == 1:
             self.t_first = self.loop.time()
         # each event is due one step after the last one's due time, however late that one was
@@ -457,8 +524,45 @@ def run_worker(sock: socket.socket, state: ServerState, truth_dir: str | None, u
         pass
 
 
+STARTED = time.monotonic()
+
+
+def _age() -> float:
+    """Seconds since this process was started (forked: its launcher's clock, before the interpreter started);
+    since this module was imported where /proc cannot tell."""
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - STARTED
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    print(f"calibration server (pid {os.getpid()}): {signal.Signals(signum).name} {_age():.2f} s after start",
+          flush=True)
     raise KeyboardInterrupt
+
+
+ORPHAN_LIFETIME_S = 60.0
+
+
+def ignoring_child(socks: list[socket.socket]) -> int:
+    """A child in this process group that ignores SIGTERM, SIGINT and SIGHUP: only SIGKILL ends it, as an
+    engine process stuck in a driver call. Lest a test that fails leave it behind for good, it exits by
+    itself ``ORPHAN_LIFETIME_S`` after its parent is gone (longer than any teardown waits before SIGKILL)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    for sock in socks:  # the port is not held by it
+        sock.close()
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    time.sleep(ORPHAN_LIFETIME_S)
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -482,6 +586,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokenizer", metavar="PATH_OR_ID",
                    help="count usage.prompt_tokens with this tokenizer, as vLLM does (give the client's --tokenizer); "
                         "default: whitespace-separated words, which a client that checks prompt lengths finds off")
+    p.add_argument("--stall-after", type=int, metavar="N",
+                   help="send N tokens of each stream, then nothing more, the connection held open (default: never)")
+    p.add_argument("--start-delay", type=float, default=0.0, metavar="S",
+                   help="answer /health and completions with 503 for S seconds after start, as a server loading its "
+                        "weights (default: 0)")
+    p.add_argument("--ignoring-child", action="store_true",
+                   help="fork one more process into the server's group that ignores SIGTERM, SIGINT and SIGHUP")
     args = p.parse_args(argv)
     if args.workers > 1 and not args.truth_dir:
         p.error("--workers above 1 needs --truth-dir (each worker only knows its own requests)")
@@ -489,21 +600,29 @@ def main(argv: list[str] | None = None) -> None:
         count_prompt = tokenizer_counter(args.tokenizer) if args.tokenizer else count_words
     except ValueError as exc:
         p.error(str(exc))
-    schedule = Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter)
-    state = ServerState(schedule, args.model, args.metrics_flavor, args.prefix_hit_rate, count_prompt=count_prompt)
+    if args.stall_after is not None and args.stall_after < 0:
+        p.error("--stall-after must be 0 or more")
+    schedule = Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter,
+                        stall_after=args.stall_after)
+    state = ServerState(schedule, args.model, args.metrics_flavor, args.prefix_hit_rate, count_prompt=count_prompt,
+                        counters=Counters(args.workers), ready_at=STARTED + args.start_delay)
     socks = [listen(args.host, args.port, args.workers > 1) for _ in range(args.workers)]
     counted = (f"prompt tokens counted with {args.tokenizer}" if args.tokenizer else
                "prompt tokens counted as whitespace words (pass --tokenizer, the client's, to count them as vLLM does)")
+    delay = f", answering 503 for {args.start_delay:g} s (--start-delay)" if args.start_delay else ""
     print(f"calibration server on http://{args.host}:{socks[0].getsockname()[1]} ({args.workers} worker(s)), "
-          f"schedule {state.schedule}, {counted}", flush=True)
+          f"schedule {state.schedule}, {counted}{delay}", flush=True)
     children = []
     signal.signal(signal.SIGTERM, _interrupt)  # so that the workers below are stopped too
-    for sock in socks[1:]:
+    for slot, sock in enumerate(socks[1:], start=1):
         pid = os.fork()
         if pid == 0:
+            state.counters.slot = slot
             run_worker(sock, state, args.truth_dir, not args.no_uvloop)
             os._exit(0)
         children.append(pid)
+    if args.ignoring_child:
+        print(f"calibration server: process {ignoring_child(socks)} of its group ignores SIGTERM", flush=True)
     try:
         run_worker(socks[0], state, args.truth_dir, not args.no_uvloop)
     finally:

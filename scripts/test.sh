@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # No arguments: pyproject.toml's testpaths (tests/, both halves); `tests/unit` runs the fast half only.
 # --durations=15: the 15 slowest tests, so a slow one shows up where it is added.
-exec .venv/bin/python -m pytest --durations=15 "$@"
+exec .venv/bin/python -m pytest -n 3 --dist loadgroup --durations=15 "$@"

@@ -4,6 +4,10 @@
 that starts a server process (vLLM's CPU build, or the calibration server) or a whole pytest run in
 a subprocess. Every test under ``tests/e2e`` is marked ``e2e`` here (``-m "not e2e"`` runs the unit
 half); a unit test that asks for a real server is refused.
+
+The slowest tier, real vLLM CPU servers, is marked ``vllm``: here, every test that uses the shared server
+(``vllm_server``/``vllm_pool``); by hand (``@pytest.mark.vllm``), the tests that launch vLLM through a
+pytest run of their own. ``-m "not vllm"`` runs everything else.
 """
 from __future__ import annotations
 
@@ -21,12 +25,34 @@ E2E_DIR = Path(__file__).parent / "e2e"
 SERVER_FIXTURES = {"vllm_server", "vllm_pool"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks ``e2e`` and ``vllm``. Under xdist (``scripts/test.sh`` runs ``-n 3 --dist loadgroup``) the tests of the
+    shared vLLM server are one group, on one worker (one server for them all), and every vLLM test comes first: the
+    longest chains (the shared server's, and the quick start that launches its own) start at once, while the other
+    workers take the rest."""
     for item in items:
+        uses_vllm = bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ())))
         if E2E_DIR in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
-        elif SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            if uses_vllm:
+                item.add_marker(pytest.mark.vllm)
+        elif uses_vllm:
             raise pytest.UsageError(f"{item.nodeid} starts a real server: move it to tests/e2e")
+    if hasattr(config, "workerinput"):
+        for item in items:
+            if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+                item.add_marker(pytest.mark.xdist_group("vllm-shared"))
+        items.sort(key=lambda item: item.get_closest_marker("vllm") is None)  # stable: vLLM's first
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker_below(monkeypatch):
+    """No ``PYTEST_XDIST_*`` variables for what a test starts: when this suite runs under xdist (scripts/test.sh),
+    a pytest run a test starts would inherit them and take itself for a worker (pytest-benchmark, for one, then
+    switches itself off and writes no --benchmark-json)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +98,4 @@ def vllm_server(vllm_pool):
         warnings.warn(f"the shared vLLM server died before this test ({why}); started again. Its log: "
                       f"{previous.log_path}", stacklevel=1)
     return pool.acquire(recipe, "smollm2")
+

@@ -6,8 +6,6 @@ a test module whose tests take the ``inferencemax_point`` parameter: one test pe
 """
 from __future__ import annotations
 
-import signal
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,9 @@ from pytest_inferencemax.plugin.failure_report import FailureReports
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plugin.signals import EndLikeCtrlC, ignored_signals, ignored_signals_line
 from pytest_inferencemax.plugin.terminal_summary import quiet_lines
+from pytest_inferencemax.plugin.xdist_groups import XdistHooks, groups_ignored, server_key
 from pytest_inferencemax.plan.devices import gpus_per_server
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, SuiteError
@@ -37,7 +37,7 @@ FINISHED = pytest.StashKey[FinishedRun]()
 ITEMS_ORDERED = pytest.StashKey[bool]()  # pytest_collection_modifyitems finished (no usage error)
 INTERRUPTION = pytest.StashKey[Interruption | None]()
 USAGE_ERROR = pytest.StashKey[str]()  # refused while collecting: raised again before pytest lists what it collected
-_PREVIOUS_HANDLERS: dict[pytest.Config, dict[signal.Signals, Any]] = {}  # restored at pytest_unconfigure
+_SIGNAL_HANDLERS: dict[pytest.Config, EndLikeCtrlC] = {}  # restored at pytest_unconfigure
 # configuration errors found while collecting, per pytest config: refused together as a usage error
 CONFIG_ERRORS: dict[pytest.Config, list[str]] = {}
 
@@ -73,11 +73,16 @@ def pytest_configure(config: pytest.Config) -> None:
     except (ValueError, CompareError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = bench
-    _PREVIOUS_HANDLERS[config] = _end_like_ctrl_c_on(bench, (signal.SIGTERM, signal.SIGHUP))
+    ignored = ignored_signals()
+    _SIGNAL_HANDLERS[config] = EndLikeCtrlC(bench.note_interruption)
+    if ignored and not hasattr(config, "workerinput"):  # said once, by the process the user started
+        progress.line(ignored_signals_line(ignored))
     config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
     config.pluginmanager.register(FailureReports(), "inferencemax-failure-reports")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(bench), "inferencemax-xdist")
+        if (problem := groups_ignored(config)) and not hasattr(config, "workerinput"):
+            progress.line(problem)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -91,33 +96,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.benchmark_quiet = True
 
 
-class XdistHooks:
-    """Hooks that exist only when pytest-xdist is installed."""
-
-    def __init__(self, bench: BenchSession) -> None:
-        self.bench = bench
-
-    def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["inferencemax_run_id"] = self.bench.settings.run_id  # one results folder
-
-
-def _end_like_ctrl_c_on(bench: BenchSession, signals: tuple[signal.Signals, ...]) -> dict[signal.Signals, Any]:
-    """SIGTERM (``timeout``, a CI job cancelled, ``kill``) and SIGHUP (a closed terminal) end the run as
-    Ctrl-C does: pytest unwinds, the session tears the server's process group down and says what was
-    interrupted. A second signal during that teardown is ignored, so that the teardown finishes."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if bench.interrupted_by is None:
-            bench.interrupted_by = signal.Signals(signum).name
-            raise KeyboardInterrupt(bench.interrupted_by)
-
-    return {sig: signal.signal(sig, handler) for sig in signals}
-
-
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    for config, _ in list(_PREVIOUS_HANDLERS.items()):
+    for config in list(_SIGNAL_HANDLERS):
         bench = config.stash.get(SESSION, None)
         if bench is not None and bench.interrupted_by is None:
             bench.interrupted_by = "Ctrl-C"
@@ -236,11 +216,7 @@ def _order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         point = point_of(item)
         if point is None:
             return (-1, 0)
-        suite = bench.suite_of(item.path)
-        recipe = "external" if bench.settings.server_url or suite is None else bench.recipe(suite, point).key
-        key = (str(item.path.parent), recipe)
-        # points of one server configuration stay on one xdist worker (--dist loadgroup)
-        item.add_marker(pytest.mark.xdist_group(name=f"{point.suite}-{recipe}"))
+        key = (str(item.path.parent), server_key(bench, item, point))
         gate_last = 0 if GATE_ARG in item.callspec.params else 1  # the gate first
         return (first_seen.setdefault(key, len(first_seen)), gate_last)
 
@@ -371,6 +347,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     bench = config.stash.get(SESSION, None)
     if bench is not None:
         bench.close()
-    for sig, previous in _PREVIOUS_HANDLERS.pop(config, {}).items():
-        signal.signal(sig, previous)
+    handlers = _SIGNAL_HANDLERS.pop(config, None)
+    if handlers is not None:
+        handlers.restore()
 

@@ -95,6 +95,13 @@ class BenchSession(AccuracyGates):
     def folder(self) -> RunFolder:
         return RunFolder(self.run_dir)
 
+    def note_interruption(self, by: str) -> bool:
+        """A signal ended the run: noted when it is the first (True), so that what follows says what stopped it."""
+        if self.interrupted_by is not None:
+            return False
+        self.interrupted_by = by
+        return True
+
     def interruption(self) -> Interruption:
         """What an interruption left: the point it stopped and the points that never ran."""
         done = {p.stem for p in self.record_paths} | {point for point, _ in self.failures + self.pruned}

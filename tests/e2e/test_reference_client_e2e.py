@@ -1,5 +1,6 @@
 """The reference-parity client (``--client reference``): the bounty client's semantics on aiohttp, checked
-against the calibration server's known schedule, a deliberately quirky stream and a real vLLM server."""
+against the calibration server's known schedule, and through a whole suite run (the calibration server launched
+as the suite's recipe)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml
+from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml
 from pytest_inferencemax.cli import bench
 from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
@@ -66,19 +67,22 @@ def test_bench_cli_runs_a_point_with_the_reference_client(tmp_path, smollm2_mode
     assert rec["completed"] == 4 and rec["total_output_tokens"] == 32
 
 
-@pytest.mark.e2e
-def test_suite_point_with_the_reference_client_on_vllm(pytester, vllm_server, tmp_path):
-    d = pytester.mkdir("mini")
-    (d / "suite.toml").write_text(mini_suite_toml("{ isl = 16, osl = 4, conc = [2], prompts_per_conc = 1 }"))
-    (d / "test_mini.py").write_text(SUITE_TEST)
+def test_suite_point_with_the_reference_client_in_a_suite_run(pytester, smollm2_model, tmp_path):
+    """--client reference through a whole pytest run, on the calibration server launched as the suite's recipe
+    (it counts the prompt's 16 tokens, as vLLM does: the token check has nothing to flag)."""
+    d = pytester.mkdir("cal")
+    stage = ("\n[stages.s]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
+             "workloads = [{ isl = 16, osl = 4, conc = [2], prompts_per_conc = 1 }]\n")
+    (d / "suite.toml").write_text(calibration_suite_toml(calibration_argv("--ttft-ms", "5", "--itl-ms", "2"), stage))
+    (d / "test_cal.py").write_text(SUITE_TEST)
     run_ = pytester.runpytest_subprocess(
-        "mini", "--server-url", vllm_server.base_url, "--served-model-name", "smollm2", "--tokenizer",
-        str(MODELS_DIR / "SmolLM2-135M-Instruct"), "--results-dir", str(tmp_path), "--run-id", "ref",
-        "--client", "reference", timeout=300)
+        "cal", "--tokenizer", str(smollm2_model), "--extra-body", '{"calibration": {"prompt_tokens": 16}}',
+        "--results-dir", str(tmp_path), "--run-id", "ref", "--client", "reference", "--telemetry-interval", "0",
+        timeout=300)
     run_.assert_outcomes(passed=1)
-    rec = json.loads((tmp_path / "ref" / "mini-16-4-c2.json").read_text())
+    rec = json.loads((tmp_path / "ref" / "cal-16-4-c2.json").read_text())
     assert rec["inferencemax"]["client"]["load_generator"] == "reference"
+    assert rec["inferencemax"]["server"]["launched"] is True
     assert rec["completed"] == 2 and rec["total_output_tokens"] == 8
     assert rec["inferencemax"]["token_check"]["failures"] == []
-
-
+    assert rec["inferencemax"]["token_check"]["input"]["mismatched_requests"] == 0

@@ -1,48 +1,75 @@
-"""--repeat end to end: the embedded suite's point in three rounds on a real vLLM server (pytest-benchmark's
-table and the records), and --repeat auto against the calibration server, whose speed a conftest hook
-changes from round to round (the injected noise), stopping each point's rounds once its comparison
-with the baseline is decided."""
+"""--repeat end to end against the calibration server (a ``--server-url`` target), whose speed a conftest hook
+changes from round to round: three rounds in pytest-benchmark's table and the records, with the median round's
+figures as the point's; and --repeat auto, stopping each point's rounds once its comparison with the baseline is
+decided (the injected noise: rounds alternating slower and faster)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from calibration import calibration_server
-from e2e_support import REPO, SUITE_TEST, baseline_toml, mini_suite_toml
+from e2e_support import SUITE_TEST, baseline_toml, calibration_suite_toml, mini_suite_toml
+
+ROUNDS_SUITE = calibration_suite_toml('["${python}", "-c", "raise SystemExit(\'--server-url: never launched\')"]', """
+[stages.s]
+range_ratio = 1.0
+warmups_per_conc = 1
+tput_per_gpu_divisor = 1
+workloads = [{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }]
+""")
+SUITE_TESTS = "from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  # noqa: F401\n"
+# round 1 the fastest, 2 the median, 3 the slowest: the point's figures are round 2's, neither the first's nor
+# the last's
+ROUND_ITL_CONFTEST = '''
+import os
+import requests
+
+ITL_MS = {1: 1.0, 2: 4.0, 3: 16.0}
 
 
-@pytest.mark.e2e
-def test_repeat_3_gives_three_rounds_in_the_benchmark_table_and_the_records(pytester, vllm_server, smollm2_model,
-                                                                           tmp_path):
-    shutil.copytree(REPO / "suites" / "smollm2-cpu", pytester.path / "smollm2-cpu")
+def pytest_inferencemax_round(point, round):
+    requests.post(os.environ["CAL_URL"] + "/calibration/schedule", json={"itl_ms": ITL_MS[round]},
+                  timeout=5).raise_for_status()
+'''
+
+
+def test_repeat_3_gives_three_rounds_in_the_benchmark_table_and_the_records(pytester, smollm2_model, tmp_path,
+                                                                           monkeypatch):
+    d = pytester.mkdir("cal")
+    (d / "suite.toml").write_text(ROUNDS_SUITE)
+    (d / "test_cal.py").write_text(SUITE_TESTS)
+    pytester.makeconftest(ROUND_ITL_CONFTEST)
     bench_json = tmp_path / "bench.json"
-    run = pytester.runpytest_subprocess(
-        "smollm2-cpu", "-k", "c2 and point", "--server-url", vllm_server.base_url, "--served-model-name", "smollm2",
-        "--models-dir", str(smollm2_model.parent), "--skip-accuracy", "--num-prompts", "4", "--repeat", "3",
-        "--results-dir", str(tmp_path), "--run-id", "r3", f"--benchmark-json={bench_json}", timeout=600)
-    run.assert_outcomes(passed=1)
+    with calibration_server("--ttft-ms", "5") as base:
+        monkeypatch.setenv("CAL_URL", base)
+        run = pytester.runpytest_subprocess(
+            "cal", "-k", "point", "--server-url", base, "--served-model-name", "calibration",
+            "--tokenizer", str(smollm2_model), "--extra-body", '{"calibration": {"prompt_tokens": 16}}',
+            "--telemetry-interval", "0", "--repeat", "3", "--results-dir", str(tmp_path), "--run-id", "r3",
+            f"--benchmark-json={bench_json}", timeout=300)
+    run.assert_outcomes(passed=1, deselected=1)
     out = run.stdout.str()
-    assert "test_point[smollm2-128-64-c2]" in out and "Rounds" in out
+    assert "test_point[cal-16-8-c2]" in out and "Rounds" in out
     bench = json.loads(bench_json.read_text())["benchmarks"]
     assert [b["stats"]["rounds"] for b in bench] == [3]
     assert len(bench[0]["stats"]["data"]) == 3 and all(t > 0 for t in bench[0]["stats"]["data"])
     run_dir = tmp_path / "r3"
     rounds = sorted(p.name for p in (run_dir / "rounds").glob("*.json"))
-    assert rounds == [f"smollm2-128-64-c2.r{k}.json" for k in (1, 2, 3)]
-    point = json.loads((run_dir / "smollm2-128-64-c2.json").read_text())
+    assert rounds == [f"cal-16-8-c2.r{k}.json" for k in (1, 2, 3)]
+    point = json.loads((run_dir / "cal-16-8-c2.json").read_text())
     summary = point["inferencemax"]["rounds"]
-    assert summary["n"] == 3 and summary["files"] == [f"rounds/smollm2-128-64-c2.r{k}.json" for k in (1, 2, 3)]
+    assert summary["n"] == 3 and summary["files"] == [f"rounds/cal-16-8-c2.r{k}.json" for k in (1, 2, 3)]
     values = [json.loads((run_dir / f).read_text())["tput_per_gpu"] for f in summary["files"]]
+    assert values[0] > values[1] > values[2], values  # the hook's known ITLs: 1, 4, 16 ms
     tput = summary["figures"]["tput_per_gpu"]
     assert tput["values"] == values and tput["low"] <= tput["mean"] <= tput["high"]
     assert tput["mean"] == pytest.approx(sum(values) / 3)
-    # the point's reference keys are its median round's, a real run's figures
-    assert point["tput_per_gpu"] == sorted(values)[1]
+    # the point's reference keys are its median round's (round 2), a real run's figures
+    assert point["tput_per_gpu"] == sorted(values)[1] == values[1]
     assert bench[0]["extra_info"]["tput_per_gpu"] == point["tput_per_gpu"]
     assert bench[0]["extra_info"]["rounds"]["figures"]["tput_per_gpu"]["values"] == values
-    assert "rounds smollm2-128-64-c2: 3" in out
+    assert "rounds cal-16-8-c2: 3" in out
     assert "| CONC | rounds |" in (run_dir / "report.md").read_text()
 
 

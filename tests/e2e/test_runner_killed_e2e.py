@@ -2,8 +2,9 @@
 it launched, with every process of the server's group, and its client processes end within seconds.
 
 The server is the calibration server launched as a suite's recipe with two worker processes (the second
-forked by the first, in its group, as vLLM's engine processes are), so the whole group is tested, not
-only the process the runner started."""
+forked by the first, in its group, as vLLM's engine processes are) and a third process that ignores
+SIGTERM (``--ignoring-child``, as an engine process stuck in a driver call), so the whole group is tested,
+not only the process the runner started, and the watchdog's SIGKILL after its grace too."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from calibration import calibration_server
-from e2e_support import REPO, SUITE_TEST, calibration_suite_toml, process_group, start_pytest
+from e2e_support import (REPO, SUITE_TEST, calibration_suite_toml, process_group, start_pytest_stamped, text_of,
+                          wait_for_line)
+from pytest_inferencemax.serve.supervisor import GRACE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -68,20 +71,20 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def start_run(pytester: pytest.Pytester, args: list[str]) -> tuple[subprocess.Popen, list[str]]:
-    return start_pytest(pytester.path, "cal", args)
+def start_run(pytester: pytest.Pytester, args: list[str]) -> tuple[subprocess.Popen, list[tuple[float, str]]]:
+    return start_pytest_stamped(pytester.path, "cal", args)  # SIGINT, SIGTERM and SIGHUP at their defaults
 
 
-def wait_until(condition, proc: subprocess.Popen, lines: list[str], timeout: float, what: str):
+def wait_until(condition, proc: subprocess.Popen, lines: list[tuple[float, str]], timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not (found := condition()):
-        assert proc.poll() is None, f"the run ended before {what}:\n" + "".join(lines)
-        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s:\n" + "".join(lines)
+        assert proc.poll() is None, f"the run ended before {what}:\n" + text_of(lines)
+        assert time.monotonic() < deadline, f"no {what} within {timeout:g} s:\n" + text_of(lines)
         time.sleep(0.1)
     return found
 
 
-def kill_and_time(proc: subprocess.Popen, procs: dict[int, str], limit: float = 10.0) -> float:
+def kill_and_time(proc: subprocess.Popen, procs: dict[int, str], limit: float = GRACE_S + 7.0) -> float:
     """SIGKILL the runner; seconds until none of ``procs`` runs any more (fails past ``limit``, after
     killing what is left: a failed test leaves nothing behind either)."""
     proc.kill()
@@ -109,18 +112,19 @@ def test_a_launched_server_and_every_process_of_its_group_end_when_the_runner_is
     truth = tmp_path / "truth"
     truth.mkdir()
     write_suite(pytester, f'["${{python}}", "{server}", "--port", "${{port}}", "--model", "calibration", '
-                          f'"--ttft-ms", "5", "--itl-ms", "10", "--workers", "2", "--truth-dir", "{truth}"]')
+                          f'"--ttft-ms", "5", "--itl-ms", "10", "--workers", "2", "--truth-dir", "{truth}", '
+                          f'"--ignoring-child"]')
     proc, lines = start_run(pytester, ["--tokenizer", str(smollm2_model), "--results-dir", str(tmp_path),
                                        "--run-id", "r", "--telemetry-interval", "0", "--skip-accuracy",
                                        "--extra-body", '{"calibration": {"prompt_tokens": 16}}'])
     try:
-        wait_until(lambda: any("requests at concurrency 2" in line for line in lines), proc, lines, 60,
-                   "point being measured")
+        wait_for_line(lines, "requests at concurrency 2", proc)  # the point being measured
         procs = descendants(proc.pid)
         leaders = [p for p in procs if "calibration_server.py" in cmdline(p) and os.getpgid(p) == p]
         assert len(leaders) == 1, [(p, cmdline(p)) for p in procs]
         group = leaders[0]
-        assert len(process_group(group)) == 2  # the server and the worker it forked: a grandchild of the runner
+        # the server, the worker it forked and the process that ignores SIGTERM: grandchildren of the runner
+        assert len(process_group(group)) == 3, [(p, cmdline(p)) for p in process_group(group)]
         assert set(process_group(group)) <= set(procs)
         took = kill_and_time(proc, procs)
     finally:
@@ -132,10 +136,11 @@ def test_a_launched_server_and_every_process_of_its_group_end_when_the_runner_is
     said = f"inferencemax watchdog: the runner (pid {proc.pid}) ended without stopping its server(s): " \
            f"SIGTERM sent to the process group(s) {group}"
     assert said in log
-    deadline = time.monotonic() + 10  # and on the run's own output, whose reader may lag a moment behind
-    while not any(said in line for line in lines):
-        assert time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.05)
+    # the server and its worker ended on the SIGTERM; the process that ignores it, on the SIGKILL after the grace
+    assert f"calibration server (pid {group}): SIGTERM" in log
+    assert f"process group(s) {group} still ran {GRACE_S:g} s after SIGTERM: SIGKILL sent" in log
+    assert took >= GRACE_S  # (the watchdog's clock starts when it sees the runner gone: after this test's)
+    wait_for_line(lines, said, proc)  # and on the run's output (the watchdog writes it to the runner's stderr)
 
 
 def test_client_processes_end_when_the_runner_is_killed(pytester, smollm2_model, tmp_path):
@@ -151,8 +156,7 @@ def test_client_processes_end_when_the_runner_is_killed(pytester, smollm2_model,
                 procs = descendants(proc.pid)
                 return procs if sum("multiprocessing.spawn" in cmdline(p) for p in procs) == 2 else {}
 
-            wait_until(lambda: any("requests at concurrency 2" in line for line in lines), proc, lines, 60,
-                       "point being measured")
+            wait_for_line(lines, "requests at concurrency 2", proc)  # the point being measured
             procs = wait_until(clients, proc, lines, 30, "two client processes")
             took = kill_and_time(proc, procs)
         finally:

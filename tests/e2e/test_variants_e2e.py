@@ -1,57 +1,78 @@
-"""Recipe variants end to end: the embedded suite with three variants on real vLLM servers (each from its
-own rendered recipe, ranked, overlaid), and the calibration server launched as a recipe, where a slow
-variant is pruned once it cannot qualify and a measured variant is reused by the next run."""
+"""Recipe variants end to end, on the calibration server launched as a suite's recipe: three variants, each
+from its own rendered recipe (the suite's as it is, a flag set where the recipe lacks it, a ``vars`` value), each
+on its own server, ranked by their known speeds and overlaid; and a slow variant pruned once it cannot qualify,
+a measured variant reused by the next run."""
 from __future__ import annotations
 
 import json
-import shutil
-
-import pytest
 
 from e2e_support import REPO, baseline_toml, calibration_suite_toml
 
+SERVER = REPO / "benchmarks" / "calibration_server.py"
+# no --ttft-ms in the recipe: the server's own 50 ms, until a variant sets the flag
+THREE_SUITE = calibration_suite_toml(
+    '["${python}", "%s", "--port", "${port}", "--model", "calibration", "--itl-ms", "${itl_ms}"]' % SERVER, """
+vars = { itl_ms = "2" }
+
+[stages.s]
+range_ratio = 1.0
+warmups_per_conc = 1
+tput_per_gpu_divisor = 1
+workloads = [{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }]
+""")
+# known truth, one request (OSL 8) = TTFT + 7 x ITL: ttft1 15 ms, base 64 ms, itl40 330 ms; so tput/GPU ranks
+# ttft1, base, itl40, each at least 4 times the next: far beyond a loaded machine's noise
 THREE = '''
 [[variant]]
 name = "base"
 
 [[variant]]
-name = "mns1"
-args_set = { "--max-num-seqs" = "1" }
+name = "ttft1"
+args_set = { "--ttft-ms" = "1" }
 
 [[variant]]
-name = "mbt256"
-args_set = { "--max-num-batched-tokens" = "256" }
+name = "itl40"
+vars = { itl_ms = "40" }
 '''
+RANKED = ["ttft1", "base", "itl40"]
 
 
-@pytest.mark.e2e
-def test_three_variants_of_the_embedded_suite_run_end_to_end_and_are_ranked(pytester, smollm2_model, tmp_path):
-    shutil.copytree(REPO / "suites" / "smollm2-cpu", pytester.path / "smollm2-cpu", ignore=shutil.ignore_patterns("variants"))
+def test_three_variants_run_each_on_its_own_server_and_are_ranked(pytester, smollm2_model, tmp_path):
+    d = pytester.mkdir("cal")
+    (d / "suite.toml").write_text(THREE_SUITE)
+    (d / "test_cal.py").write_text("from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  "
+                                   "# noqa: F401\n")
     (pytester.path / "three.toml").write_text(THREE)
     run = pytester.runpytest_subprocess(
-        "smollm2-cpu", "--variants", str(pytester.path / "three.toml"), "-k", "c2 and point", "--skip-accuracy",
-        "--num-prompts", "4", "--models-dir", str(smollm2_model.parent), "--results-dir", str(tmp_path),
-        "--run-id", "v", "--telemetry-interval", "0", timeout=900)
-    run.assert_outcomes(passed=3)
+        "cal", "--variants", str(pytester.path / "three.toml"), "-k", "point", "--tokenizer", str(smollm2_model),
+        "--results-dir", str(tmp_path), "--run-id", "v", "--telemetry-interval", "0",
+        "--extra-body", '{"calibration": {"prompt_tokens": 16}}', timeout=300)
+    run.assert_outcomes(passed=3, deselected=3)
     out = run.stdout.str()
     run_dir = tmp_path / "v"
-    records = {v: json.loads((run_dir / f"smollm2-128-64-c2-{v}.json").read_text()) for v in ("base", "mns1", "mbt256")}
+    records = {v: json.loads((run_dir / f"cal-16-8-c2-{v}.json").read_text()) for v in RANKED}
     assert {v: r["inferencemax"]["variant"] for v, r in records.items()} == {v: v for v in records}
-    assert records["mns1"]["inferencemax"]["variant_changes"] == {"args_set": {"--max-num-seqs": "1"}}
+    assert records["ttft1"]["inferencemax"]["variant_changes"] == {"args_set": {"--ttft-ms": "1"}}
+    assert records["itl40"]["inferencemax"]["variant_changes"] == {"vars": {"itl_ms": "40"}}
+    assert records["base"]["inferencemax"]["variant_changes"] == {}  # the suite's recipe as it is
     # each variant's own server, launched from its own rendered recipe
     servers = json.loads((run_dir / "manifest.json").read_text())["servers"]
     assert len(servers) == 3 and len({s["recipe_key"] for s in servers}) == 3
     argv = {r["inferencemax"]["variant"]: r["inferencemax"]["server"]["argv"] for r in records.values()}
-    assert argv["mns1"][argv["mns1"].index("--max-num-seqs") + 1] == "1" and "--max-num-seqs" not in argv["base"]
-    assert argv["mbt256"][argv["mbt256"].index("--max-num-batched-tokens") + 1] == "256"
-    # the ranking: the stage has no rule, so tput/GPU's geometric mean decides
+    assert argv["ttft1"][argv["ttft1"].index("--ttft-ms") + 1] == "1" and "--ttft-ms" not in argv["base"]
+    assert [a[a.index("--itl-ms") + 1] for a in (argv["base"], argv["ttft1"], argv["itl40"])] == ["2", "2", "40"]
+    # the servers ran what their recipes say: the known TTFTs (ttft1 1 ms, the others the server's 50 ms)
+    ttft = {v: r["median_ttft_ms"] for v, r in records.items()}
+    assert ttft["ttft1"] < 50 <= min(ttft["base"], ttft["itl40"]), ttft
+    # the ranking: the stage has no rule, so tput/GPU's geometric mean decides, in the known order
     ranking = json.loads((run_dir / "variants.json").read_text())
     tputs = {v: r["tput_per_gpu"] for v, r in records.items()}
-    assert ranking["best"] == max(tputs, key=tputs.get)
-    assert [o["variant"] for o in ranking["overall"]] == sorted(tputs, key=tputs.get, reverse=True)
-    assert f"**Best overall: {ranking['best']}**" in (run_dir / "variants.md").read_text()
-    assert (run_dir / "plots" / "smollm2-cpu-128-64-variants-tput-vs-e2e.png").stat().st_size > 10_000
-    assert f"variants: best overall: {ranking['best']}" in out
+    assert sorted(tputs, key=tputs.get, reverse=True) == RANKED, tputs
+    assert ranking["best"] == "ttft1"
+    assert [o["variant"] for o in ranking["overall"]] == RANKED
+    assert "**Best overall: ttft1**" in (run_dir / "variants.md").read_text()
+    assert (run_dir / "plots" / "cal-s-16-8-variants-tput-vs-e2e.png").stat().st_size > 10_000
+    assert "variants: best overall: ttft1" in out
     # before anything starts, the run says what it is about to do
     assert "variants: 3 variant(s) from " in out and "3 points on 3 server(s), one variant after another" in out
 
@@ -61,7 +82,7 @@ CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", 
 CAL_SUITE = calibration_suite_toml(CAL_ARGV, """
 [stages.s]
 range_ratio = 1.0
-warmups_per_conc = 1
+warmups_per_conc = 0  # the slow variant's requests take 0.6 s each: none spent on warmups
 tput_per_gpu_divisor = 1
 baseline = "calb"
 workloads = [{ isl = 16, osl = 16, conc = [1, 2, 4], prompts_per_conc = 2 }]

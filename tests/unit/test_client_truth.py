@@ -1,21 +1,13 @@
-"""The client against the calibration server (benchmarks/calibration_server.py), which records when
-it really wrote each event: timing truth, per-token ITL, the client-bound flag, several client
-processes, token-count and prefix-cache checks."""
+"""The pieces of the client that need no server: the loop-lag limit and merge, and how several client processes
+share a point. What the client measures against the calibration server (benchmarks/calibration_server.py), which
+records when it really wrote each event, is checked in tests/e2e (it starts that server as a process)."""
 from __future__ import annotations
-
-from typing import Iterator
 
 import pytest
 
 from pytest_inferencemax.measure.looplag import LoopLag, lag_limit_ms
 from pytest_inferencemax.measure.multiclient import split
-from calibration import calibration_server, specs
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with calibration_server() as base:
-        yield base
+from calibration import specs
 
 
 def test_lag_limit_and_merge():

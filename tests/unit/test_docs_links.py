@@ -2,13 +2,13 @@
 
 - No file cites ``shared/seeds/…`` or ``shared/reference/…``: notes kept beside the project while it was
   built, not part of it. A source is cited upstream instead, by URL and commit.
-- README's ``-k`` examples select exactly the points their comments name (``pytest --collect-only``)."""
+- README's ``-k`` examples select exactly the points their comments name (``pytest --collect-only`` from the
+  repository root, in this process: the ``collect_only`` fixture)."""
 from __future__ import annotations
 
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,10 +52,7 @@ def test_readme_shows_k_examples():
 
 
 @pytest.mark.parametrize("command, ids", readme_k_examples())
-def test_readme_k_example_selects_what_it_says(command, ids, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pytest", *shlex.split(command)[1:], "--collect-only", "-q",
-                           "-p", "no:cacheprovider", "--results-dir", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    selected = re.findall(r"::test_point\[([^\]]+)\]$", proc.stdout, re.M)
+def test_readme_k_example_selects_what_it_says(command, ids, tmp_path, collect_only):
+    out = collect_only(*shlex.split(command)[1:], "-q", "--results-dir", str(tmp_path)).stdout.str()
+    selected = re.findall(r"::test_point\[([^\]]+)\]$", out, re.M)
     assert selected == ids.split(), f"README's `{command}` selects {selected}, not {ids.split()}"

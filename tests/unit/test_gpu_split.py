@@ -1,13 +1,12 @@
 """Giving a run part of a node's GPUs: what docs/ci.md and README.md tell a user to pass does what they say.
 
-The flags are read out of the documents and run through ``pytest --collect-only``, whose plan shows each
-point's TP and each server's GPUs, so the advice and the behaviour cannot drift apart."""
+The flags are read out of the documents and run through ``pytest --collect-only`` (from the repository root,
+in this process: the ``collect_only`` fixture), whose plan shows each point's TP and each server's GPUs, so the
+advice and the behaviour cannot drift apart."""
 from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,9 @@ README_EXAMPLE = re.compile(r"^(pytest suites/\S+ [^#\n]*--gpus[^#\n]*?)\s+# one
 GPU_LINE = re.compile(r"GPUs per server \((?:HIP|CUDA)_VISIBLE_DEVICES\): server ([\w,]+)$", re.M)
 
 
-def collect_plan(args: list[str], tmp_path: Path) -> str:
+def collect_plan(collect_only, args: list[str], tmp_path: Path) -> str:
     """The plan ``pytest <args> --collect-only`` prints, run from the repository root as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", *args, "--collect-only", "-p", "no:cacheprovider",
-                           "--results-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
+    return collect_only(*args, "--results-dir", str(tmp_path)).stdout.str()
 
 
 def tps(plan: str) -> set[str]:
@@ -43,10 +39,10 @@ def test_docs_ci_gives_gpu_flags():
 
 
 @pytest.mark.parametrize("flags", ci_gpu_advice())
-def test_the_ci_advice_confines_each_server_to_the_listed_gpus(flags, tmp_path):
+def test_the_ci_advice_confines_each_server_to_the_listed_gpus(flags, tmp_path, collect_only):
     args = shlex.split(flags)
     listed = id_list(args[args.index("--gpus") + 1])
-    plan = collect_plan(["suites/gptoss", *args], tmp_path)
+    plan = collect_plan(collect_only, ["suites/gptoss", *args], tmp_path)
     shown = GPU_LINE.search(plan)
     assert shown, f"docs/ci.md's INFERENCEMAX_PYTEST_ARGS={flags!r} gives the server no GPUs of its own:\n{plan}"
     assert shown.group(1).split(",") == list(listed)
@@ -55,11 +51,11 @@ def test_the_ci_advice_confines_each_server_to_the_listed_gpus(flags, tmp_path):
     assert f"GPUs {','.join(listed)} only" in text and f"TP {len(listed)}" in text  # what the prose says it gives
 
 
-def test_readme_gpu_examples_do_what_their_comments_say(tmp_path):
+def test_readme_gpu_examples_do_what_their_comments_say(tmp_path, collect_only):
     examples = README_EXAMPLE.findall((ROOT / "README.md").read_text())
     assert examples, "README.md shows no `pytest suites/... --gpus ...  # one server on GPUs ..., TP N` example"
     for command, gpus, tp in examples:
-        plan = collect_plan(shlex.split(command)[1:], tmp_path)
+        plan = collect_plan(collect_only, shlex.split(command)[1:], tmp_path)
         shown = GPU_LINE.search(plan)
         assert shown and shown.group(1) == gpus, f"README's `{command}`:\n{plan}"
         assert tps(plan) == {tp}, command

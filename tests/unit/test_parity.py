@@ -76,4 +76,4 @@ def test_a_stalled_server_stops_parity_with_the_run_and_the_reason():
     with FaultyServer("midstream") as server:
         with pytest.raises(parity.ParityAborted, match=r"round 1 of the precise client stopped: stalled"):
             parity.run_parity("p", server.base_url, "m", specs(2, 8), concurrency=2, num_warmups=0, rounds=2,
-                              stall_timeout=1.0)
+                              stall_timeout=0.3)

@@ -122,22 +122,39 @@ def test_a_workers_gpus_are_set_but_not_hashed(tmp_path):
     assert dict(gw0.env)["MODE"] == "fast"
 
 
-def _collect(cwd: Path, results: Path, models: Path) -> tuple[dict[str, str], list[str]]:
-    """``pytest <every suite> --collect-only`` in a fresh process: each point's recipe hash, and the commands."""
-    cwd.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "INFERENCEMAX"))}
-    proc = subprocess.run([sys.executable, "-m", "pytest", *map(str, SUITE_DIRS), "--collect-only",
-                           "-p", "no:cacheprovider", "--results-dir", str(results), "--models-dir", str(models)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+COLLECT_ARGS = (*map(str, SUITE_DIRS), "--collect-only", "-p", "no:cacheprovider")
+
+
+def _plan(stdout: str) -> tuple[dict[str, str], list[str]]:
+    """Each point's recipe hash, and the commands, out of a ``--collect-only`` plan."""
+    lines = stdout.splitlines()
     keys = {m[1]: m[2] for line in lines if (m := POINT_KEY.match(line))}
     return keys, [line for line in lines if line.startswith("  recipe ")]
 
 
-def test_two_fresh_collect_only_runs_of_every_suite_give_the_same_hashes(tmp_path):
-    a = _collect(tmp_path / "cwd-a", tmp_path / "results-a", tmp_path / "models-a")
-    b = _collect(tmp_path / "cwd-b", tmp_path / "elsewhere" / "results-b", tmp_path / "models-b")
+def _start_fresh(cwd: Path, results: Path, models: Path) -> subprocess.Popen:
+    """``pytest <every suite> --collect-only`` in a fresh process (its own hash seed, nothing imported)."""
+    cwd.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "INFERENCEMAX"))}
+    return subprocess.Popen([sys.executable, "-m", "pytest", *COLLECT_ARGS, "--results-dir", str(results),
+                             "--models-dir", str(models)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_collect_only_runs_in_different_processes_give_every_suite_the_same_hashes(tmp_path, collect_only):
+    """One run in a fresh process, the other in this one (another hash seed, and whatever the tests before it
+    imported and set), side by side: the same hash per point, the same command per hash."""
+    fresh = _start_fresh(tmp_path / "cwd-a", tmp_path / "results-a", tmp_path / "models-a")
+    try:
+        (tmp_path / "cwd-b").mkdir()
+        here = collect_only(*map(str, SUITE_DIRS), "--results-dir", str(tmp_path / "elsewhere" / "results-b"),
+                            "--models-dir", str(tmp_path / "models-b"), cwd=tmp_path / "cwd-b")
+        out, err = fresh.communicate(timeout=120)
+    finally:
+        fresh.kill()
+        fresh.wait()
+    assert fresh.returncode == 0, out + err
+    a, b = _plan(out), _plan(here.stdout.str())
     names = {load_suite(d).name for d in SUITE_DIRS}
     assert names == {point.split("-")[0] for point in a[0]}, a  # every suite's points were shown
     assert a[0] == b[0]  # one hash per recipe, whatever the run folder, cwd or models folder

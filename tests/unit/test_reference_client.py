@@ -131,7 +131,7 @@ def test_precise_client_reuses_connections_where_the_reference_opens_new_ones():
 def test_a_stream_that_goes_silent_is_stopped_by_the_stall_check_not_the_6_h_timeout():
     with FaultyServer("midstream") as server:
         client = ClientConfig(base_url=server.base_url, model="m", client="reference")
-        res = run_async(run_load(client, specs(2, 8), concurrency=2, stall_timeout=1.0, tick_interval=0.2))
+        res = run_async(run_load(client, specs(2, 8), concurrency=2, stall_timeout=0.5, tick_interval=0.1))
     assert res.aborted and res.aborted.startswith("stalled: no request made progress") and res.client == "reference"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 from fake_leaderboard import FakeLeaderboard, gradio_info, layout_inputs
@@ -19,26 +18,16 @@ from pytest_inferencemax.publish.space_signature import (
     parse_info,
 )
 from pytest_inferencemax.publish.submission import LAYOUT_FIELDS, SubmissionError, read_signature, submit_run
-from test_submission import FAST, s1_record, s2_record, write_run
+from submission_support import FAST, free_port, s1_record, s2_record, write_run
 
 S1 = [f.name for f in LAYOUT_FIELDS["s1"]]
 S2 = [f.name for f in LAYOUT_FIELDS["s2"]]
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("LB_URL_OVERRIDE", raising=False)
+pytestmark = pytest.mark.usefixtures("submission_env")  # tests/unit/conftest.py
 
 
 def saved(run, point: str) -> dict:
     return json.loads((run / "submissions" / f"{point}.json").read_text(encoding="utf-8"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the comparison -----------------------------------------------------------------------------

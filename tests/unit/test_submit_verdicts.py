@@ -23,7 +23,9 @@ from pytest_inferencemax.publish.submit_log import log_path, read_log
 from pytest_inferencemax.publish.submit_select import DRY_RUN_TEAM, select_points
 from pytest_inferencemax.results.record import PointRecord
 from record_factory import record_from
-from test_submission import _clean_env, _offline, free_port, s1_record, write_run  # noqa: F401  (autouse fixtures)
+from submission_support import free_port, s1_record, write_run
+
+pytestmark = pytest.mark.usefixtures("submission_env", "loopback_dns")  # tests/unit/conftest.py
 
 NONE_RULE = {"rule": "none", "reason": "CPU smoke sweep: there are no reference points to beat"}
 CURVE = "gptoss, stage s1, ISL 1024 / OSL 1024"

@@ -96,9 +96,10 @@ def _variant(name: str, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    """name -> (lean tokenizer, AutoTokenizer) for every variant, loaded offline."""
-    made: dict = {}
+def pairs(tmp_path_factory, smollm2_auto_tokenizer):
+    """name -> (lean tokenizer, AutoTokenizer) for every variant, loaded offline (SmolLM2's AutoTokenizer: the
+    session's, tests/unit/conftest.py)."""
+    made: dict = {"smollm2": (load_tokenizer(str(_smollm2_dir())), smollm2_auto_tokenizer)}
     root = tmp_path_factory.mktemp("tokenizers")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -251,9 +252,19 @@ def _fake_hub(cache: Path, repo: str, src: Path, files: list[str]) -> None:
         shutil.copy(src / name, base / "snapshots" / commit / name)
 
 
-def _run(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, **(env or {})})
+def _start(code: str, *args: str, env: dict[str, str]) -> subprocess.Popen:
+    """``python -c code args`` in a fresh process (what it imports is its own) with ``env``, left running."""
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=env)
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 CLIENT_PATH = """
@@ -263,37 +274,55 @@ from pytest_inferencemax.measure import loadgen, multiclient, runner
 from pytest_inferencemax.plugin import session  # the client's modules
 from pytest_inferencemax.results import build
 from pytest_inferencemax.measure.workload import load_tokenizer, random_workload
-tok = load_tokenizer(sys.argv[1])
-w = random_workload(tok, input_len=64, output_len=8, num_prompts=8)
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
-print(type(tok).__name__, w.length_mismatches, heavy, tok.encode("hello world"))
+for name in sys.argv[1:]:  # one line per tokenizer; the modules imported by all of them
+    tok = load_tokenizer(name)
+    w = random_workload(tok, input_len=64, output_len=8, num_prompts=8)
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+    print(type(tok).__name__, w.length_mismatches, heavy, tok.encode("hello world"))
 """
 
 
 def test_the_client_path_imports_neither_torch_nor_transformers(tmp_path):
-    out = _run(CLIENT_PATH, str(_smollm2_dir()))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("LeanTokenizer 0 [] "), out.stdout  # no torch, no transformers
-    # the same from the Hugging Face cache, offline, by repository id
     _fake_hub(tmp_path, "example/smol", _smollm2_dir(), ["tokenizer.json", "tokenizer_config.json", "config.json"])
-    hub = _run(CLIENT_PATH, "example/smol", env={"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"})
-    assert hub.returncode == 0, hub.stderr
-    assert hub.stdout == out.stdout
-    # online, but cached: no network needed (the hub's address leads nowhere here)
+    # from the folder, then by repository id from the Hugging Face cache, online but cached: no network needed
+    # (the hub's address leads nowhere here)
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    online = subprocess.run([sys.executable, "-c", CLIENT_PATH, "example/smol"], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT, env={**env, "HF_HUB_CACHE": str(tmp_path),
-                                                        "HF_ENDPOINT": "http://127.0.0.1:9"})
+    online = _start(CLIENT_PATH, str(_smollm2_dir()), "example/smol",
+                    env={**env, "HF_HUB_CACHE": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    # the same from the cache, offline, by repository id: in a process of its own beside the first
+    offline = _start(CLIENT_PATH, "example/smol", env={**os.environ, "HF_HUB_CACHE": str(tmp_path),
+                                                       "HF_HUB_OFFLINE": "1"})
+    online, offline = _finish(online), _finish(offline)
     assert online.returncode == 0, online.stderr
-    assert online.stdout == out.stdout
+    folder, hub_online = online.stdout.splitlines()
+    assert folder.startswith("LeanTokenizer 0 [] "), online.stdout  # no torch, no transformers
+    assert hub_online == folder
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout == folder + "\n"
+
+
+MISSING = """
+import sys
+from pytest_inferencemax.measure.workload import load_tokenizer
+for name in sys.argv[1:]:
+    try:
+        load_tokenizer(name)
+    except RuntimeError as exc:
+        print(f"raised {type(exc).__name__}: {exc}", file=sys.stderr)
+    else:
+        print(f"loaded {name!r}")
+"""
 
 
 def test_errors_name_the_path_and_the_fix(tmp_path):
-    for missing in ("example/not-cached", str(tmp_path / "no-such-folder"), "not a repo id!"):
-        res = _run("import sys; from pytest_inferencemax.measure.workload import load_tokenizer; load_tokenizer(sys.argv[1])",
-                   missing, env={"HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"})
-        assert res.returncode == 1 and f"cannot load the tokenizer {missing!r}" in res.stderr
-        assert "--tokenizer PATH" in res.stderr
+    missing = ("example/not-cached", str(tmp_path / "no-such-folder"), "not a repo id!")
+    res = _finish(_start(MISSING, *missing, env={**os.environ, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}))
+    assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr  # every one raised
+    errors = [line for line in res.stderr.splitlines() if line.startswith("raised ")]
+    assert len(errors) == len(missing), res.stderr  # one line each
+    for name, error in zip(missing, errors):
+        assert f"cannot load the tokenizer {name!r}" in error
+        assert "--tokenizer PATH" in error
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(RuntimeError, match=r"cannot load the tokenizer .*--tokenizer PATH"):
         workload_load_tokenizer(str(tmp_path))

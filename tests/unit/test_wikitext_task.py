@@ -81,10 +81,8 @@ def test_the_lm_eval_entry_points(char_tokenizer_dir, tmp_path):
         "word_perplexity": (-3.0, 5), "byte_perplexity": (-3.0, 4), "bits_per_byte": (-3.0, 4)}
 
 
-def test_embedded_documents_with_smollm2_cut_where_the_ids_say(smollm2_model):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(smollm2_model))
+def test_embedded_documents_with_smollm2_cut_where_the_ids_say(smollm2_auto_tokenizer):
+    tok = smollm2_auto_tokenizer
     lines = load_lines("builtin")
     docs = chunk_documents(lines, tok)
     ids = tok("\n\n".join(lines), add_special_tokens=False).input_ids

@@ -13,16 +13,9 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / ".cache" / "models" / "SmolLM2
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        if not (MODEL_DIR / "tokenizer.json").is_file():
-            from pytest_inferencemax.serve.models.smollm2 import ensure_model
-
-            ensure_model(MODEL_DIR)
-        from transformers import AutoTokenizer
-
-        yield AutoTokenizer.from_pretrained(str(MODEL_DIR))
+def tokenizer(smollm2_auto_tokenizer, smollm2_model):
+    assert smollm2_model == MODEL_DIR
+    return smollm2_auto_tokenizer  # transformers' AutoTokenizer, loaded once per session (tests/unit/conftest.py)
 
 
 def encode_len(tok, text: str) -> int:
@@ -198,6 +191,18 @@ def builder_499c0b1(tok, seed: int, isl: int, osl: int, ratio: float, n: int, pr
     return out
 
 
+_BUILT: dict = {}
+
+
+def built(tok, **kwargs) -> Workload:
+    """``random_workload(tok, **kwargs)``, built once per module: the builder tests below look at the same
+    300-prompt workloads (``random_workload`` is deterministic: test_same_seed_gives_identical_workloads)."""
+    key = (id(tok), tuple(sorted(kwargs.items())))
+    if key not in _BUILT:
+        _BUILT[key] = (tok, random_workload(tok, **kwargs))  # tok kept: its id stays its own
+    return _BUILT[key][1]
+
+
 @pytest.fixture(scope="module")
 def lean():
     from pytest_inferencemax.measure.tokenizer import load_tokenizer
@@ -211,8 +216,8 @@ def test_ee86723_pads_from_the_global_stream_as_the_client_does(tokenizer, lean,
     expected, padded = builder_ee86723(tokenizer, seed, isl, osl, ratio, n)
     assert padded  # the premise: some prompt came out short and was padded
     for tok in (tokenizer, lean):  # one by one, and in batches worked out ahead (the lean tokenizer)
-        w = random_workload(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
-                            builder="ee86723")
+        w = built(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
+                  builder="ee86723")
         assert [(r.prompt, r.prompt_len, r.output_len) for r in w.requests] == expected
         assert w.builder == "ee86723" and all(r.text_len is None for r in w.requests)
 
@@ -226,8 +231,8 @@ def test_ee86723_is_the_default_builder(tokenizer):
 def test_499c0b1_truncates_once_and_counts_the_target(tokenizer, lean, isl, osl, n, ratio, seed):
     expected = builder_499c0b1(tokenizer, seed, isl, osl, ratio, n)
     for tok in (tokenizer, lean):
-        w = random_workload(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
-                            builder="499c0b1")
+        w = built(tok, input_len=isl, output_len=osl, num_prompts=n, range_ratio=ratio, seed=seed,
+                  builder="499c0b1")
         assert [(r.prompt, r.prompt_len, r.output_len) for r in w.requests] == expected
         assert all(r.prompt_len == r.target_prompt_len for r in w.requests)  # the client's count: the target
         # our own check measures the text: prompts whose one re-encode came out short are not padded
@@ -238,8 +243,8 @@ def test_499c0b1_truncates_once_and_counts_the_target(tokenizer, lean, isl, osl,
 
 def test_the_builders_differ_exactly_where_one_pass_missed_the_target(tokenizer):
     kwargs = dict(input_len=256, output_len=32, num_prompts=300, range_ratio=0.8, seed=0)
-    a = random_workload(tokenizer, builder="499c0b1", **kwargs)
-    b = random_workload(tokenizer, builder="ee86723", **kwargs)
+    a = built(tokenizer, builder="499c0b1", **kwargs)
+    b = built(tokenizer, builder="ee86723", **kwargs)
     differ = {i for i, (x, y) in enumerate(zip(a.requests, b.requests)) if x.prompt != y.prompt}
     missed = {i for i, r in enumerate(a.requests) if r.text_len != r.target_prompt_len}  # 499c0b1 stopped short
     assert differ and differ == missed
