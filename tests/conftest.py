@@ -23,6 +23,8 @@ pytest_plugins = ["pytester"]
 
 E2E_DIR = Path(__file__).parent / "e2e"
 SERVER_FIXTURES = {"vllm_server", "vllm_pool"}
+# unit tests that import transformers (AutoTokenizer, lm-eval's models): under xdist, on one worker
+TRANSFORMERS_MODULES = {"test_tokenizer.py", "test_wikitext_task.py", "test_accuracy_unit.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
@@ -41,8 +43,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid} starts a real server: move it to tests/e2e")
     if hasattr(config, "workerinput"):
         for item in items:
-            if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            fixtures = set(getattr(item, "fixturenames", ()))
+            if SERVER_FIXTURES & fixtures:
                 item.add_marker(pytest.mark.xdist_group("vllm-shared"))
+            elif "smollm2_auto_tokenizer" in fixtures or Path(item.path).name in TRANSFORMERS_MODULES:
+                item.add_marker(pytest.mark.xdist_group("transformers"))  # one worker pays its import (5-7 s)
         items.sort(key=lambda item: item.get_closest_marker("vllm") is None)  # stable: vLLM's first
 
 

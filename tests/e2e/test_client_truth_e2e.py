@@ -108,7 +108,7 @@ STAMPS = [pytest.param(False, id="read-stamps"),
 def test_ttft_and_itl_within_2ms_of_the_truth_at_low_load(server, kernel_stamps, tmp_path):
     """Every request's TTFT and every gap within 2 ms of the truth, plus the longest stall of the client's loop that
     the probe beside it saw (about 1 ms on a quiet host; what other processes on its cores took from it on a busy
-    one, where a read is stamped that much later); the medians within 2 ms, stall or not."""
+    one, where a read is stamped that much later); the record's medians within the same bound."""
     res, stall = load_apart(server, {"ttft_ms": 40, "itl_ms": 10}, kernel_stamps, tmp_path)
     tolerance = TOLERANCE_S + stall
     assert res.arrival_clock == ("kernel" if kernel_stamps else "read")
@@ -122,9 +122,13 @@ def test_ttft_and_itl_within_2ms_of_the_truth_at_low_load(server, kernel_stamps,
         assert len(r.itl) == len(true_gaps) == 19
         assert np.max(np.abs(np.asarray(r.itl) - true_gaps)) < tolerance, (list(r.itl), list(true_gaps), stall)
     m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1)
+    # the record's medians are those of the truth within the same bound (each request's figures are; a median of
+    # paired values moves by at most their largest difference): the metrics take the client's stamps as they are
     true_ttfts = [t["sent"][0] - t["received"] for t in true.values()]
-    assert abs(m["median_ttft_ms"] - 1000 * float(np.median(true_ttfts))) < 2.0
-    assert m["median_itl_ms"] == pytest.approx(10.0, abs=2.0)  # the schedule itself, give or take a timer tick
+    true_gaps = [g for t in true.values() for g in np.diff(t["sent"])]
+    assert abs(m["median_ttft_ms"] - 1000 * float(np.median(true_ttfts))) < 1000 * tolerance, (m["median_ttft_ms"], stall)
+    assert abs(m["median_itl_ms"] - 1000 * float(np.median(true_gaps))) < 1000 * tolerance, (m["median_itl_ms"], stall)
+    assert m["median_itl_ms"] == pytest.approx(10.0, abs=2.0 + 1000 * stall)  # the schedule, give or take a tick
     assert m["token_itl_counts_from"] == {"one_per_event": 12}
     assert m["median_token_itl_ms"] == m["median_itl_ms"]  # one token per event: the two ITLs agree
 

@@ -54,8 +54,9 @@ def test_compare_to_is_checked_before_anything_starts_and_its_outcome_is_one_rul
             "--extra-body", '{"calibration": {"prompt_tokens": 16}}']
 
     # a folder that is not there: refused before any server starts, in one line
-    bad = pytester.runpytest_subprocess(*args, "--run-id", "x", "--compare-to", str(tmp_path / "nonexistent"),
-                                        timeout=120)
+    # (refusals stop at configuration or collection: run in this process, no interpreter start of their own)
+    bad = pytester.runpytest_inprocess(*args, "--run-id", "x", "--compare-to", str(tmp_path / "nonexistent"),
+                                       "-p", "no:cacheprovider")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in bad.errlines if line.startswith("ERROR:")] == [
         f"ERROR: --compare-to {tmp_path / 'nonexistent'}: no such run folder; give a run folder such as "
@@ -72,8 +73,8 @@ def test_compare_to_is_checked_before_anything_starts_and_its_outcome_is_one_rul
     earlier = slower_earlier_run(tmp_path / "a")
 
     # another workload (2 prompts, not 4): refused before any server starts, naming what differs and the option
-    other = pytester.runpytest_subprocess(*args, "--run-id", "d", "--num-prompts", "2", "--compare-to",
-                                          str(tmp_path / "a"), timeout=120)
+    other = pytester.runpytest_inprocess(*args, "--run-id", "d", "--num-prompts", "2", "--compare-to",
+                                         str(tmp_path / "a"), "-p", "no:cacheprovider")
     assert other.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in other.errlines if line.startswith("ERROR:")]
     assert len(errors) == 1 and f"measured another workload or server than this run: {POINT}: num_prompts 4 " \

@@ -34,3 +34,24 @@ def test_only_the_process_holding_the_first_request_sends_the_initial_test_reque
     assert [s.initial_test for s in split(6, reqs, 0, procs=1, initial_test=True)] == [True]
 
 
+
+
+def test_the_calibration_servers_tokenizer_json_count_is_autotokenizers(smollm2_model, smollm2_auto_tokenizer,
+                                                                        tmp_path):
+    """``--tokenizer`` on the calibration server counts a prompt with the ``tokenizers`` library over the folder's
+    tokenizer.json (no transformers import at its start): the count AutoTokenizer gives, special tokens and all.
+    Where transformers would rewrite the post-processor (a Llama-style ``add_bos_token``), it leaves that to it."""
+    import json
+    import shutil
+
+    from calibration_server import tokenizer_json_counter
+
+    count = tokenizer_json_counter(smollm2_model)
+    texts = ["hello world", "", " leading space", "Ünïcödé ☃\n\nnext", "<|im_start|>user\nhi<|im_end|>",
+             " ".join(["the", "cat", "12345", "\t", "ÿ"] * 40)]
+    assert [count(t) for t in texts] == [len(smollm2_auto_tokenizer(t)["input_ids"]) for t in texts]
+    llama_like = tmp_path / "llama-like"
+    shutil.copytree(smollm2_model, llama_like)
+    config = json.loads((llama_like / "tokenizer_config.json").read_text())
+    (llama_like / "tokenizer_config.json").write_text(json.dumps({**config, "add_bos_token": True}))
+    assert tokenizer_json_counter(llama_like) is None and tokenizer_json_counter(tmp_path / "none") is None
