@@ -143,3 +143,22 @@ def test_the_reports_command_pastes_into_a_shell(tmp_path):
     assert shlex.split(pasted) == ["python", "-m", "pytest", *argv[1:]]
     (launched,) = [line.strip() for line in lines if "api_server" in line]
     assert shlex.split(launched) == server
+
+
+def test_the_private_pytest_benchmark_api_the_rounds_use_is_there(pytester):
+    """``benchmark_rounds`` on pytest-benchmark's own fixture (pytest-benchmark 5, pinned <6 for this): its
+    ``_make_stats`` and ``_mode`` as the plugin uses them; a release that renames them fails here, by name."""
+    pytester.makepyfile('''
+from pytest_inferencemax.plugin.fixture import benchmark_rounds
+
+def test_rounds(benchmark):
+    assert hasattr(type(benchmark), "_make_stats"), "pytest-benchmark's BenchmarkFixture._make_stats is gone"
+    add = benchmark_rounds(benchmark)
+    for seconds in (0.25, 0.5, 0.75):
+        add(seconds)
+    assert benchmark._mode == "benchmark.pedantic(...)"
+    assert benchmark.stats.stats.rounds == 3 and benchmark.stats.stats.max == 0.75
+''')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark-disable-gc")
+    result.assert_outcomes(passed=1)
+    assert "not used at all" not in result.stdout.str()
