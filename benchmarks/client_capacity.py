@@ -44,7 +44,9 @@ def cores(spec: str) -> set[int]:
 
 def client_run(args: argparse.Namespace) -> None:
     """The client side, in its own process: run the load, then write what it measured."""
-    from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+    from pytest_inferencemax.measure.loadtypes import ClientConfig
+    from pytest_inferencemax.measure.aio import run_async
+    from pytest_inferencemax.measure.loadgen import run_load
     from pytest_inferencemax.measure.workload import RequestSpec
 
     os.sched_setaffinity(0, cores(args.client_cores))

@@ -56,7 +56,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+
+from pytest_inferencemax.measure.aio import run_async
+
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
 from pytest_inferencemax.serve.server_metrics import read_totals, server_view
 from pytest_inferencemax.measure.workload import Workload, load_tokenizer, random_workload

@@ -21,7 +21,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from calibration_server import running  # noqa: E402
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load  # noqa: E402
+from pytest_inferencemax.measure.loadtypes import ClientConfig  # noqa: E402
+from pytest_inferencemax.measure.aio import run_async  # noqa: E402
+from pytest_inferencemax.measure.loadgen import run_load  # noqa: E402
 from pytest_inferencemax.measure.telemetry import TelemetrySampler  # noqa: E402
 from pytest_inferencemax.measure.workload import RequestSpec  # noqa: E402
 

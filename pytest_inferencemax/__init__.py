@@ -1,6 +1,8 @@
 """pytest-inferencemax: an open InferenceMAX-style LLM serving benchmark runner, as a pytest plugin.
 
-Data flow, one module each: suite (config) -> points -> recipe -> server -> workload ->
-loadgen -> metrics -> record -> summary (curve/verdict/submission come with later issues).
+The pipeline, one package a stage (imports run downwards only): plan (suite, points, recipe) -> serve (the
+server's lifecycle and API) -> measure (workload, clients and their schedule, metrics, the accuracy gate) ->
+results (the typed record, the run folder) -> judge (baselines, curves, verdicts) -> publish (report, plots,
+submission); plugin/ and cli/ on top.
 """
 __version__ = "0.1.0"

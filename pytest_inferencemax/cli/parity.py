@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pytest_inferencemax.cli.bench import connect
 from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, outcome_line, render, run_parity
-from pytest_inferencemax.measure.workload import random_workload
+from pytest_inferencemax.measure.workload import random_workload, token_counter
 from pytest_inferencemax.plan.values import http_url, non_negative_int, positive_float, positive_int
 from pytest_inferencemax.results.store import RunFolder
 from pytest_inferencemax.serve.server import ServerError
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_parity(point, args.base_url, args.model, workload.requests, concurrency=args.conc,
                             num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
                             rounds=args.rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
-                            count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)))
+                            count_tokens=token_counter(tokenizer))
     except ParityAborted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

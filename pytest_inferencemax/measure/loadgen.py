@@ -1,185 +1,34 @@
-"""The load generator: a closed loop of streaming ``/v1/completions`` requests.
+"""The schedule: a closed loop of streaming ``/v1/completions`` requests, driven through whichever client the
+point names (``clients.make_sender``: the precise or the reference client, peers behind ``loadtypes.Sender``).
 
-asyncio (uvloop when installed) over the lean streaming client of ``http_stream``. Semantics follow the
-bounty client (docs/metrics.md), its phases as the stage's client version has them (plan/suite.py
-``ClientVersion``): first, when asked (499c0b1), one initial test request of the first prompt, alone,
-untimed and not counted, which must succeed or the run stops with the client's own reason; then
-``num_warmups`` copies of the first request (ee86723) under their own limit, discarded; then the timed
-run: at most ``concurrency`` requests in flight, sent in workload order with no pacing (request rate
-inf). Each read's arrival time is taken before any parsing and given to the events it completes. TTFT
-is the time to the first event with non-empty ``choices``; ITL the gaps between such events; E2EL the
-time to the last one; output tokens come from the final ``usage`` event.
+Semantics follow the bounty client (docs/metrics.md), its phases as the stage's client version has them
+(plan/suite.py ``ClientVersion``): first, when asked (499c0b1), one initial test request of the first prompt,
+alone, untimed and not counted, which must succeed or the run stops with the client's own reason; then
+``num_warmups`` copies of the first request (ee86723) under their own limit, discarded; then the timed run: at
+most ``concurrency`` requests in flight, sent in workload order with no pacing (request rate inf); the stall and
+abort checks beside it.
 
-``run_load`` drives either client. For the reference client it adds nothing to the client's process that
-the bounty client does not run there: no loop-lag probe and no ``gc.freeze`` at the timed run (its own
-``gc.freeze`` comes before the loop starts, in ``multiclient``, as the bounty client's ``main`` does).
+``run_load`` adds nothing to the reference client's process that the bounty client does not run there: no
+loop-lag probe and no ``gc.freeze`` at the timed run (its own ``gc.freeze`` comes before the loop starts, in
+``multiclient``, as the bounty client's ``main`` does).
 """
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
 from datetime import datetime, timezone
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
-from pytest_inferencemax.measure.aio import run_async  # noqa: F401  (the loop every client runs on)
-from pytest_inferencemax.measure.http_stream import HTTPStreamError, StreamingClient
-from pytest_inferencemax.measure.loadtypes import (  # noqa: F401  (re-exported: the load generators' data)
-    INITIAL_TEST_FAILED, ClientConfig, InitialRequest, LiveStats, LoadResult, RequestResult, note_malformed,
-)
+from pytest_inferencemax.measure.clients import make_sender
+from pytest_inferencemax.measure.loadtypes import (ClientConfig, InitialRequest, LiveStats,
+                                                   LoadResult, RequestResult, Sender)
 from pytest_inferencemax.measure.looplag import LoopLagMonitor
-from pytest_inferencemax.measure.sse import DONE_BYTES, SSEParser
 from pytest_inferencemax.measure.workload import RequestSpec
-from pytest_inferencemax.plan.values import CLIENTS  # noqa: F401  (re-exported: the load generators)
-
-try:  # msgspec decodes an event several times faster than json; the client's CPU is its capacity
-    from msgspec.json import decode as decode_json
-except ImportError:  # pragma: no cover - msgspec is a dependency; kept working without it
-    decode_json = json.loads
-
-
-class Sender(Protocol):
-    """One load generator's way of sending a request and measuring it: the precise client below, or the
-    reference-parity client (``refclient.ReferenceSender``). ``run_load`` drives either the same way."""
-
-    arrival_clock: str  # how arrival times were taken: "kernel", "read" or "reference"
-
-    async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult: ...
-
-    async def close(self) -> None: ...
-
-
-class PreciseSender:
-    """Our client: pooled keep-alive connections over ``http_stream``, reads stamped on arrival."""
-
-    def __init__(self, client: ClientConfig, concurrency: int) -> None:
-        self.client = client
-        self.http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers(),
-                                    kernel_stamps=client.kernel_stamps)
-        self.arrival_clock = "kernel" if self.http.kernel_stamps else "read"
-
-    async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult:
-        return await send_request(self.http, self.client, spec, live)
-
-    async def close(self) -> None:
-        await self.http.close()
-
-
-def make_sender(client: ClientConfig, concurrency: int) -> Sender:
-    """The load generator ``client.client`` names."""
-    if client.client == "reference":
-        from pytest_inferencemax.measure.refclient import ReferenceSender  # aiohttp is imported only when asked for
-        return ReferenceSender(client)
-    return PreciseSender(client, concurrency)
 
 
 class RunAborted(Exception):
     """Raised inside the run when the abort check names a reason."""
-
-
-async def send_request(http: StreamingClient, client: ClientConfig, spec: RequestSpec,
-                       live: LiveStats | None = None) -> RequestResult:
-    """Send one streaming request and measure it."""
-    out = RequestResult(prompt_len=spec.prompt_len, output_len_requested=spec.output_len)
-    parser = SSEParser()
-    state = _StreamState(out, live)
-
-    def sink(body: bytes, arrived: float) -> None:
-        if live is not None:
-            live.last_progress = arrived
-        for event in parser.feed(body, arrived):
-            state.handle(event.raw, event.arrived)
-
-    def sent(at: float) -> None:
-        out.start = at
-
-    body = json.dumps(client.payload(spec)).encode()
-    out.start = time.perf_counter()  # until the request is on the socket (a failed connect keeps this)
-    try:
-        resp = await http.post(client.endpoint, body, sink, timeout=client.request_timeout, on_sent=sent)
-        if resp.status != 200:
-            out.error = f"HTTP {resp.status} {resp.reason}: {resp.body[:300].decode('utf-8', 'replace')}"
-            return out
-        for event in parser.close(time.perf_counter()):
-            state.handle(event.raw, event.arrived)
-    except asyncio.TimeoutError:
-        out.error = f"request timed out after {client.request_timeout:g} s"
-        return out
-    except HTTPStreamError as exc:
-        out.error = f"{type(exc).__name__}: {exc}"
-        return out
-    if parser.unreadable:  # a line the bounty client's json.loads fails on (sse.py): the request fails there too
-        out.malformed_events += parser.unreadable
-        out.malformed_example = out.malformed_example or parser.unreadable_example.decode("utf-8", "replace")
-        out.error = out.error or ("stream line the bounty client cannot read (it fails the request): "
-                                  f"{parser.unreadable_example!r}")
-    out.generated_text = "".join(state.texts)
-    if out.events == 0:
-        out.error = out.error or "the stream ended without any event carrying choices"
-        return out
-    out.success = not out.error
-    out.latency = state.last - out.start
-    return out  # event_tokens is used only when usage came on every event (metrics.event_token_counts)
-
-
-class _StreamState:
-    """What one stream has shown so far; ``handle`` takes each event's data as it arrives."""
-
-    __slots__ = ("out", "live", "last", "texts", "chars", "usage_seen")
-
-    def __init__(self, out: RequestResult, live: LiveStats | None) -> None:
-        self.out, self.live = out, live
-        self.last = 0.0
-        self.texts: list[str] = []
-        self.chars = 0
-        self.usage_seen = 0  # completion tokens the last usage said
-
-    def handle(self, data: bytes, arrived: float) -> None:
-        out = self.out
-        if data == DONE_BYTES:
-            return
-        try:
-            obj = decode_json(data)
-        except ValueError:
-            try:
-                obj = json.loads(data.decode("utf-8"))  # what msgspec refuses and json takes (NaN), as there
-            except ValueError:
-                obj = None  # not JSON (or not UTF-8): the bounty client's json.loads fails the request
-        choices = obj.get("choices") if isinstance(obj, dict) else None
-        if not isinstance(obj, dict) or (choices and not isinstance(choices[0], dict)):
-            note_malformed(out, data)  # its .get fails the request in the bounty client: so here
-            out.error = out.error or f"stream event the bounty client cannot read (it fails the request): {data[:120]!r}"
-            return
-        if out.response_id is None:
-            out.response_id = obj.get("id")
-        if obj.get("error"):  # the bounty client ignores an error event (no choices, no usage): counted, not failed
-            out.error_events += 1
-        usage = obj.get("usage")
-        if choices:
-            if out.events == 0:
-                out.ttft = arrived - out.start
-            else:
-                out.itl.append(arrived - self.last)
-            out.events += 1
-            text = choices[0].get("text") or ""
-            self.texts.append(text)
-            self.chars += len(text)
-            out.event_text_ends.append(self.chars)
-            if self.live is not None:
-                self.live.streamed_events += 1
-            self.last = arrived
-            if usage and usage.get("completion_tokens") is not None:
-                tokens = int(usage["completion_tokens"])
-                out.event_tokens.append(tokens - self.usage_seen)
-        if usage:
-            completion = usage.get("completion_tokens")
-            if completion is not None:
-                out.output_tokens = self.usage_seen = int(completion)
-            if not choices:  # the bounty client reads usage only from a chunk without choices
-                out.reference_output_tokens = None if completion is None else int(completion)
-            if usage.get("prompt_tokens") is not None:
-                out.server_prompt_tokens = int(usage["prompt_tokens"])
 
 
 async def run_load(

@@ -1,7 +1,7 @@
 """The load generators' data: where and how requests go (:class:`ClientConfig`), what one request measured
 (:class:`RequestResult`), the live counters, the untimed initial test request and a run's result.
 
-Both clients (``loadgen.PreciseSender``, ``refclient.ReferenceSender``) fill these; ``loadgen.run_load``
+Both clients (``precise_client.PreciseSender``, ``refclient.ReferenceSender``) fill these; ``loadgen.run_load``
 and ``multiclient`` drive them; ``metrics`` and the results stage read them.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from pytest_inferencemax.measure.looplag import LoopLag
 from pytest_inferencemax.measure.workload import RequestSpec
@@ -33,7 +33,7 @@ class ClientConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)  # never printed or saved
     kernel_stamps: bool | None = None  # stamp reads with the kernel's receive time; None: where supported
-    client: str = "precise"  # which load generator: "precise" (loadgen) or "reference" (refclient)
+    client: str = "precise"  # which load generator: "precise" (precise_client) or "reference" (refclient): plan.values.ClientKind
 
     def __post_init__(self) -> None:
         if self.client not in CLIENTS:
@@ -155,3 +155,15 @@ class LoadResult:
     event_loop: str = ""  # the loop the load ran on: "uvloop" or "asyncio"
     isolated: bool = False  # the load ran in its own process(es), apart from the sampler and progress
     warmup_errors: list[str] = field(default_factory=list)  # each failed warmup's error
+
+
+class Sender(Protocol):
+    """One load generator's way of sending a request and measuring it: the precise client
+    (``precise_client.PreciseSender``) or the reference-parity client (``refclient.ReferenceSender``), made by
+    ``clients.make_sender``; ``loadgen.run_load`` drives either the same way."""
+
+    arrival_clock: str  # how arrival times were taken: "kernel", "read" or "reference"
+
+    async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult: ...
+
+    async def close(self) -> None: ...

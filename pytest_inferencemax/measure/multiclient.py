@@ -31,7 +31,11 @@ from queue import Empty
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadResult, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadResult
+
+from pytest_inferencemax.measure.aio import run_async
+
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.looplag import LoopLag
 from pytest_inferencemax.measure.workload import RequestSpec
 

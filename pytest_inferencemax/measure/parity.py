@@ -19,7 +19,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from pytest_inferencemax.measure.loadgen import CLIENTS, ClientConfig
+from pytest_inferencemax.plan.values import CLIENTS
+
+from pytest_inferencemax.measure.loadtypes import ClientConfig
 from pytest_inferencemax.measure.multiclient import run_client_load
 from pytest_inferencemax.measure.metrics import PERCENTILE_METRICS, compute_metrics
 from pytest_inferencemax.serve.server_metrics import read_totals, server_view

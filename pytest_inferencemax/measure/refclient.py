@@ -48,25 +48,13 @@ NO_CHUNK = "Never received a valid chunk to calculate TTFT.This response will be
 TIMEOUT = aiohttp.ClientTimeout(total=6 * 60 * 60)  # the reference's AIOHTTP_TIMEOUT
 
 
-def reference_payload(client: ClientConfig, spec: RequestSpec) -> dict:
-    """The reference's request body: the same fields, in the same order, ``extra_body`` merged last."""
-    body = {"model": client.model, "prompt": spec.prompt, "temperature": 0.0, "best_of": 1,
-            "max_tokens": spec.output_len, "logprobs": None, "stream": True,
-            "stream_options": {"include_usage": True}}
-    if client.ignore_eos:
-        body["ignore_eos"] = True
-    if client.extra_body:
-        body.update(client.extra_body)
-    return body
-
-
 def reference_headers(client: ClientConfig) -> dict[str, str]:
     """``Authorization: Bearer <key>``, sent whether or not a key is set (then ``Bearer None``, as there)."""
     return {"Authorization": f"Bearer {client.api_key}"}
 
 
 class ReferenceSender:
-    """``loadgen.Sender`` with the bounty client's semantics (module doc)."""
+    """``loadtypes.Sender`` with the bounty client's semantics (module doc)."""
 
     arrival_clock = "reference"  # stamped after decoding and parsing each chunk
 
@@ -81,7 +69,7 @@ class ReferenceSender:
         texts: list[str] = []
         chars = 0
         async with aiohttp.ClientSession(trust_env=True, timeout=TIMEOUT) as session:
-            payload = reference_payload(self.client, spec)
+            payload = self.client.payload(spec)  # the same fields, in the same order, extra_body last
             st = out.start = time.perf_counter()
             last = st
             chunk = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pytest_inferencemax.measure.loadgen import ClientConfig, LiveStats, LoadResult
+from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadResult
 from pytest_inferencemax.measure.looplag import lag_limit_ms
 from pytest_inferencemax.measure.metrics import compute_metrics, reference_output_lens
 from pytest_inferencemax.measure.multiclient import run_client_load
@@ -20,7 +20,7 @@ from pytest_inferencemax.measure.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
 from pytest_inferencemax.measure.token_check import check_tokens
-from pytest_inferencemax.measure.workload import Workload, random_workload
+from pytest_inferencemax.measure.workload import Workload, random_workload, token_counter
 from pytest_inferencemax.errors import PointError
 
 
@@ -41,7 +41,7 @@ class RunSettings:
     save_detailed: bool = False
     stall_timeout: float | None = 300.0  # seconds without any bytes while requests are in flight
     client_procs: int = 1  # client processes the load is spread over
-    client: str = "precise"  # the load generator: "precise" or "reference" (loadgen.CLIENTS)
+    client: str = "precise"  # the load generator: "precise" or "reference" (plan.values.ClientKind)
     client_lag_limit_ms: float | None = None  # None: looplag.lag_limit_ms of the point's median gap
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)
@@ -118,7 +118,7 @@ def measure_point(
         tail = f"\n--- last lines of {server_log} ---\n{log_tail(server_log)}" if server_log else ""
         report = f"{point.id} stopped: {load.aborted}{tail}"
         load.duration = max(load.duration, 1e-9)  # cut short before or in the warmups: no timed run, no figures
-    count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    count_tokens = token_counter(tokenizer)
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
                               count_tokens=count_tokens)
     cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
@@ -196,9 +196,8 @@ class PointAborted(PointError):
     """The point was cut short (the server died, or a stall); the message says why. ``record_path`` is
     the point's record, written before this was raised (with the requests that finished)."""
 
-    def __init__(self, message: str, reason: str = "", record_path: Path | None = None) -> None:
+    def __init__(self, message: str, record_path: Path | None = None) -> None:
         super().__init__(message)
-        self.reason = reason or message
         self.record_path = record_path
 
 

@@ -18,7 +18,7 @@ The draws come from a legacy ``RandomState(seed)``, which gives what the global 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -33,6 +33,12 @@ class Tokenizer(Protocol):
     def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def token_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
+    """How many tokens ``tokenizer`` makes of a generated text, special tokens left out (the count a record's
+    output tokens are checked against, and parity's)."""
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
 
 
 @dataclass(frozen=True, slots=True)

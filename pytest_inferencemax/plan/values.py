@@ -9,9 +9,18 @@ import argparse
 import json
 import math
 from typing import Any
+from enum import Enum
 from urllib.parse import urlsplit
 
-CLIENTS = ("precise", "reference")  # the load generators a point can run with (docs/metrics.md)
+class ClientKind(str, Enum):
+    """The load generators a point can run with (docs/metrics.md); the value is what options, suites and records
+    say (``--client precise``)."""
+
+    PRECISE = "precise"  # ours: pooled keep-alive connections, reads stamped on arrival (measure/precise_client.py)
+    REFERENCE = "reference"  # the bounty client's semantics on aiohttp (measure/refclient.py)
+
+
+CLIENTS = tuple(kind.value for kind in ClientKind)
 
 
 def _whole_number(text: str, minimum: int, rule: str) -> int:

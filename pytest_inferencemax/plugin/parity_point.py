@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_inferencemax.measure.runner import default_request_timeout
+from pytest_inferencemax.measure.workload import token_counter
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import Suite
 from pytest_inferencemax.results.build import PointOutcome
@@ -20,7 +21,7 @@ def run_point_parity(session: BenchSession, suite: Suite, point: Point, outcome:
     progress.line(f"inferencemax: {point.id}: parity, {s.parity_rounds} rounds of each client")
     report = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,
                         concurrency=point.conc, num_warmups=point.num_warmups, rounds=s.parity_rounds,
-                        count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)),
+                        count_tokens=token_counter(tokenizer),
                         api_key=s.api_key, extra_body=s.extra_body, abort_check=server.death_reason,
                         stall_timeout=s.stall_timeout,
                         request_timeout=s.request_timeout or default_request_timeout(point.osl),

@@ -13,7 +13,6 @@ no global backend switch.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +20,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint
 from pytest_inferencemax.results.stats import percent
+from pytest_inferencemax.results.store import write_atomic
 
 XAxis = Literal["e2e", "intvty"]
 XLABELS: Mapping[str, str] = MappingProxyType({"e2e": "median end-to-end latency (s)",
@@ -127,19 +127,12 @@ def draw(series_list: Sequence[PlotSeries], path: Path, title: str, xlabel: str,
 
 
 def save_png(fig: Any, path: Path) -> Path:
-    """Write a matplotlib figure to ``path`` as PNG, atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a matplotlib figure to ``path`` as PNG, atomically (``store.write_atomic``)."""
+    def fill(fd: int) -> None:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+
+    return write_atomic(path, fill)
 
 
 def plot_curve(curve: Curve, out_dir: Path) -> tuple[Path, Path]:

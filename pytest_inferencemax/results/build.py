@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pytest_inferencemax import __version__
-from pytest_inferencemax.measure.loadgen import LoadResult, RequestResult
+from pytest_inferencemax.measure.loadtypes import LoadResult, RequestResult
 from pytest_inferencemax.measure.runner import (
     InitialRequestFailed, Measurement, PointAborted, RunSettings, measure_point,
 )
@@ -222,7 +222,7 @@ def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: A
                              f"{saved.where()}" + "".join(f"; also {a}" for a in also), saved.path)
     if m.aborted:  # on disk with what it got to; the point fails with the cause
         failed = InitialRequestFailed if m.initial_request_failed else PointAborted
-        raise failed(m.aborted_report, reason=m.aborted, record_path=path)
+        raise failed(m.aborted_report, record_path=path)
     for warning in record.warnings():
         progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
     outcome = PointOutcome(point, record, path, m.load, m.workload)

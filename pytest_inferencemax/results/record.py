@@ -36,13 +36,6 @@ from pytest_inferencemax.results.telemetry import TelemetrySummary
 
 Number = Union[int, float]  # kept as written: 8 stays 8 and 8.0 stays 8.0 (byte-compatible files)
 
-# The keys every point's JSON holds (docs/metrics.md documents each one).
-REFERENCE_KEYS = (
-    "date", "backend", "model_id", "tokenizer_id", "best_of", "num_prompts", "request_rate", "burstiness",
-    "max_concurrency", "duration", "completed", "total_input_tokens", "total_output_tokens",
-    "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
-)
-BOUNTY_KEYS = ("benchmark_args", "tput_per_gpu", "interactivity")
 DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "e2els", "errors")
 
 

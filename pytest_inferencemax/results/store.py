@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, TYPE_CHECKING
 
 from pytest_inferencemax.errors import PointError, ResultsError, ResultsWriteError, os_reason
 from pytest_inferencemax.results.record import PointRecord, RecordError
@@ -41,6 +41,19 @@ KEEP_DIR = "inferencemax-unsaved"  # under the temporary folder: where records g
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` so that readers see the old file or the whole new one, never a part; a write the
     disk refuses is a :class:`ResultsWriteError` that names the file and the reason."""
+    def fill(fd: int) -> None:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write_atomic(path, fill)
+
+
+def write_atomic(path: Path, fill: Callable[[int], None]) -> Path:
+    """Write ``path`` through ``fill`` (given an open descriptor of a temporary file beside it, which it closes),
+    then rename it into place: readers see the old file or the whole new one. Refused writes are
+    :class:`ResultsWriteError` naming the file and the reason. Text (``write_text_atomic``) and plots use it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,10 +65,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
         raise ResultsWriteError(path, os_reason(exc)) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        fill(fd)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -22,7 +22,9 @@ import pytest
 import requests
 
 from pytest_inferencemax.measure.http_stream import kernel_stamps_supported
-from pytest_inferencemax.measure.loadgen import ClientConfig, LoadResult, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig, LoadResult
+from pytest_inferencemax.measure.aio import run_async
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
 from pytest_inferencemax.measure.multiclient import run_load_multiprocess
 from pytest_inferencemax.measure.prefix_cache import CacheCounters, cache_record, read_counters
@@ -40,7 +42,9 @@ PROBE_S = 0.001  # the stall probe's period (CLIENT_APART)
 # the period, unseen, fits in TOLERANCE_S beside the stamps' own error (well under a millisecond when quiet).
 CLIENT_APART = r"""
 import asyncio, json, pickle, sys, time
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+from pytest_inferencemax.measure.aio import run_async
+from pytest_inferencemax.measure.loadgen import run_load
 from calibration import specs
 
 base, schedule, kernel_stamps, out, probe_s = sys.argv[1], *map(json.loads, sys.argv[2:4]), sys.argv[4], float(sys.argv[5])

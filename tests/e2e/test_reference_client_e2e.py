@@ -10,7 +10,9 @@ import pytest
 
 from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml
 from pytest_inferencemax.cli import bench
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+from pytest_inferencemax.measure.aio import run_async
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
 from calibration import calibration_server, specs, truth
 

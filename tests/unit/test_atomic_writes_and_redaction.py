@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_inferencemax.measure.loadgen import RequestResult
+from pytest_inferencemax.measure.loadtypes import RequestResult
 from pytest_inferencemax.results.build import error_summary
 from pytest_inferencemax.results.redact import REDACTED, redact_argv, redact_env
 from pytest_inferencemax.results.store import write_json_atomic

@@ -88,7 +88,7 @@ def test_the_check_sees_the_imports_it_must_see():
     seen = {(rel.rsplit("/", 1)[-1], module) for rel, _, module, _ in third_party_imports()}
     assert ("stats.py", "scipy") in seen  # a function-level `from scipy import stats`
     assert ("smollm2.py", "torch") in seen  # through import_extra
-    assert ("loadgen.py", "msgspec.json") in seen  # a module-level from-import
+    assert ("precise_client.py", "msgspec.json") in seen  # a module-level from-import
     assert "scipy" in CORE and "lm-eval" in EXTRAS["eval"] and "torch" in EXTRAS["cpu"]
 
 

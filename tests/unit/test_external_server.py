@@ -17,7 +17,7 @@ def test_a_ready_server_passes():
         assert check_external(server.base_url, "faulty", ready_timeout=5).base_url == server.base_url
 
 
-READY_S, PAUSE_S = 0.5, 0.1  # --server-ready-timeout, and the pause between asks, of the bounded waits below
+READY_S, PAUSE_S = 1.0, 0.2  # --server-ready-timeout, and the pause between asks, of the bounded waits below
 MAX_ASKS = round(READY_S / PAUSE_S) + 1  # one ask, then one after each pause that ends by the deadline
 # the most a bounded wait may take: the deadline, then the last ask's requests (each waits at most max(1 s,
 # what is left)); a generous margin for a loaded machine, still far below the default --server-ready-timeout 60

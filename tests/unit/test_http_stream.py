@@ -8,7 +8,8 @@ import json
 import pytest
 
 from pytest_inferencemax.measure.http_stream import StreamingClient, kernel_stamps_supported
-from pytest_inferencemax.measure.loadgen import ClientConfig, send_request
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+from pytest_inferencemax.measure.precise_client import send_request
 from pytest_inferencemax.measure.workload import RequestSpec
 
 STAMPS = [pytest.param(False, id="read-stamps"),

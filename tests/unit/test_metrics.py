@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from pytest_inferencemax.measure.loadgen import RequestResult
+from pytest_inferencemax.measure.loadtypes import RequestResult
 from pytest_inferencemax.measure.metrics import compute_metrics, distribution, output_token_counts
 
 approx = pytest.approx

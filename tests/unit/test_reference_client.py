@@ -8,9 +8,11 @@ import pytest
 
 from faulty_server import FaultyServer
 from pytest_inferencemax.cli import bench
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+from pytest_inferencemax.measure.aio import run_async
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.loadtypes import INITIAL_TEST_FAILED
-from pytest_inferencemax.measure.refclient import NO_CHUNK, reference_headers, reference_payload
+from pytest_inferencemax.measure.refclient import NO_CHUNK, reference_headers
 from pytest_inferencemax.measure.workload import RequestSpec
 from calibration import specs
 
@@ -24,7 +26,7 @@ def run(base: str, n: int = 4, osl: int = 5, conc: int = 2, warmups: int = 0, **
 
 def test_payload_and_headers_are_the_references():
     client = ClientConfig(base_url="http://h", model="gpt", extra_body={"top_k": 1, "temperature": 0.5})
-    body = reference_payload(client, SPEC)
+    body = client.payload(SPEC)  # what both clients send
     assert list(body) == ["model", "prompt", "temperature", "best_of", "max_tokens", "logprobs", "stream",
                           "stream_options", "ignore_eos", "top_k"]
     assert body == {"model": "gpt", "prompt": "one two", "temperature": 0.5, "best_of": 1, "max_tokens": 5,

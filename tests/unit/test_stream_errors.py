@@ -9,7 +9,9 @@ import pytest
 
 from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml
 from faulty_server import FaultyServer
-from pytest_inferencemax.measure.loadgen import ClientConfig, run_async, run_load
+from pytest_inferencemax.measure.loadtypes import ClientConfig
+from pytest_inferencemax.measure.aio import run_async
+from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.workload import RequestSpec
 from pytest_inferencemax.results.build import stream_check
 
