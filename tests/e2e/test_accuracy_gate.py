@@ -10,7 +10,7 @@ import json
 import re
 
 from e2e_support import (GATE_TEST, MODELS_DIR, PROMPT_TOKENS_16, accuracy_toml, calibration_argv,
-                         calibration_suite_toml, embedded_gate, gated_run, mini_suite_toml)
+                         calibration_suite_toml, embedded_gate, gated_run, mini_suite_toml, stage_toml)
 from faulty_server import FaultyServer
 
 # The gate that fails: the embedded gate's task over builtin:1, the Zen of Python alone (one document of 203 SmolLM2
@@ -116,8 +116,7 @@ def test_skip_accuracy_is_marked_in_every_result(pytester, smollm2_model, tmp_pa
     """On the calibration server, launched as the suite's recipe, behind the embedded gate's table: no gate runs
     (the calibration server returns no prompt logprobs, so one that ran would fail every point)."""
     d = pytester.mkdir("cal")
-    stage = ("\n[stages.s]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
-             "workloads = [{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }]\n\n")
+    stage = stage_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }") + "\n"
     (d / "suite.toml").write_text(calibration_suite_toml(calibration_argv("--ttft-ms", "5", "--itl-ms", "2"),
                                                          stage + accuracy_toml(embedded_gate(), stage="s")))
     (d / "test_cal.py").write_text(GATE_TEST)

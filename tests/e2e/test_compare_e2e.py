@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import REPO, calibration_suite_toml
+from e2e_support import REPO, calibration_suite_toml, stage_toml
 
 POINT = "cal-16-16-c2"
 ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
         % (REPO / "benchmarks" / "calibration_server.py"))
-SUITE = calibration_suite_toml(ARGV, """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 16, conc = [2], prompts_per_conc = 2 }]
-""")
+SUITE = calibration_suite_toml(ARGV, stage_toml("{ isl = 16, osl = 16, conc = [2], prompts_per_conc = 2 }"))
 SUITE_TEST = '''
 def test_point(inferencemax, inferencemax_point, benchmark):
     outcome = inferencemax.run(inferencemax_point, benchmark)

@@ -21,15 +21,9 @@ from pathlib import Path
 import pytest
 
 from e2e_support import (SUITE_TEST, calibration_argv, calibration_stats, calibration_suite_toml, launched_server,
-                         pids_with_arg, process_group, start_pytest_stamped, text_of, wait_for_line)
+                         pids_with_arg, process_group, stage_toml, start_pytest_stamped, text_of, wait_for_line)
 
-STAGES = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 4, conc = [2, 4], prompts_per_conc = 1 }]
-"""
+STAGES = stage_toml("{ isl = 16, osl = 4, conc = [2, 4], prompts_per_conc = 1 }")
 BY = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 AT_ONCE_S = 5.0  # "at once" (docs/faults.md), on a loaded 2-core machine: the signal to the runner's exit
 

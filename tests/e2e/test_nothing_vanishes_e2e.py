@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import REPO, calibration_suite_toml
+from e2e_support import REPO, calibration_suite_toml, stage_toml
 from pytest_inferencemax.cli.merge import main as merge_main
 
 CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
@@ -31,13 +31,7 @@ dataset = "builtin:1"
 threshold_multiplier = 1.1
 baselines = { byte_perplexity = 2.0 }
 """
-DEAD_STAGE = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 16, conc = [1, 2], prompts_per_conc = 2 }]
-"""
+DEAD_STAGE = stage_toml("{ isl = 16, osl = 16, conc = [1, 2], prompts_per_conc = 2 }")
 SUITE_TESTS = "from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  # noqa: F401\n"
 NO_LOGPROBS = "the accuracy gate could not run: the server at"
 

@@ -12,17 +12,11 @@ import sys
 from pathlib import Path
 
 from calibration import calibration_server
-from e2e_support import REPO, calibration_suite_toml
+from e2e_support import REPO, calibration_suite_toml, stage_toml
 
 ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "3", "--itl-ms", "1"]'
         % (REPO / "benchmarks" / "calibration_server.py"))
-SUITE = calibration_suite_toml(ARGV, """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 8, conc = [1, 2, 4], prompts_per_conc = 2 }]
-""")
+SUITE = calibration_suite_toml(ARGV, stage_toml("{ isl = 16, osl = 8, conc = [1, 2, 4], prompts_per_conc = 2 }"))
 EXTRA_BODY = '{"calibration": {"ttft_ms": 2, "prompt_tokens": 16}}'
 SUITE_TESTS = "from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  # noqa: F401\n"
 

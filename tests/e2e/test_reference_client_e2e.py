@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml
+from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml, stage_toml
 from pytest_inferencemax.cli import bench
 from pytest_inferencemax.measure.loadtypes import ClientConfig
 from pytest_inferencemax.measure.aio import run_async
@@ -73,8 +73,7 @@ def test_suite_point_with_the_reference_client_in_a_suite_run(pytester, smollm2_
     """--client reference through a whole pytest run, on the calibration server launched as the suite's recipe
     (it counts the prompt's 16 tokens, as vLLM does: the token check has nothing to flag)."""
     d = pytester.mkdir("cal")
-    stage = ("\n[stages.s]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
-             "workloads = [{ isl = 16, osl = 4, conc = [2], prompts_per_conc = 1 }]\n")
+    stage = stage_toml("{ isl = 16, osl = 4, conc = [2], prompts_per_conc = 1 }")
     (d / "suite.toml").write_text(calibration_suite_toml(calibration_argv("--ttft-ms", "5", "--itl-ms", "2"), stage))
     (d / "test_cal.py").write_text(SUITE_TEST)
     run_ = pytester.runpytest_subprocess(

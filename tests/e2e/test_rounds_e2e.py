@@ -9,15 +9,10 @@ import json
 import pytest
 
 from calibration import calibration_server
-from e2e_support import SUITE_TEST, baseline_toml, calibration_suite_toml, mini_suite_toml
+from e2e_support import SUITE_TEST, baseline_toml, calibration_suite_toml, mini_suite_toml, stage_toml
 
-ROUNDS_SUITE = calibration_suite_toml('["${python}", "-c", "raise SystemExit(\'--server-url: never launched\')"]', """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }]
-""")
+ROUNDS_SUITE = calibration_suite_toml('["${python}", "-c", "raise SystemExit(\'--server-url: never launched\')"]',
+                                      stage_toml("{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }"))
 SUITE_TESTS = "from pytest_inferencemax.plugin.suite_tests import test_accuracy, test_point  # noqa: F401\n"
 # round 1 the fastest, 2 the median, 3 the slowest: the point's figures are round 2's, neither the first's nor
 # the last's

@@ -17,7 +17,7 @@ import pytest
 
 from calibration import calibration_server
 from e2e_support import (REPO, SUITE_TEST, calibration_suite_toml, process_group, start_pytest_stamped, text_of,
-                          wait_for_line)
+                         wait_for_line)
 from pytest_inferencemax.serve.supervisor import GRACE_S
 
 pytestmark = pytest.mark.e2e

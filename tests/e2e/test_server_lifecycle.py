@@ -7,7 +7,7 @@ import json
 import re
 
 from e2e_support import (SUITE_TEST, calibration_argv, calibration_finished, calibration_suite_toml,
-                         check_the_killed_point, kill_mid_point)
+                         check_the_killed_point, kill_mid_point, stage_toml)
 
 KILL_POINTS = ("{ isl = 32, osl = 8, conc = [1], prompts_per_conc = 1 },"
                "{ isl = 32, osl = 32, conc = [2], prompts_per_conc = 6 }")
@@ -16,8 +16,7 @@ KILL_POINTS = ("{ isl = 32, osl = 8, conc = [1], prompts_per_conc = 1 },"
 def test_server_killed_mid_point_costs_one_point(pytester, smollm2_model):
     """The kill on the calibration server launched as the suite's recipe: the plugin's part of it (what the real
     vLLM's case in test_vllm_suite.py also shows), in seconds."""
-    stage = ("\n[stages.s]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
-             f"workloads = [{KILL_POINTS}, {{ isl = 32, osl = 4, conc = [1], prompts_per_conc = 1 }}]\n")
+    stage = stage_toml(f"{KILL_POINTS}, {{ isl = 32, osl = 4, conc = [1], prompts_per_conc = 1 }}")
     d = pytester.mkdir("cal")
     (d / "suite.toml").write_text(calibration_suite_toml(calibration_argv("--ttft-ms", "5", "--itl-ms", "20"), stage))
     (d / "test_cal.py").write_text(SUITE_TEST)
@@ -31,13 +30,7 @@ def test_server_killed_mid_point_costs_one_point(pytester, smollm2_model):
     assert len(list(killed.run_dir.glob("server-cal-*.log"))) == 2
 
 
-STAGES = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }]
-"""
+STAGES = stage_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }")
 
 
 def test_recipe_that_cannot_start_fails_clearly(pytester, smollm2_model, tmp_path):

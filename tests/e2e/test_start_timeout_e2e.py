@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import re
 
-from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml, pids_with_arg
+from e2e_support import SUITE_TEST, calibration_argv, calibration_suite_toml, pids_with_arg, stage_toml
 
-STAGES = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }]
-"""
+STAGES = stage_toml("{ isl = 16, osl = 4, conc = [1, 2], prompts_per_conc = 1 }")
 TIMEOUT_S = 2
 
 
