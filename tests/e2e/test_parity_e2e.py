@@ -84,9 +84,10 @@ def test_parity_command_passes_when_the_server_changed_speed_between_rounds(smol
     for key in ("completed", "total_input_tokens", "total_output_tokens"):
         assert rows[key]["ok"] and rows[key]["judged"] == "identical", rows[key]
     assert rows["total_output_tokens"]["means"] == {"precise": 32.0, "reference": 32.0}
-    # the change is what the spread holds: the slow rounds' TPOT near 20 ms, the fast ones' near 2 ms
+    # the change is what the spread holds: the slow rounds' TPOT at least the 20 ms the server waits, the fast
+    # ones' well below (2 ms scheduled; a host busy with other work stretches it, by 6 ms once under the full suite)
     tpots = [r["figures"]["median_tpot_ms"] for r in saved["runs"]]
-    assert min(tpots) < 5 and max(tpots) > 15, tpots
+    assert max(tpots) > 18 and min(tpots) < max(tpots) / 2, tpots
     assert (tmp_path / "parity.md").read_text().startswith("### Parity: isl16-osl8-c2")
 
 
