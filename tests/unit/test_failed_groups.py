@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pytest_inferencemax.cli.merge import failed_in, main as merge_main
+from pytest_inferencemax.cli.merge import main as merge_main
+from pytest_inferencemax.results.merge import failed_in
 from pytest_inferencemax.publish.report import render_report
 from pytest_inferencemax.results.merge_inputs import Run
 from pytest_inferencemax.results.store import RunFolder

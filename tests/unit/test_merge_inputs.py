@@ -132,7 +132,7 @@ def test_a_run_holding_one_copied_round_adds_only_its_own(tmp_path, capsys):
 
 
 def test_find_runs_returns_a_run_whose_points_all_failed_with_its_failures(tmp_path):
-    from pytest_inferencemax.cli.merge import find_runs as found_by_merge
+    from pytest_inferencemax.results.merge import find_runs as found_by_merge  # the one merge_runs calls
 
     _run(tmp_path / "a", point_record(4, 400.0))
     failed = tmp_path / "failed"

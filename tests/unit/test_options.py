@@ -255,7 +255,7 @@ def test_every_error_the_package_raises_on_purpose_is_in_one_tree():
     from pytest_inferencemax.results.compare import CompareError
     from pytest_inferencemax.results.record import RecordError
     from pytest_inferencemax.cli.matrix import MatrixError
-    from pytest_inferencemax.cli.merge import MergeError
+    from pytest_inferencemax.results.merge_inputs import MergeError
     from pytest_inferencemax.measure.runner import PointAborted
     from pytest_inferencemax.serve.server import ServerError
     from pytest_inferencemax.publish.submission import SubmissionError

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_inferencemax.cli.merge import MergeError, Run, check_consistent
+from pytest_inferencemax.results.merge import check_consistent
+from pytest_inferencemax.results.merge_inputs import MergeError, Run
 from pytest_inferencemax.plan.points import plan_points
 from pytest_inferencemax.plan.recipe import RecipeContext, render_recipe
 from pytest_inferencemax.plan.suite import load_suite
