@@ -90,10 +90,10 @@ def baseline_toml(model: str, isl: int, osl: int, tput_by_conc: dict[int, float]
             f'group = "cal_baseline_t1"\nprefix = "cal"\ntag = "t1"\n\n[models]\n{model} = [\n{rows}]\n')
 
 
-def stage_toml(workloads: str, stage: str = "s") -> str:
-    """A stage table (TOML) of the tests' usual settings (every prompt as long as asked, one warmup per CONC, one
+def stage_toml(workloads: str, stage: str = "s", warmups: int = 1) -> str:
+    """A stage table (TOML) of the tests' usual settings (every prompt as long as asked, ``warmups`` per CONC, one
     device) with ``workloads`` (the inside of its list, e.g. ``{ isl = 16, osl = 4, conc = [1, 2], ... }``)."""
-    return (f"\n[stages.{stage}]\nrange_ratio = 1.0\nwarmups_per_conc = 1\ntput_per_gpu_divisor = 1\n"
+    return (f"\n[stages.{stage}]\nrange_ratio = 1.0\nwarmups_per_conc = {warmups}\ntput_per_gpu_divisor = 1\n"
             f"workloads = [{workloads}]\n")
 
 

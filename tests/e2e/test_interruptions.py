@@ -114,13 +114,7 @@ def test_an_interrupted_run_tears_the_server_group_down_and_says_what_it_stopped
     assert f"**Incomplete run**: interrupted by {by} during cal-16-4-c2" in report
 
 
-ONE_POINT = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 0
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 10, conc = [1], prompts_per_conc = 2 }]
-"""
+ONE_POINT = stage_toml("{ isl = 16, osl = 10, conc = [1], prompts_per_conc = 2 }", warmups=0)
 # 10 tokens, one every 50 ms: each request streams for half a second, the second after the first
 
 

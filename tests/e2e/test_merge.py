@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import CONCLUSION_POINTS, PROMPT_TOKENS_16, REPO, SUITE_TEST, calibration_suite_toml, conclusion_suite
+from e2e_support import (CONCLUSION_POINTS, PROMPT_TOKENS_16, REPO, SUITE_TEST, calibration_suite_toml,
+                         conclusion_suite, stage_toml)
 from pytest_inferencemax.cli.merge import main as merge_main
 
 POINTS = CONCLUSION_POINTS  # cal-16-4-c1, cal-16-4-c2: one curve, judged against a baseline
@@ -121,13 +122,7 @@ def test_two_runs_merged_give_the_summary_of_one_run_of_both(pytester, smollm2_m
 
 CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
             % (REPO / "benchmarks" / "calibration_server.py"))
-CAL_STAGE = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 0
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 8, conc = [1], prompts_per_conc = 2 }]
-"""
+CAL_STAGE = stage_toml("{ isl = 16, osl = 8, conc = [1], prompts_per_conc = 2 }", warmups=0)
 
 
 @pytest.mark.e2e

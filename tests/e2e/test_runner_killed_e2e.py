@@ -16,19 +16,13 @@ from pathlib import Path
 import pytest
 
 from calibration import calibration_server
-from e2e_support import (REPO, SUITE_TEST, calibration_suite_toml, process_group, start_pytest_stamped, text_of,
-                         wait_for_line)
+from e2e_support import (REPO, SUITE_TEST, calibration_suite_toml, process_group, stage_toml, start_pytest_stamped,
+                         text_of, wait_for_line)
 from pytest_inferencemax.serve.supervisor import GRACE_S
 
 pytestmark = pytest.mark.e2e
 
-STAGES = """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 0
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 2000, conc = [2], prompts_per_conc = 4 }]
-"""
+STAGES = stage_toml("{ isl = 16, osl = 2000, conc = [2], prompts_per_conc = 4 }", warmups=0)
 # 2000 tokens, one every 10 ms: each request streams for 20 s, longer than the 10 s allowed below
 
 
