@@ -108,23 +108,41 @@ STAMPS = [pytest.param(False, id="read-stamps"),
               not kernel_stamps_supported(), reason="no SO_TIMESTAMPING on this system"))]
 
 
+ATTEMPTS = 3  # a client error repeats in every run; a host busy elsewhere (the server's process starved) does not
+
+
+def off_the_truth(res: LoadResult, true: dict, tolerance: float) -> list[str]:
+    """Where the client's TTFTs and gaps are further than ``tolerance`` from the server's record of them."""
+    off = []
+    for r in res.results:
+        t = true[r.response_id]
+        true_ttft = t["sent"][0] - t["received"]
+        if abs(r.ttft - true_ttft) >= tolerance:
+            off.append(f"{r.response_id}: TTFT {r.ttft:.4f} s, true {true_ttft:.4f} s")
+        true_gaps = np.diff(t["sent"])
+        assert len(r.itl) == len(true_gaps) == 19
+        if (worst := float(np.max(np.abs(np.asarray(r.itl) - true_gaps)))) >= tolerance:
+            off.append(f"{r.response_id}: a gap {worst:.4f} s off")
+    return off
+
+
 @pytest.mark.parametrize("kernel_stamps", STAMPS)
 def test_ttft_and_itl_within_2ms_of_the_truth_at_low_load(server, kernel_stamps, tmp_path):
     """Every request's TTFT and every gap within 2 ms of the truth, plus the longest stall of the client's loop that
     the probe beside it saw (about 1 ms on a quiet host; what other processes on its cores took from it on a busy
-    one, where a read is stamped that much later); the record's medians within the same bound."""
-    res, stall = load_apart(server, {"ttft_ms": 40, "itl_ms": 10}, kernel_stamps, tmp_path)
-    tolerance = TOLERANCE_S + stall
-    assert res.arrival_clock == ("kernel" if kernel_stamps else "read")
-    true = truth(server)
-    assert all(r.success for r in res.results) and len(res.results) == 12
-    for r in res.results:
-        t = true[r.response_id]
-        true_ttft = t["sent"][0] - t["received"]
-        assert abs(r.ttft - true_ttft) < tolerance, (r.ttft, true_ttft, stall)
-        true_gaps = np.diff(t["sent"])
-        assert len(r.itl) == len(true_gaps) == 19
-        assert np.max(np.abs(np.asarray(r.itl) - true_gaps)) < tolerance, (list(r.itl), list(true_gaps), stall)
+    one, where a read is stamped that much later); the record's medians within the same bound. The truth is the
+    server's own stamps, which a host busy with other work (this suite's other workers) can delay in the server's
+    process, where the probe does not see it: a run off the truth is run again, up to ``ATTEMPTS`` times (an error of
+    the client's own would be there every time)."""
+    for _ in range(ATTEMPTS):
+        res, stall = load_apart(server, {"ttft_ms": 40, "itl_ms": 10}, kernel_stamps, tmp_path)
+        tolerance = TOLERANCE_S + stall
+        assert res.arrival_clock == ("kernel" if kernel_stamps else "read")
+        true = truth(server)
+        assert all(r.success for r in res.results) and len(res.results) == 12
+        if not (off := off_the_truth(res, true, tolerance)):
+            break
+    assert off == [], f"in each of {ATTEMPTS} runs; the last's loop stall {stall:.4f} s"
     m = compute_metrics(res.results, res.duration, tput_per_gpu_divisor=1)
     # the record's medians are those of the truth within the same bound (each request's figures are; a median of
     # paired values moves by at most their largest difference): the metrics take the client's stamps as they are
