@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from pytest_inferencemax.plan.options import add_arguments
 from pytest_inferencemax.errors import ResultsWriteError
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.merge import merge_runs
@@ -58,12 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the merged run folder to write")
     p.add_argument("--baselines", type=Path, default=Path("baselines"),
                    help="folder of baseline tables for AMD checks (default: %(default)s)")
-    p.add_argument("--submit-team", metavar="TEAM", help="submit qualifying configurations as this team")
-    p.add_argument("--submit-dry-run", action="store_true", help="save payloads, send nothing (needs no --submit-team)")
-    p.add_argument("--submit-unqualified", action="store_true", help="with --submit-team: also non-qualifying")
-    p.add_argument("--submit-force", action="store_true",
-                   help="with --submit-team: also points with a skipped gate or failed requests")
-    p.add_argument("--leaderboard-url", metavar="URL", help="leaderboard instead of each stage's")
+    add_arguments(p, ("submit-team", "submit-dry-run", "submit-unqualified", "submit-force", "leaderboard-url"))
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdicts and problems")
     return p
 

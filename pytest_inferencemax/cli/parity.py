@@ -1,7 +1,7 @@
 """Parity from the command line: one point run with both load generators, alternating, on one server.
 
-    python -m pytest_inferencemax.cli.parity --base-url http://127.0.0.1:8000 --model NAME --tokenizer PATH \\
-        --isl 128 --osl 64 --conc 4 --rounds 3 --out parity/
+    python -m pytest_inferencemax.cli.parity --server-url http://127.0.0.1:8000 --model NAME --tokenizer PATH \\
+        --isl 128 --osl 64 --conc 4 --parity-rounds 3 --out parity/
 
 What is run and judged: ``pytest_inferencemax/measure/parity.py``. Exit 0 when parity holds, 1 when
 a judged figure differs beyond the clients' spread (or the server died), 2 when the server cannot
@@ -16,40 +16,48 @@ from pathlib import Path
 from pytest_inferencemax.cli.bench import connect
 from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, outcome_line, render, run_parity
 from pytest_inferencemax.measure.workload import random_workload, token_counter
-from pytest_inferencemax.plan.values import http_url, non_negative_int, positive_float, positive_int
+from pytest_inferencemax.plan.options import add_arguments, require
+from pytest_inferencemax.plan.values import non_negative_int, positive_int
 from pytest_inferencemax.results.store import RunFolder
 from pytest_inferencemax.serve.server import ServerError
 
 DESCRIPTION = "Parity: one point run with both load generators, alternating, against the same server."
 
 
+SHARED = ("server-url", "model", "served-model-name", "tokenizer", "conc", "num-prompts", "seed", "api-key-env",
+          "stall-timeout", "parity-rounds")  # pytest's options of the same name (plan/options.py)
+REQUIRED = ("server-url", "model", "conc")
+ALIASES = {"base-url": "server-url", "rounds": "parity-rounds"}  # this command's first spellings, still accepted
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pytest_inferencemax.cli.parity", description=DESCRIPTION)
-    p.add_argument("--base-url", type=http_url, required=True, help="server root, e.g. http://127.0.0.1:8000")
-    p.add_argument("--model", required=True, help="model name the server serves")
-    p.add_argument("--tokenizer", required=True, help="tokenizer path or id for the random workload")
-    p.add_argument("--isl", type=positive_int, required=True)
-    p.add_argument("--osl", type=positive_int, required=True)
-    p.add_argument("--conc", type=positive_int, required=True)
-    p.add_argument("--num-prompts", type=positive_int, help="requests per run (default: 10 x CONC)")
+    add_arguments(p, SHARED, required=REQUIRED, aliases=ALIASES)
+    p.add_argument("--isl", type=positive_int, required=True, help="input tokens per request")
+    p.add_argument("--osl", type=positive_int, required=True, help="output tokens per request")
     p.add_argument("--num-warmups", type=non_negative_int, help="warmups per run (default: 2 x CONC)")
-    p.add_argument("--rounds", type=positive_int, default=3, help="runs per client, alternating (default: 3, at least 2)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var with the API key (default: %(default)s)")
-    p.add_argument("--stall-timeout", type=positive_float, default=300.0,
-                   help="stop when requests are in flight and none receives a byte for this long (default: %(default)g s)")
     p.add_argument("--out", type=Path, default=Path("parity"), help="folder for parity.json and parity.md")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the verdict and what decided it (the figures that differed, by how much)")
     return p
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(argv)
+    require(p, args, REQUIRED)
+    if len(args.conc) != 1:
+        p.error(f"--conc {','.join(map(str, args.conc))}: parity runs one point; give one concurrency")
+    args.conc = args.conc[0]
+    args.served_model_name = args.served_model_name or args.model
+    args.tokenizer = args.tokenizer or args.model
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.rounds < 2:
-        parser().error("--rounds must be at least 2: one run per client shows no run-to-run spread")
+    args = parse(argv)
     try:
-        api_key, tokenizer = connect(args.base_url, args.model, args.tokenizer, args.api_key_env)
+        api_key, tokenizer = connect(args.server_url, args.served_model_name, args.tokenizer, args.api_key_env)
     except (ServerError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"median TTFT {run.figures['median_ttft_ms']:.1f} ms, {run.failed} failed", file=sys.stderr)
 
     try:
-        report = run_parity(point, args.base_url, args.model, workload.requests, concurrency=args.conc,
+        report = run_parity(point, args.server_url, args.served_model_name, workload.requests, concurrency=args.conc,
                             num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
-                            rounds=args.rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
+                            rounds=args.parity_rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
                             count_tokens=token_counter(tokenizer))
     except ParityAborted as exc:
         print(f"error: {exc}", file=sys.stderr)

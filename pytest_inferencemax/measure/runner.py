@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +47,13 @@ class RunSettings:
     api_key: str | None = field(default=None, repr=False)
     telemetry_interval: float = 1.0  # seconds between samples of /metrics and the GPUs; 0: no sampling
     gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
+
+    @classmethod
+    def from_options(cls, values: Any, **more: Any) -> "RunSettings":
+        """The fields a run reads, taken by name from ``values``: pytest's ``Settings`` or a command's parsed
+        arguments, both made from the one option table (``plan/options.py``); ``more`` adds or replaces."""
+        taken = {f.name: getattr(values, f.name) for f in fields(cls) if hasattr(values, f.name)}
+        return cls(**{**taken, **more})
 
 
 @dataclass

@@ -322,17 +322,13 @@ class BenchSession(AccuracyGates):
             self.add_accuracy(suite, point, record)
             return record_hook(point, record) if record_hook is not None else record
 
-        s = self.settings
         try:
             return record_point(
                 point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
                 tokenizer_id=self.tokenizer_id(suite), backend="vllm", folder=self.folder,
                 out_path=self.folder.round_file(point.id, round_no) if round_no else None,
-                settings=RunSettings(seed=s.seed, request_timeout=s.request_timeout, save_detailed=s.save_detailed,
-                                     stall_timeout=s.stall_timeout, client_procs=s.client_procs, client=s.client,
-                                     client_lag_limit_ms=s.client_lag_limit_ms, extra_body=s.extra_body,
-                                     api_key=s.api_key, telemetry_interval=s.telemetry_interval,
-                                     gpu_ids=tuple(self.devices.devices) if self.devices else None),
+                settings=RunSettings.from_options(
+                    self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
         except PointAborted as exc:  # a failed initial test request says nothing of a stall: the server stays

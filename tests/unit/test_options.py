@@ -9,7 +9,7 @@ import pytest
 from pytest_inferencemax.plan.values import (
     boolean, conc_list, http_url, json_object, non_negative_int, port_number, positive_float, positive_int, run_name,
 )
-from pytest_inferencemax.plugin.options import OPTIONS
+from pytest_inferencemax.plan.options import OPTIONS
 
 Bad = argparse.ArgumentTypeError
 
