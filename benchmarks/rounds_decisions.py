@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from record_factory import point_record  # noqa: E402  (a real record's shape, figures replaced)
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison  # noqa: E402
 from pytest_inferencemax.judge.decided import open_question  # noqa: E402
-from pytest_inferencemax.judge.verdict import parse_rule  # noqa: E402
+from pytest_inferencemax.plan.rules import parse_rule  # noqa: E402
 from pytest_inferencemax.plugin.rounds import RoundsPlan  # noqa: E402
 from pytest_inferencemax.results.pool import pool_rounds  # noqa: E402
 

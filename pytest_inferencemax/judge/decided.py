@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_inferencemax.judge.curve import curve_point
 from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
-from pytest_inferencemax.judge.verdict import BeatBaselineShare, Targets
+from pytest_inferencemax.plan.rules import BeatBaselineShare, Targets
 from pytest_inferencemax.results.record import PointRecord
 
 

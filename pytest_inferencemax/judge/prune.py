@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from pytest_inferencemax.judge.curve import CurvePoint
 from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
-from pytest_inferencemax.judge.verdict import BeatBaselineShare, Targets
+from pytest_inferencemax.plan.rules import BeatBaselineShare, Targets
 
 
 def _beyond_noise(p: CurvePoint, metric: str, margin: float) -> str | None:

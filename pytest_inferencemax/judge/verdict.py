@@ -20,63 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Mapping, Sequence, Union
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from typing import Any, Mapping, Sequence
 
 from pathlib import Path
 
 from pytest_inferencemax.judge.baseline import BaselineError, BaselinePoint, BaselineTable, load_baseline
 from pytest_inferencemax.judge.curve import Curve, CurveKey, CurvePoint, attach_amd
-from pytest_inferencemax.errors import ConfigError, validation_problems
+from pytest_inferencemax.plan.rules import (
+    BeatBaselineShare, NotApplicable, Targets, VerdictError, parse_rule,
+)
 from pytest_inferencemax.judge.noise import (
     METRIC_FIGURES, SINGLE_ROUND, Decision, Outcome, decide, what_would_decide,
 )
 from pytest_inferencemax.results.stats import method
 
 CHECK, CROSS, DASH, QUESTION = "✓", "✗", "–", "?"
-
-
-class VerdictError(ConfigError):
-    """A verdict rule that cannot be used; the message names where it was declared."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BeatBaselineShare(_Strict):
-    rule: Literal["beat_baseline_share"]
-    min_share: float = Field(0.5, gt=0, le=1)
-    metric: Literal["tput_per_gpu", "interactivity", "median_e2e"] = "tput_per_gpu"
-    amd_baseline: str | None = None  # a table under baselines/ holding AMD's existing points
-    amd_baseline_key: str | None = None  # the model's key in it (default: the suite name)
-
-
-class Targets(_Strict):
-    rule: Literal["targets"]
-    min_points: int = Field(1, ge=1)  # points that must meet all three targets
-
-
-class NotApplicable(_Strict):
-    rule: Literal["none"]
-    reason: str = "this stage declares no verdict rule"
-
-
-VerdictRule = Annotated[Union[BeatBaselineShare, Targets, NotApplicable], Field(discriminator="rule")]
-_RULE = TypeAdapter(VerdictRule)
-
-
-def parse_rule(data: Mapping[str, Any] | None, where: str = "verdict") -> BeatBaselineShare | Targets | NotApplicable:
-    """A stage's verdict table as a rule; an empty or missing table is "not applicable"."""
-    if not data:
-        return NotApplicable(rule="none")
-    try:
-        return _RULE.validate_python(dict(data))
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise VerdictError(f"{where}: {problems}. Rules: beat_baseline_share, targets, none "
-                           "(docs in pytest_inferencemax/judge/verdict.py).") from None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pytest_inferencemax.errors import ConfigError, validation_problems
+from pytest_inferencemax.plan.rules import BeatBaselineShare, GateSpec, NotApplicable, Targets, VerdictRule
 
 SUITE_FILE = "suite.toml"
 
@@ -143,9 +144,24 @@ class Stage(_Strict):
     baseline_key: str | None = None  # the model's key inside that file
     leaderboard_url: str | None = None  # may use ${isl} ${osl}
     payload_layout: Literal["s1", "s2"] | None = None  # the leaderboard's field order (docs/submission.md)
-    verdict: dict = Field(default_factory=dict)  # the qualification rule (docs/verdict.md)
-    accuracy: dict = Field(default_factory=dict)  # the gate's parameters (issue 4)
+    verdict: VerdictRule | None = None  # the qualification rule (docs/verdict.md); none: not applicable
+    accuracy: GateSpec | None = None  # the gate's task and thresholds (docs/accuracy.md); none: no gate
     server: ServerOverride | None = None
+
+    @field_validator("verdict", "accuracy", mode="before")
+    @classmethod
+    def _empty_table_is_none(cls, v: Any) -> Any:
+        return None if v == {} else v
+
+    @property
+    def verdict_rule(self) -> BeatBaselineShare | Targets | NotApplicable:
+        """The rule the stage's curves are judged by (``none`` when the stage declares none)."""
+        return self.verdict or NotApplicable(rule="none")
+
+    @property
+    def verdict_table(self) -> dict[str, Any] | None:
+        """The verdict table as written (what a record carries, read back by ``plan.rules.parse_rule``)."""
+        return self.verdict.model_dump(exclude_unset=True) if self.verdict else None
 
     @model_validator(mode="before")
     @classmethod

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_inferencemax.errors import InferenceMaxError
 from pytest_inferencemax.judge.decided import open_question
-from pytest_inferencemax.measure.accuracy import AccuracyError, GateResult
+from pytest_inferencemax.gate.accuracy import AccuracyError, GateResult
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
 from pytest_inferencemax.plugin.compare_to import compare_point

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pytest_inferencemax.measure.accuracy import BOUNTY_S1, AccuracyError, GateResult, GateSpec, gate_sources, run_gate
-from pytest_inferencemax.measure.hub_access import hub_problem
+from pytest_inferencemax.gate.accuracy import (
+    AccuracyError, GateResult, gate_sources, resolve_spec, run_gate, task_label,
+)
+from pytest_inferencemax.gate.hub_access import hub_problem
 from pytest_inferencemax.plan.points import Point
+from pytest_inferencemax.plan.rules import BOUNTY_S1, GateSpec
 from pytest_inferencemax.plan.suite import Suite
 from pytest_inferencemax.results.build import accuracy_fields
 from pytest_inferencemax.results.record import PointRecord
@@ -41,12 +44,14 @@ class AccuracyGates:
     server: Callable[[Suite, Point], Any]  # the session's methods
     tokenizer_id: Callable[[Suite], str]
 
-    def gate_spec(self, suite: Suite, point: Point) -> GateSpec | None:
-        _, stage = suite.stage(point.stage)
-        if not stage.accuracy:
+    def gate_spec(self, suite: Suite, stage_name: str) -> GateSpec | None:
+        """The stage's gate (typed when the suite loaded) as this session runs it: ``${...}`` filled, a relative
+        dataset beside the suite."""
+        _, stage = suite.stage(stage_name)
+        if stage.accuracy is None:
             return None
-        return GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{point.stage}.accuracy]",
-                                   base_dir=suite.directory, variables=self._suite_variables(suite))
+        return resolve_spec(stage.accuracy, base_dir=suite.directory, variables=self._suite_variables(suite),
+                            where=f"{suite.path} [stages.{stage_name}.accuracy]")
 
     def _suite_variables(self, suite: Suite) -> dict[str, str]:
         """What ``${...}`` may name in a suite's accuracy table (as in its ``model``)."""
@@ -62,13 +67,13 @@ class AccuracyGates:
         """Before any server starts: what the bounty task of ``point``'s gate takes from the Hugging Face hub
         (the gated Llama-2 tokenizer, the dataset) is cached or reachable with this machine's token, and the
         local copies named exist. Raises :class:`AccuracyError` (a usage error) saying what is missing."""
-        spec = self.gate_spec(suite, point)
+        spec = self.gate_spec(suite, point.stage)
         if spec is None or self.settings.skip_accuracy or spec.task != BOUNTY_S1:
             return
         sources = gate_sources(spec, **self._gate_inputs(spec))
         problems = sources.local_problems() + [p for res in sources.hub_resources() if (p := hub_problem(res))]
         if problems:
-            raise AccuracyError(f"{suite.path} [stages.{point.stage}.accuracy] ({spec.label()}): "
+            raise AccuracyError(f"{suite.path} [stages.{point.stage}.accuracy] ({task_label(spec)}): "
                                 + "; ".join(problems))
 
     def gate(self, suite: Suite, point: Point) -> GateResult | None:
@@ -77,7 +82,7 @@ class AccuracyGates:
         ``None`` when the stage has no gate or --skip-accuracy is given. Raises
         :class:`AccuracyError` when the gate cannot run (then for every point of that server).
         """
-        spec = self.gate_spec(suite, point)
+        spec = self.gate_spec(suite, point.stage)
         if spec is None or self.settings.skip_accuracy:
             return None
         server = self.server(suite, point)

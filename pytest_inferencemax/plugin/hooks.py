@@ -179,7 +179,7 @@ def _params(session: BenchSession, path: Path, arg: str) -> list[Any]:
         return [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point) for p in points]
     groups = session.server_groups(suite, points)  # first point of each server configuration
     for point in groups:
-        session.gate_spec(suite, point)
+        session.gate_spec(suite, point.stage)
     return [pytest.param(p, id=f"{suite.name}-accuracy" + _gate_tail(p, n), marks=pytest.mark.inferencemax_gate)
             for n, p in enumerate(groups)]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_inferencemax.gate.accuracy import task_label
 from pytest_inferencemax.plan.devices import default_visibility_vars, device_slice
 from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.plan.points import Point
@@ -86,8 +87,8 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
             recipes.setdefault(key := recipe.key, recipe)
             server = f"recipe {key}"
         if GATE_ARG in item.callspec.params:
-            spec = bench.gate_spec(suite, point)
-            what = (f"accuracy gate {spec.label()} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
+            spec = bench.gate_spec(suite, point.stage)
+            what = (f"accuracy gate {task_label(spec)} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
             if bench.settings.skip_accuracy:
                 what += ", skipped (--skip-accuracy)"
             lines.append(f"  {item.callspec.id}: {what}, before the points of server {server}")

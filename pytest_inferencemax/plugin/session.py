@@ -12,13 +12,13 @@ from typing import Any, Callable
 import pytest
 
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison, find_baseline, load_baseline
-from pytest_inferencemax.judge.verdict import VerdictRule, parse_rule
-from pytest_inferencemax.measure.accuracy import GateResult, GateSpec
+from pytest_inferencemax.gate.accuracy import GateResult
 from pytest_inferencemax.measure.runner import InitialRequestFailed, PointAborted, RunSettings
 from pytest_inferencemax.measure.tokenizer import missing_folder
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
 from pytest_inferencemax.plan.points import PlanOptions, Point, plan_points
+from pytest_inferencemax.plan.rules import VerdictRule
 from pytest_inferencemax.plan.recipe import Recipe, RecipeContext, render_recipe, resolve_model
 from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, load_suite
 from pytest_inferencemax.plan.variants import Variant, VariantSet
@@ -120,8 +120,9 @@ class BenchSession(AccuracyGates):
         return self.suite(suite_file) if suite_file.is_file() else None
 
     def suite(self, path: Path) -> Suite:
-        """The suite of ``path``, loaded and checked once: every stage's verdict rule, accuracy gate and
-        baseline file are read now, so a typo fails at collection, not after a sweep."""
+        """The suite of ``path``, loaded and checked once: its stages' verdict rules and accuracy gates are
+        typed as it loads; each gate's ``${...}`` and each baseline file are read now, so a typo fails at
+        collection, not after a sweep."""
         path = Path(path).resolve()
         if path not in self.suites:
             suite = load_suite(path)
@@ -131,14 +132,10 @@ class BenchSession(AccuracyGates):
         return self.suites[path]
 
     def check_tables(self, suite: Suite) -> None:
-        """Parse every stage's tables (raising their ConfigError with file and table named)."""
-        for name, stage in suite.stages.items():
-            parse_rule(stage.verdict or None, where=f"{suite.path} [stages.{name}.verdict]")
-            if stage.accuracy:
-                GateSpec.from_table(stage.accuracy, where=f"{suite.path} [stages.{name}.accuracy]",
-                                    base_dir=suite.directory, variables=self._suite_variables(suite))
-            if stage.baseline and stage.baseline not in self._baselines:
-                self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
+        """Fill every stage's gate and read its baseline table (raising their ConfigError, file and table named)."""
+        for name in suite.stages:
+            self.gate_spec(suite, name)
+            self.baseline_table(suite, name)
 
     def plan(self, suite: Suite) -> list[Point]:
         s = self.settings
@@ -198,8 +195,7 @@ class BenchSession(AccuracyGates):
 
     def verdict_rules(self) -> dict[tuple[str, str], VerdictRule]:
         """Each loaded suite stage's verdict rule, keyed by (suite name, stage name)."""
-        return {(s.name, name): parse_rule(st.verdict or None, where=f"{s.path} [stages.{name}.verdict]")
-                for s in self.suites.values() for name, st in s.stages.items()}
+        return {(s.name, name): st.verdict_rule for s in self.suites.values() for name, st in s.stages.items()}
 
     def server_groups(self, suite: Suite, points: list[Point]) -> list[Point]:
         """The first point of each server configuration (one with --server-url)."""
@@ -249,13 +245,19 @@ class BenchSession(AccuracyGates):
             self._tokenizers[name] = load_tokenizer(name, note=self.settings.models_dir_note(name))
         return self._tokenizers[name]
 
-    def baseline(self, suite: Suite, point: Point) -> tuple[BaselineTable | None, str | None]:
-        _, stage = suite.stage(point.stage)
+    def baseline_table(self, suite: Suite, stage_name: str) -> BaselineTable | None:
+        """The baseline table a stage names, read once per session (None: the stage names none)."""
+        _, stage = suite.stage(stage_name)
         if not stage.baseline:
-            return None, None
+            return None
         if stage.baseline not in self._baselines:
             self._baselines[stage.baseline] = load_baseline(find_baseline(suite.directory, stage.baseline))
-        return self._baselines[stage.baseline], stage.baseline_key or suite.name
+        return self._baselines[stage.baseline]
+
+    def baseline(self, suite: Suite, point: Point) -> tuple[BaselineTable | None, str | None]:
+        """``point``'s baseline table and the model's key in it."""
+        table = self.baseline_table(suite, point.stage)
+        return (table, suite.stage(point.stage)[1].baseline_key or suite.name) if table else (None, None)
 
     def server(self, suite: Suite, point: Point) -> Server:
         if self.settings.server_url:
@@ -311,7 +313,7 @@ class BenchSession(AccuracyGates):
             "server": {"base_url": server.base_url, "launched": server.recipe is not None},
             "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout,
             # so that results merged from several runs or nodes are judged alike
-            "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict or None}
+            "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict_table}
         if variant := self.variant_of(suite, point):
             stage_fields.update(variant=variant.name, variant_changes=variant.changes())
         if server.recipe is not None:
@@ -351,8 +353,7 @@ class BenchSession(AccuracyGates):
         return record, saved.path
 
     def verdict_rule(self, suite: Suite, point: Point) -> VerdictRule:
-        _, stage = suite.stage(point.stage)
-        return parse_rule(stage.verdict or None, where=f"{suite.path} [stages.{point.stage}.verdict]")
+        return suite.stage(point.stage)[1].verdict_rule
 
 
 SESSION = pytest.StashKey[BenchSession]()  # the session of a pytest run, in config.stash

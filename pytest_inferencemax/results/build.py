@@ -112,7 +112,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
 def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] | None, AccuracyValidation]:
     """The bounty's ``accuracy`` and ``accuracy_validation``, with the limits really enforced.
 
-    ``gate`` is the server's :class:`~pytest_inferencemax.measure.accuracy.GateResult` (a point only
+    ``gate`` is the server's :class:`~pytest_inferencemax.gate.accuracy.GateResult` (a point only
     runs after its gate passed); ``skipped_why`` says why there is none."""
     if gate is None:
         return None, AccuracyValidation(status="SKIPPED", reason=skipped_why)
@@ -123,7 +123,7 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] 
         "lm_eval_version": gate.lm_eval_version, "dataset": gate.dataset, "dataset_sha256": gate.dataset_sha256,
         "chunk_tokenizer": getattr(gate, "chunk_tokenizer", None), "provenance": spec.provenance,
     }
-    if (identity := getattr(gate, "identity", None)) is not None:  # measure/task_identity.py
+    if (identity := getattr(gate, "identity", None)) is not None:  # gate/task_identity.py
         validation.update(task_bytes_per_word=identity.task_bytes_per_word,
                           baseline_bytes_per_word=identity.baseline_bytes_per_word)
     if spec.rule.value == "max_ratio":

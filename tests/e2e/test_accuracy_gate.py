@@ -141,7 +141,7 @@ def test_gate_equals_the_lm_eval_command_line_with_the_packages_task_to_the_last
     import sys
     from pathlib import Path
 
-    from pytest_inferencemax.measure.wikitext_task import Sources, render_task
+    from pytest_inferencemax.gate.wikitext_task import Sources, render_task
 
     shared = gated_run(pytester, vllm_server.base_url, tmp_path_factory)
     gate = shared.gate

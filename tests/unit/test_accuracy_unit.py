@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from faulty_server import FaultyServer
-from pytest_inferencemax.measure import accuracy
-from pytest_inferencemax.measure.accuracy import (AccuracyError, GateResult, GateSpec, Rule, builtin_documents, judge,
-                                          probe_prompt_logprobs, render_wikitext_task, run_gate, write_jsonl)
+from pytest_inferencemax.gate import accuracy, local_documents
+from pytest_inferencemax.gate.accuracy import (AccuracyError, GateResult, builtin_documents, judge, probe_prompt_logprobs,
+                                               render_wikitext_task, resolve_spec, run_gate, write_jsonl)
+from pytest_inferencemax.plan.rules import GateRule as Rule, GateSpec
 
 REPO = Path(__file__).resolve().parents[2]
 WIKITEXT = {"task": "wikitext", "rule": "max_ratio", "threshold_multiplier": 1.03,
@@ -95,10 +96,10 @@ def test_min_score_on_any_task_with_explicit_metric():
 
 
 def test_relative_dataset_resolves_against_the_suite_folder(tmp_path):
-    rel = GateSpec.from_table({**WIKITEXT, "dataset": "docs.jsonl"}, base_dir=tmp_path)
+    rel = resolve_spec(GateSpec.from_table({**WIKITEXT, "dataset": "docs.jsonl"}), base_dir=tmp_path)
     assert rel.dataset == str(tmp_path / "docs.jsonl")
     for fixed in ("builtin", "builtin:4", "/abs/docs.jsonl"):
-        assert GateSpec.from_table({**WIKITEXT, "dataset": fixed}, base_dir=tmp_path).dataset == fixed
+        assert resolve_spec(GateSpec.from_table({**WIKITEXT, "dataset": fixed}), base_dir=tmp_path).dataset == fixed
 
 
 # -- judge and result ---------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_builtin_documents_deterministic_and_silent(capsys):
     assert len(set(docs)) == 8
     assert builtin_documents(3) == docs[:3]
     assert capsys.readouterr().out == ""  # the Zen was not printed (the `this` module is not imported)
-    for bad in (0, 2 + len(accuracy.BUILTIN_MODULES)):
+    for bad in (0, 2 + len(local_documents.BUILTIN_MODULES)):
         with pytest.raises(AccuracyError, match="n must be"):
             builtin_documents(bad)
 
@@ -183,7 +184,7 @@ def test_rendered_task_is_lm_evals_wikitext_over_a_json_file(tmp_path):
     ours = _yaml(out.read_text())
     assert ours["task"] == "wikitext_local" and ours["dataset_path"] == "json"
     assert ours["dataset_kwargs"] == {"data_files": {"test": str(data.resolve())}}
-    assert (out.parent / "utils.py").read_text() == (REPO / "pytest_inferencemax/measure/accuracy_tasks/utils.py").read_text()
+    assert (out.parent / "utils.py").read_text() == (REPO / "pytest_inferencemax/gate/accuracy_tasks/utils.py").read_text()
     import lm_eval
     theirs = _yaml((Path(lm_eval.__file__).parent / "tasks/wikitext/wikitext.yaml").read_text())
     for key in ("output_type", "doc_to_text", "metric_list", "should_decontaminate", "doc_to_decontamination_query",
@@ -196,7 +197,7 @@ def test_rendered_task_is_lm_evals_wikitext_over_a_json_file(tmp_path):
 def test_utils_reuses_lm_evals_functions():
     from lm_eval.tasks.wikitext import preprocess_wikitext
 
-    from pytest_inferencemax.measure.accuracy_tasks import utils
+    from pytest_inferencemax.gate.accuracy_tasks import utils
     assert utils.process_results is preprocess_wikitext.process_results
     assert utils.wikitext_detokenizer is preprocess_wikitext.wikitext_detokenizer
 

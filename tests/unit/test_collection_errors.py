@@ -29,7 +29,7 @@ def run(pytester: pytest.Pytester, extra: str, *args: str) -> pytest.RunResult:
 @pytest.mark.parametrize("extra, message", [
     ('[stages.later.verdict]\nrule = "beat_baseline_shar"\n', "[stages.later.verdict]"),
     ('[stages.later.accuracy]\ntask = "wikitext"\nrule = "max_ratio"\nthreshold_multiplier = "x"\n',
-     "[stages.later.accuracy]"),
+     "[stages.later.accuracy.threshold_multiplier] Input should be a valid number"),
     ('[stages.later.verdict]\nrule = "targets"\nmin_ponts = 2\n', "min_ponts"),
 ], ids=["verdict-rule-typo", "accuracy-table", "verdict-key-typo"])
 def test_a_typo_in_any_stage_table_is_a_one_line_usage_error(pytester, extra, message):

@@ -8,8 +8,8 @@ import pytest
 
 from pytest_inferencemax.judge.baseline import BaselineTable, comparison, load_baseline
 from pytest_inferencemax.judge.curve import attach_amd, build_curves
-from pytest_inferencemax.judge.verdict import (BeatBaselineShare, NotApplicable, Targets, VerdictError, judge,
-                                               judge_curves, parse_rule)
+from pytest_inferencemax.judge.verdict import judge, judge_curves
+from pytest_inferencemax.plan.rules import BeatBaselineShare, NotApplicable, Targets, VerdictError, parse_rule
 from pytest_inferencemax.results.record import PointRecord
 from record_factory import point_record
 

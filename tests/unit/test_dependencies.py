@@ -21,7 +21,7 @@ from pytest_inferencemax.errors import MissingExtraError, import_extra
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "pytest_inferencemax"
 # lm-eval task files: lm-eval itself loads them (inside the [eval] extra's own process), never the plugin
-LM_EVAL_TASK_FILES = PACKAGE / "measure" / "accuracy_tasks"
+LM_EVAL_TASK_FILES = PACKAGE / "gate" / "accuracy_tasks"
 
 
 def _norm(name: str) -> str:

@@ -100,7 +100,8 @@ def test_a_run_that_left_nothing_is_a_failed_group_of_its_own(tmp_path):
 
 
 def test_a_failed_gate_s_cause_names_each_metric_beyond_its_limit():
-    from pytest_inferencemax.measure.accuracy import GateResult, GateSpec, judge
+    from pytest_inferencemax.gate.accuracy import GateResult, judge
+    from pytest_inferencemax.plan.rules import GateSpec
     from pytest_inferencemax.plugin.gates import gate_failed
 
     spec = GateSpec(task="wikitext", rule="max_ratio", threshold_multiplier=1.0,

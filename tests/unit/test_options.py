@@ -250,7 +250,7 @@ def test_good_options_pass(pytester):
 def test_every_error_the_package_raises_on_purpose_is_in_one_tree():
     """One base, four branches; the leaves keep the standard bases callers may catch."""
     from pytest_inferencemax import errors
-    from pytest_inferencemax.measure.accuracy import AccuracyError
+    from pytest_inferencemax.gate.accuracy import AccuracyError
     from pytest_inferencemax.judge.baseline import BaselineError
     from pytest_inferencemax.results.compare import CompareError
     from pytest_inferencemax.results.record import RecordError
@@ -260,7 +260,7 @@ def test_every_error_the_package_raises_on_purpose_is_in_one_tree():
     from pytest_inferencemax.serve.server import ServerError
     from pytest_inferencemax.publish.submission import SubmissionError
     from pytest_inferencemax.plan.suite import SuiteError
-    from pytest_inferencemax.judge.verdict import VerdictError
+    from pytest_inferencemax.plan.rules import VerdictError
 
     tree = {errors.ConfigError: (SuiteError, BaselineError, VerdictError, AccuracyError, MatrixError),
             errors.ServerError: (ServerError,), errors.PointError: (PointAborted,),

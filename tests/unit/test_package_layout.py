@@ -1,4 +1,4 @@
-"""The package shows the pipeline: plan -> serve -> measure -> results -> judge -> publish, with
+"""The package shows the pipeline: plan -> serve -> measure and the gate -> results -> judge -> publish, with
 plugin/ and cli/ on top; a module imports only from its own stage or the stages below it."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_inferencemax"
 # errors.py and progress.py are used by every stage; plugin and cli are two tops, apart
-LAYERS = {"errors": 0, "progress": 0, "plan": 1, "serve": 2, "measure": 3, "results": 4, "judge": 5, "publish": 6,
-          "plugin": 7, "cli": 7}
+LAYERS = {"errors": 0, "progress": 0, "plan": 1, "serve": 2, "measure": 3, "gate": 3, "results": 4, "judge": 5,
+          "publish": 6, "plugin": 7, "cli": 7}  # measure and the gate: two stages side by side, apart
 
 
 def imports_of(path: Path) -> list[str]:
@@ -35,8 +35,8 @@ def stage_of(module_parts: tuple[str, ...]) -> str:
 
 def test_every_module_lives_in_a_stage_folder():
     top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith(("_", ".")))
-    assert top == ["cli", "errors.py", "judge", "measure", "plan", "plugin", "progress.py", "publish", "results",
-                   "serve"]
+    assert top == ["cli", "errors.py", "gate", "judge", "measure", "plan", "plugin", "progress.py", "publish",
+                   "results", "serve"]
 
 
 def test_imports_run_downwards_only():

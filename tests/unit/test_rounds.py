@@ -12,7 +12,8 @@ from pytest_inferencemax.judge.baseline import BaselineTable, comparison
 from pytest_inferencemax.judge.curve import build_curves
 from pytest_inferencemax.judge.decided import open_question
 from pytest_inferencemax.judge.noise import Outcome, decide
-from pytest_inferencemax.judge.verdict import judge, parse_rule
+from pytest_inferencemax.judge.verdict import judge
+from pytest_inferencemax.plan.rules import parse_rule
 from pytest_inferencemax.plan.values import repeat_count, rounds_max
 from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.publish.plots import plot_series

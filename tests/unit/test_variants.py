@@ -11,7 +11,8 @@ from pytest_inferencemax.judge.baseline import comparison
 from pytest_inferencemax.judge.curve import build_curves, curve_point
 from pytest_inferencemax.judge.prune import prune_reason
 from pytest_inferencemax.judge.ranking import rank_variants
-from pytest_inferencemax.judge.verdict import judge_curves, parse_rule
+from pytest_inferencemax.judge.verdict import judge_curves
+from pytest_inferencemax.plan.rules import parse_rule
 from pytest_inferencemax.plan.points import PlanOptions, plan_points
 from pytest_inferencemax.plan.recipe import RecipeContext, render_recipe
 from pytest_inferencemax.plan.suite import load_suite

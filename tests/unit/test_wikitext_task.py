@@ -12,11 +12,12 @@ import pytest
 
 from e2e_support import MODELS_DIR, SUITE_TEST, mini_suite_toml
 from pytest_inferencemax.errors import AccuracyError
-from pytest_inferencemax.measure import wikitext_task
-from pytest_inferencemax.measure.accuracy import GateSpec, task_identity
-from pytest_inferencemax.measure.hub_access import HubResource, hub_problem
-from pytest_inferencemax.measure.task_identity import baseline_bytes_per_word, check_identity
-from pytest_inferencemax.measure.wikitext_task import Sources, chunk_documents, load_lines, render_task
+from pytest_inferencemax.gate import wikitext_task
+from pytest_inferencemax.gate.accuracy import resolve_spec, task_identity, task_label
+from pytest_inferencemax.plan.rules import GateSpec
+from pytest_inferencemax.gate.hub_access import HubResource, hub_problem
+from pytest_inferencemax.gate.task_identity import baseline_bytes_per_word, check_identity
+from pytest_inferencemax.gate.wikitext_task import Sources, chunk_documents, load_lines, render_task
 
 GPTOSS = {"bits_per_byte": 2.0558, "byte_perplexity": 4.1577, "word_perplexity": 222.7893}
 DSR1 = {"bits_per_byte": 0.4485, "byte_perplexity": 1.3646, "word_perplexity": 3.2522}
@@ -137,10 +138,10 @@ def test_rendered_task_names_its_sources(tmp_path):
 
 # -- the spec ------------------------------------------------------------------------------------------------------
 def test_spec_keys_of_the_bounty_task(tmp_path):
-    spec = GateSpec.from_table({**S1_TABLE, "dataset": "split.parquet", "chunk_tokenizer": "${models_dir}/tok"},
-                               base_dir=tmp_path, variables={"models_dir": "/m", "suite_dir": str(tmp_path)})
+    spec = resolve_spec(GateSpec.from_table({**S1_TABLE, "dataset": "split.parquet", "chunk_tokenizer": "${models_dir}/tok"}),
+                        base_dir=tmp_path, variables={"models_dir": "/m", "suite_dir": str(tmp_path)})
     assert spec.dataset == str(tmp_path / "split.parquet") and spec.chunk_tokenizer == "/m/tok"
-    assert "Llama-2-7b-hf" in GateSpec.from_table(S1_TABLE).label()
+    assert "Llama-2-7b-hf" in task_label(GateSpec.from_table(S1_TABLE))
     with pytest.raises(AccuracyError, match="chunk_tokenizer belongs to task 'wikitext_tokens'"):
         GateSpec.from_table({**S1_TABLE, "task": "wikitext", "chunk_tokenizer": "x"})
 
@@ -289,7 +290,7 @@ def test_a_missing_tokenizer_is_a_usage_error_before_any_server(pytester, monkey
 def test_identity_lands_in_the_record_and_report_md():
     from record_factory import point_record
 
-    from pytest_inferencemax.measure.accuracy import GateResult, judge
+    from pytest_inferencemax.gate.accuracy import GateResult, judge
     from pytest_inferencemax.publish.report import _accuracy_lines
     from pytest_inferencemax.results.build import accuracy_fields
     from pytest_inferencemax.results.record import PointRecord

@@ -15,118 +15,51 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pytest_inferencemax.errors import AccuracyError, import_extra
-from pytest_inferencemax.measure import wikitext_task
-from pytest_inferencemax.measure.hub_access import HubResource, is_cached
-from pytest_inferencemax.measure.local_documents import (  # noqa: F401  (their home before; callers import them here)
-    BUILTIN_MODULES, builtin_documents, parse_builtin, write_jsonl)
-from pytest_inferencemax.measure.task_identity import TaskIdentity, check_identity
+from pytest_inferencemax.gate import wikitext_task
+from pytest_inferencemax.gate.hub_access import HubResource, is_cached
+from pytest_inferencemax.gate.local_documents import builtin_documents, parse_builtin, write_jsonl
+from pytest_inferencemax.gate.task_identity import TaskIdentity, check_identity
 from pytest_inferencemax.plan.recipe import fill
+from pytest_inferencemax.plan.rules import BOUNTY_S1, LOCAL_DATASET_TASKS, GateRule, GateSpec
 from pytest_inferencemax.serve import api
 
-__all__ = ["AccuracyError", "GateResult", "GateSpec", "Rule", "builtin_documents", "judge", "run_gate", "write_jsonl"]
+__all__ = ["AccuracyError", "GateResult", "builtin_documents", "judge", "run_gate", "write_jsonl"]
 
-LEGACY_RULES = {"each metric <= baseline x threshold_multiplier": "max_ratio", "score >= minimum": "min_score"}
-# min_score's default metric. lm-eval 0.4.x prints a task's rows sorted by "metric,filter", so the bounty's parser,
-# taking the first gsm8k row, read "exact_match,flexible-extract" (it sorts before "exact_match,strict-match").
-DEFAULT_METRIC = {"gsm8k": "exact_match,flexible-extract"}
 HF_DATASETS = {"wikitext": ("EleutherAI/wikitext_document_level", "wikitext-2-raw-v1"),
                "gsm8k": ("openai/gsm8k", "main")}
-BOUNTY_S1 = wikitext_task.TASK_NAME  # "wikitext_tokens"
-LOCAL_DATASET_TASKS = {"wikitext", BOUNTY_S1}  # tasks whose `dataset` may name a local copy
 LOGPROB_TASKS = {"wikitext", BOUNTY_S1}  # loglikelihood tasks: the server must return prompt logprobs
-RUNNER_KEYS = {"model", "base_url", "tokenizer"}  # set by run_gate from the server and --tokenizer, not by suites
 # lm-eval arguments whose default in the lm-eval we run (0.4.13) differs from the lm-eval the bounty's runner ran
 # for the task: the branch's local-completions used the Hugging Face tokenizer named by `model` (tokenizer_backend
 # "huggingface"); 0.4.13's default "auto" asks the server for its tokenizer first (docs/accuracy.md).
 TASK_MODEL_ARGS: dict[str, dict[str, str]] = {BOUNTY_S1: {"tokenizer_backend": "huggingface"}}
 
 
-class Rule(str, Enum):
-    """How a gate judges: a ceiling per metric relative to a baseline, or a floor on one score."""
-    MAX_RATIO = "max_ratio"  # every metric in baselines <= baseline x threshold_multiplier
-    MIN_SCORE = "min_score"  # metric >= minimum
+def resolve_spec(spec: GateSpec, base_dir: Path | None = None, variables: Mapping[str, str] | None = None,
+                 where: str = "accuracy") -> GateSpec:
+    """``spec`` as this session runs it: with ``variables`` (``models_dir``, ``suite_dir``), ``${...}`` in
+    ``dataset``/``chunk_tokenizer`` filled; a relative ``dataset`` path resolved against ``base_dir`` (the
+    suite folder)."""
+    update = {key: fill(value, dict(variables), f"[{where}] {key}") for key in ("dataset", "chunk_tokenizer")
+              if variables is not None and (value := getattr(spec, key))}
+    resolved = spec.model_copy(update=update) if update else spec
+    if base_dir and resolved.dataset_is_path and not Path(resolved.dataset).expanduser().is_absolute():
+        resolved = resolved.model_copy(update={"dataset": str(base_dir / resolved.dataset)})
+    return resolved
 
 
-class GateSpec(BaseModel):
-    """One stage's accuracy gate, as written in its ``accuracy`` table (unknown keys are errors)."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    task: str = Field(min_length=1)  # "wikitext_tokens" (the bounty's stage 1), "wikitext", "gsm8k" or any lm-eval task
-    rule: Rule
-    baselines: dict[str, float] = Field(default_factory=dict)
-    threshold_multiplier: float | None = Field(None, gt=0)
-    minimum: float | None = None
-    metric: str | None = None  # an lm-eval results key, ",none" optional
-    num_fewshot: int | None = Field(None, ge=0)
-    model_args: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    limit: int | float | None = Field(None, gt=0)
-    # a local copy of the task's dataset, or "builtin" / "builtin:N"; wikitext_tokens: wikitext-2-raw-v1's test
-    # split (.parquet, .jsonl, .txt, a folder; default: the hub's); wikitext: a .jsonl of {"page": text} lines
-    dataset: str | None = None
-    chunk_tokenizer: str | None = None  # wikitext_tokens: a hub id or folder (default: meta-llama/Llama-2-7b-hf)
-    provenance: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _defaults(cls, data: Any) -> Any:
-        """Map the first suite files' free-text rules to the enum; give min_score its task's default metric."""
-        if isinstance(data, dict) and isinstance(data.get("rule"), str):
-            data = {**data, "rule": LEGACY_RULES.get(data["rule"], data["rule"])}
-            if data["rule"] == "min_score" and data.get("metric") is None and data.get("task") in DEFAULT_METRIC:
-                data["metric"] = DEFAULT_METRIC[data["task"]]
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GateSpec:
-        if bad := sorted(RUNNER_KEYS & set(self.model_args)):
-            raise ValueError(f"model_args may not set {bad}: the runner sets them from the server it started")
-        if self.rule is Rule.MAX_RATIO:
-            if not self.baselines or self.threshold_multiplier is None:
-                raise ValueError("rule 'max_ratio' needs baselines = {metric = value, ...} and threshold_multiplier")
-            if self.minimum is not None or self.metric is not None:
-                raise ValueError("rule 'max_ratio' takes no minimum/metric (those belong to 'min_score')")
-        elif self.minimum is None or self.metric is None:
-            raise ValueError(f"rule 'min_score' needs minimum, and metric (an lm-eval results key such as 'acc' "
-                             f"or 'exact_match,strict-match') unless the task has a default ({DEFAULT_METRIC})")
-        elif self.baselines or self.threshold_multiplier is not None:
-            raise ValueError("rule 'min_score' takes no baselines/threshold_multiplier")
-        if self.dataset is not None and self.task not in LOCAL_DATASET_TASKS:
-            raise ValueError(f"dataset (a local copy) is supported only for tasks {sorted(LOCAL_DATASET_TASKS)}")
-        if self.chunk_tokenizer is not None and self.task != BOUNTY_S1:
-            raise ValueError(f"chunk_tokenizer belongs to task {BOUNTY_S1!r} (the bounty's stage-1 wikitext)")
-        return self
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str = "accuracy", base_dir: Path | None = None,
-                   variables: Mapping[str, str] | None = None) -> GateSpec:
-        """Validate a suite table; a relative ``dataset`` path resolves against ``base_dir`` (the suite folder);
-        with ``variables`` (``models_dir``, ``suite_dir``), ``${...}`` in ``dataset``/``chunk_tokenizer`` is filled."""
-        try:
-            spec = cls.model_validate(dict(table))
-        except ValidationError as e:
-            lines = [f"  {'.'.join(map(str, err['loc'])) or '(table)'}: {err['msg']}" for err in e.errors()]
-            raise AccuracyError(f"[{where}] is not a valid accuracy gate:\n" + "\n".join(lines)) from None
-        update = {key: fill(value, dict(variables), f"[{where}] {key}") for key in ("dataset", "chunk_tokenizer")
-                  if variables is not None and (value := getattr(spec, key))}
-        ds = update.get("dataset", spec.dataset)
-        if ds and base_dir and parse_builtin(ds) is None and not Path(ds).expanduser().is_absolute():
-            update["dataset"] = str(base_dir / ds)
-        return spec.model_copy(update=update) if update else spec
-
-    def label(self) -> str:
-        """The task in a few words, for the plan (``--collect-only``) and messages."""
-        if self.task != BOUNTY_S1:
-            return self.task
-        ds = self.dataset or f"hub {wikitext_task.HUB_CONFIG} {wikitext_task.HUB_SPLIT}"
-        return (f"{self.task} (the bounty's stage-1 wikitext: {ds}, {wikitext_task.CHUNK_SIZE}-token chunks by "
-                f"{self.chunk_tokenizer or wikitext_task.HUB_TOKENIZER})")
+def task_label(spec: GateSpec) -> str:
+    """The task in a few words, for the plan (``--collect-only``) and messages."""
+    if spec.task != BOUNTY_S1:
+        return spec.task
+    ds = spec.dataset or f"hub {wikitext_task.HUB_CONFIG} {wikitext_task.HUB_SPLIT}"
+    return (f"{spec.task} (the bounty's stage-1 wikitext: {ds}, {wikitext_task.CHUNK_SIZE}-token chunks by "
+            f"{spec.chunk_tokenizer or wikitext_task.HUB_TOKENIZER})")
 
 
 @dataclass(frozen=True)
@@ -144,7 +77,7 @@ class MetricVerdict:
 def judge(spec: GateSpec, values: Mapping[str, float]) -> list[MetricVerdict]:
     """Apply the spec's rule to metric values (lm-eval results keys with ',none' stripped)."""
     wanted = ([(m, b * spec.threshold_multiplier, "<=") for m, b in spec.baselines.items()]
-              if spec.rule is Rule.MAX_RATIO else [(spec.metric.removesuffix(",none"), spec.minimum, ">=")])
+              if spec.rule is GateRule.MAX_RATIO else [(spec.metric.removesuffix(",none"), spec.minimum, ">=")])
     out: list[MetricVerdict] = []
     for metric, limit, op in wanted:
         if (v := values.get(metric)) is None:
@@ -197,7 +130,7 @@ class GateResult:
 
 def render_wikitext_task(data_file: Path, include_dir: Path) -> Path:
     """Write ``wikitext_local.yaml`` (``data_file`` filled in) and its ``utils.py`` into ``include_dir``."""
-    pkg = importlib.resources.files("pytest_inferencemax.measure.accuracy_tasks")
+    pkg = importlib.resources.files("pytest_inferencemax.gate.accuracy_tasks")
     text = pkg.joinpath("wikitext_local.yaml").read_text(encoding="utf-8")
     text = text.replace("${data_file}", json.dumps(str(Path(data_file).resolve())))
     include_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +232,7 @@ def gate_model_args(spec: GateSpec, root: str, served_model: str, tokenizer_path
 def task_identity(spec: GateSpec, task: Any) -> TaskIdentity | None:
     """Bytes per word of an lm-eval task's own documents (its ``process_results`` counts, from a dummy
     loglikelihood) against the spec's baselines; raises :class:`AccuracyError` when they differ."""
-    if spec.rule is not Rule.MAX_RATIO or task.get_config("output_type") != "loglikelihood_rolling":
+    if spec.rule is not GateRule.MAX_RATIO or task.get_config("output_type") != "loglikelihood_rolling":
         return None
     words = nbytes = docs = 0
     for doc in task.eval_docs:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_inferencemax.errors import AccuracyError, import_extra
-from pytest_inferencemax.measure.hub_access import HubResource
-from pytest_inferencemax.measure.local_documents import builtin_documents, parse_builtin
+from pytest_inferencemax.gate.hub_access import HubResource
+from pytest_inferencemax.gate.local_documents import builtin_documents, parse_builtin
 
 TASK_NAME = "wikitext_tokens"
 CHUNK_SIZE = 2047  # the branch's chunk length, in chunk-tokenizer ids
@@ -200,7 +200,7 @@ def process_results(doc: dict[str, Any], results: Sequence[float]) -> dict[str, 
 def render_task(include_dir: Path, sources: Sources, chunk_size: int = CHUNK_SIZE) -> Path:
     """Write the task (``wikitext_tokens.yaml`` with the sources filled in, and its functions' module) into
     ``include_dir``: ``lm_eval --include_path include_dir --tasks wikitext_tokens`` then runs it."""
-    pkg = importlib.resources.files("pytest_inferencemax.measure.accuracy_tasks")
+    pkg = importlib.resources.files("pytest_inferencemax.gate.accuracy_tasks")
     values = {"wikitext_source": sources.dataset, "chunk_tokenizer": sources.tokenizer, "chunk_size": chunk_size}
     text = pkg.joinpath(_FILES[0]).read_text(encoding="utf-8")
     for key, value in values.items():
