@@ -24,7 +24,7 @@ from calibration_server import running  # noqa: E402
 from pytest_inferencemax.measure.loadtypes import ClientConfig  # noqa: E402
 from pytest_inferencemax.measure.aio import run_async  # noqa: E402
 from pytest_inferencemax.measure.loadgen import run_load  # noqa: E402
-from pytest_inferencemax.measure.telemetry import TelemetrySampler  # noqa: E402
+from pytest_inferencemax.serve.telemetry import TelemetrySampler  # noqa: E402
 from pytest_inferencemax.measure.workload import RequestSpec  # noqa: E402
 
 

@@ -3,7 +3,7 @@
     python -m pytest_inferencemax.cli.parity --server-url http://127.0.0.1:8000 --model NAME --tokenizer PATH \\
         --isl 128 --osl 64 --conc 4 --parity-rounds 3 --out parity/
 
-What is run and judged: ``pytest_inferencemax/measure/parity.py``. Exit 0 when parity holds, 1 when
+What is run: ``measure/parity.py``; judged: ``judge/parity.py``; shown: ``publish/parity_report.py``. Exit 0 when parity holds, 1 when
 a judged figure differs beyond the clients' spread (or the server died), 2 when the server cannot
 be reached.
 """
@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 from pytest_inferencemax.cli.bench import connect
-from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, outcome_line, render, run_parity
+from pytest_inferencemax.judge.parity import judge, outcome_line
+from pytest_inferencemax.measure.parity import ParityAborted, ParityRun, run_parity
+from pytest_inferencemax.publish.parity_report import render, write_parity
 from pytest_inferencemax.measure.workload import random_workload, token_counter
 from pytest_inferencemax.plan.options import add_arguments, require
 from pytest_inferencemax.plan.values import non_negative_int, positive_int
@@ -71,14 +73,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"median TTFT {run.figures['median_ttft_ms']:.1f} ms, {run.failed} failed", file=sys.stderr)
 
     try:
-        report = run_parity(point, args.server_url, args.served_model_name, workload.requests, concurrency=args.conc,
-                            num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
-                            rounds=args.parity_rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
-                            count_tokens=token_counter(tokenizer))
+        runs = run_parity(point, args.server_url, args.served_model_name, workload.requests, concurrency=args.conc,
+                          num_warmups=2 * args.conc if args.num_warmups is None else args.num_warmups,
+                          rounds=args.parity_rounds, api_key=api_key, on_run=progress, stall_timeout=args.stall_timeout,
+                          count_tokens=token_counter(tokenizer))
     except ParityAborted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _, md = RunFolder(args.out).write_parity(report)
+    report = judge(point, runs)
+    _, md = write_parity(RunFolder(args.out), report)
     print(render(report) if not args.quiet else f"parity {point}: {outcome_line(report)}")
     print(f"saved {md} and {md.with_suffix('.json')}", file=sys.stderr)
     return 0 if report.passed else 1

@@ -15,8 +15,8 @@ from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadR
 from pytest_inferencemax.measure.looplag import lag_limit_ms
 from pytest_inferencemax.measure.metrics import compute_metrics, reference_output_lens
 from pytest_inferencemax.measure.multiclient import run_client_load
-from pytest_inferencemax.measure.prefix_cache import cache_record, read_counters
-from pytest_inferencemax.measure.telemetry import Telemetry, TelemetrySampler
+from pytest_inferencemax.serve.prefix_cache import cache_record, read_counters
+from pytest_inferencemax.serve.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
 from pytest_inferencemax.measure.token_check import check_tokens

@@ -21,14 +21,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TYPE_CHECKING
+from typing import Any, Callable
 
 from pytest_inferencemax.errors import PointError, ResultsError, ResultsWriteError, os_reason
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.rounds import ROUNDS_DIR
 
-if TYPE_CHECKING:  # imported where used: reading a run folder must not load the load generator
-    from pytest_inferencemax.measure.parity import ParityReport
 
 SUMMARY_FILE = "summary.json"
 SOURCES_FILE = "sources.json"  # a merged run: which runs it came from
@@ -212,9 +210,4 @@ class RunFolder:
         """The run's manifest files (one per pytest-xdist worker) with their contents."""
         return [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(self.path.glob("manifest*.json"))]
 
-    # -- parity reports (--parity, cli.parity) -----------------------------------------------
-    def write_parity(self, report: ParityReport, stem: str = "parity") -> tuple[Path, Path]:
-        """``<stem>.json`` and ``<stem>.md`` (the table), atomically."""
-        from pytest_inferencemax.measure.parity import render
-        return self.write_json(f"{stem}.json", report.to_dict()), self.write_text(f"{stem}.md", render(report) + "\n")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:  # the record is read without the measuring side
-    from pytest_inferencemax.measure.telemetry import Sample, Telemetry
+    from pytest_inferencemax.serve.telemetry import Sample, Telemetry
 
 Number = Union[int, float]
 

@@ -1,6 +1,6 @@
 """What an engine's Prometheus metrics mean, as data: one table per role, the names each engine uses.
 
-A sample of the server (``measure/telemetry.py``) keeps, for each role below, the first of its names
+A sample of the server (``serve/telemetry.py``) keeps, for each role below, the first of its names
 that the ``/metrics`` page holds (summed over labels, ``_total`` dropped: ``server_metrics.parse_totals``).
 vLLM names are those of vLLM's V1 engine (``vllm/v1/metrics/loggers.py``; older names second);
 SGLang's come from ``python/sglang/srt/metrics/collector.py`` (sgl-project/sglang, commit 00ae9c1),

@@ -27,7 +27,7 @@ from pytest_inferencemax.measure.aio import run_async
 from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
 from pytest_inferencemax.measure.multiclient import run_load_multiprocess
-from pytest_inferencemax.measure.prefix_cache import CacheCounters, cache_record, read_counters
+from pytest_inferencemax.serve.prefix_cache import CacheCounters, cache_record, read_counters
 from pytest_inferencemax.measure.runner import RunSettings, client_record
 from pytest_inferencemax.measure.token_check import check_tokens
 from calibration import calibration_server, specs, truth

@@ -130,11 +130,10 @@ def test_parity_reads_vllms_own_view_of_each_run(vllm_server, smollm2_model):
 
     tokenizer = load_tokenizer(str(smollm2_model))
     workload = random_workload(tokenizer, input_len=16, output_len=4, num_prompts=2, seed=0)
-    report = run_parity("p", vllm_server.base_url, "smollm2", workload.requests, concurrency=2, num_warmups=2,
-                        rounds=2, count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)))
-    assert [(r.client, r.round) for r in report.runs] == [
-        ("precise", 1), ("reference", 1), ("precise", 2), ("reference", 2)]
-    for run in report.runs:  # 2 warmups and 2 timed requests a run, each 16 prompt and 4 generated tokens
+    runs = run_parity("p", vllm_server.base_url, "smollm2", workload.requests, concurrency=2, num_warmups=2,
+                      rounds=2, count_tokens=lambda t: len(tokenizer.encode(t, add_special_tokens=False)))
+    assert [(r.client, r.round) for r in runs] == [("precise", 1), ("reference", 1), ("precise", 2), ("reference", 2)]
+    for run in runs:  # 2 warmups and 2 timed requests a run, each 16 prompt and 4 generated tokens
         view = run.server
         assert (view["requests"], view["prompt_tokens"], view["generation_tokens"]) == (4, 64, 16), view
         assert 0 < view["mean_ttft_ms"] < view["mean_e2e_ms"] and view["mean_itl_ms"] > 0, view

@@ -92,7 +92,9 @@ def test_an_unknown_stage_is_one_usage_error_line_before_any_collection_output(p
 
 
 def test_the_parity_verdict_states_what_differed_and_by_how_much():
-    from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun, judge, render
+    from pytest_inferencemax.judge.parity import judge
+    from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun
+    from pytest_inferencemax.publish.parity_report import render
 
     def runs(out_tokens_r2: float, tput_ref: float) -> list[ParityRun]:
         out = []

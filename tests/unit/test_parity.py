@@ -9,7 +9,9 @@ import pytest
 
 from pytest_inferencemax.measure import parity
 from pytest_inferencemax.cli import parity as parity_cli
-from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun, judge, render
+from pytest_inferencemax.judge.parity import judge
+from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun
+from pytest_inferencemax.publish.parity_report import render, write_parity
 from pytest_inferencemax.results.store import RunFolder
 
 
@@ -63,7 +65,7 @@ def test_one_round_is_refused():
 
 def test_a_saved_report_holds_every_run_and_row_and_the_table(tmp_path):
     report = judge("p", runs([100, 108], [104, 97]))
-    path, md = RunFolder(tmp_path).write_parity(report, "p.parity")
+    path, md = write_parity(RunFolder(tmp_path), report, "p.parity")
     saved = json.loads(path.read_text())
     assert path.name == "p.parity.json" and saved == json.loads(json.dumps(report.to_dict()))
     assert len(saved["runs"]) == 4 and saved["passed"] == report.passed

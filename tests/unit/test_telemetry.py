@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_inferencemax.judge.diagnosis import diagnose, reading
-from pytest_inferencemax.measure.gpu import GpuReading, parse_amd_smi, parse_nvidia_smi, parse_rocm_smi
-from pytest_inferencemax.measure.telemetry import Sample, Telemetry
+from pytest_inferencemax.serve.gpu import GpuReading, parse_amd_smi, parse_nvidia_smi, parse_rocm_smi
+from pytest_inferencemax.serve.telemetry import Sample, Telemetry
 from pytest_inferencemax.results.telemetry import GpuSummary, TelemetrySummary, series_lines, summarize
 from pytest_inferencemax.serve.engine_metrics import pick
 from pytest_inferencemax.serve.server_metrics import parse_totals

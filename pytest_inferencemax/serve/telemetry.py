@@ -2,7 +2,7 @@
 
 Every ``interval`` seconds (``--telemetry-interval``, 1 s by default) the sampler reads the server's
 Prometheus page (the roles of ``serve/engine_metrics.py``) and, when the host has a GPU tool, one
-reading per GPU (``measure/gpu.py``). It runs in its own thread, off the client's event loop: its cost
+reading per GPU (``serve/gpu.py``). It runs in its own thread, off the client's event loop: its cost
 is measured in benchmarks/README.md. :meth:`TelemetrySampler.mark` takes a sample at once, on the
 caller's thread: the runner marks the start and the end of the timed run, so that counters (tokens,
 preemptions) and histograms (server-side TTFT, queue time) are read exactly over it.
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from pytest_inferencemax.measure.gpu import GpuReading, find_tool, read_gpus
+from pytest_inferencemax.serve.gpu import GpuReading, find_tool, read_gpus
 from pytest_inferencemax.serve.engine_metrics import pick
 from pytest_inferencemax.serve.server_metrics import read_totals
 
