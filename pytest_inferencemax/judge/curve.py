@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from pytest_inferencemax.judge.baseline import BaselinePoint, BaselineTable
-from pytest_inferencemax.results.record import PointRecord
+from pytest_inferencemax.results.record import AccuracyStatus, PointRecord
 from pytest_inferencemax.results.rounds import FigureStats, RoundsSummary
 
 
@@ -55,7 +55,7 @@ class CurvePoint:
     e2e_ratio: float | None  # < 1 is better
     intvty_ratio: float | None  # > 1 is better
     baseline: BaselinePoint | None
-    accuracy_status: str  # accuracy_validation.status: PASSED, FAILED, SKIPPED or "unknown"
+    accuracy_status: AccuracyStatus
     failed_requests: int = 0
     invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
     rounds: RoundsSummary | None = None  # --repeat: the rounds' figures and intervals; None for one round

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_inferencemax.judge.curve import curve_point
-from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
+from pytest_inferencemax.judge.noise import Outcome, decide
+from pytest_inferencemax.measure.figures import judged_by
 from pytest_inferencemax.plan.rules import BeatBaselineShare, Targets
 from pytest_inferencemax.results.record import PointRecord
 
@@ -28,7 +29,7 @@ def open_question(record: PointRecord, rule: Any) -> str | None:
         return None
     unsure = []
     for metric in metrics:
-        key, attr, higher = METRIC_FIGURES[metric]
+        key, attr, higher = judged_by(metric)
         target = float(getattr(p.baseline, attr))
         d = decide(p.mean(key), target, higher, p.stats(key), ties_beat=ties, confidence=p.confidence)
         if d.outcome is Outcome.LOSES and isinstance(rule, Targets):

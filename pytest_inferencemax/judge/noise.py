@@ -15,10 +15,6 @@ from pytest_inferencemax.results.rounds import FigureStats
 from pytest_inferencemax.results.stats import CONFIDENCE, percent, rounds_to_decide
 
 SINGLE_ROUND = "1 round: not tested for noise"
-# a rule's metric -> (our figure's record key, the baseline point's attribute, higher is better)
-METRIC_FIGURES = {"tput_per_gpu": ("tput_per_gpu", "tput_per_gpu", True),
-                  "interactivity": ("interactivity", "median_intvty", True),
-                  "median_e2e": ("median_e2el_ms", "median_e2e_ms", False)}
 
 
 class Outcome(str, Enum):

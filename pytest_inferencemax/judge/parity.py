@@ -9,11 +9,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from pytest_inferencemax.measure.parity import COUNT_KEYS, REFERENCE_KEYS, ParityRun
+from pytest_inferencemax.measure.figures import PARITY_IDENTICAL, PARITY_WITHIN_SPREAD
+from pytest_inferencemax.measure.parity import REFERENCE_KEYS, ParityRun
 from pytest_inferencemax.plan.values import CLIENTS
 
-JUDGED_WITHIN_SPREAD = ("request_throughput", "output_throughput", "total_token_throughput",
-                        "mean_tpot_ms", "median_tpot_ms")
 
 
 @dataclass
@@ -57,12 +56,12 @@ def judge(point: str, runs: Sequence[ParityRun]) -> ParityReport:
         stdevs = {c: statistics.stdev(v) if len(v) > 1 else 0.0 for c, v in values.items()}
         a, b = means.get("precise", 0.0), means.get("reference", 0.0)
         row = ParityRow(key, means, spreads, stdevs, b - a, 100.0 * (b - a) / a if a else None, "shown")
-        if key in COUNT_KEYS:
+        if key in PARITY_IDENTICAL:
             row.judged = "identical"
             every = sorted({x for v in values.values() for x in v})
             row.ok = len(every) == 1
             row.why = "" if row.ok else _count_why(values, every)
-        elif key in JUDGED_WITHIN_SPREAD:
+        elif key in PARITY_WITHIN_SPREAD:
             row.judged = "within spread"
             noise = max(spreads.values(), default=0.0)
             row.ok = abs(row.diff) <= noise

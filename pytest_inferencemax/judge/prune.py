@@ -21,13 +21,14 @@ from fractions import Fraction
 from typing import Any, Sequence
 
 from pytest_inferencemax.judge.curve import CurvePoint
-from pytest_inferencemax.judge.noise import METRIC_FIGURES, Outcome, decide
+from pytest_inferencemax.judge.noise import Outcome, decide
+from pytest_inferencemax.measure.figures import judged_by
 from pytest_inferencemax.plan.rules import BeatBaselineShare, Targets
 
 
 def _beyond_noise(p: CurvePoint, metric: str, margin: float) -> str | None:
     """Why ``p`` is worse than its baseline on ``metric`` beyond the noise; None when it is not."""
-    key, attr, higher = METRIC_FIGURES[metric]
+    key, attr, higher = judged_by(metric)
     target = float(getattr(p.baseline, attr))
     if p.n_rounds > 1:
         d = decide(p.mean(key), target, higher, p.stats(key), confidence=p.confidence, ties_beat=True)

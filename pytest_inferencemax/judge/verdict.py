@@ -30,11 +30,22 @@ from pytest_inferencemax.plan.rules import (
     BeatBaselineShare, NotApplicable, Targets, VerdictError, parse_rule,
 )
 from pytest_inferencemax.judge.noise import (
-    METRIC_FIGURES, SINGLE_ROUND, Decision, Outcome, decide, what_would_decide,
+    SINGLE_ROUND, Decision, Outcome, decide, what_would_decide,
 )
+from pytest_inferencemax.measure.figures import judged_by
+from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.results.stats import method
 
 CHECK, CROSS, DASH, QUESTION = "✓", "✗", "–", "?"
+
+
+class AmdCheck(Word):
+    """Stage 1's check that no point is below AMD's existing point at its CONC."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    PARTLY_CHECKED = "partly checked"  # some points had an AMD point to compare with
+    NOT_CHECKED = "not checked"  # no AMD table, or no AMD point at these CONC: never "passed"
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class Verdict:
     per_point: tuple[PointRow, ...] = ()
     notes: tuple[str, ...] = ()
     accuracy: str = ""
-    amd_check: str | None = None  # passed / failed / partly checked / not checked (stage 1 only)
+    amd_check: AmdCheck | None = None  # stage 1 only
     points_above_baseline: int | None = None  # stage-1 tie-break 1
     tput_ratio_sum: float | None = None  # stage-1 tie-break 2
     points_meeting_all_targets: int | None = None  # stage 2
@@ -82,7 +93,7 @@ WORDS: Mapping[str, str] = MappingProxyType({"tput_per_gpu": "tput/GPU", "intera
 
 
 def _baseline_figure(baseline: BaselinePoint, metric: str) -> float:
-    return float(getattr(baseline, METRIC_FIGURES[metric][1]))
+    return float(getattr(baseline, judged_by(metric)[1]))
 MARKS = {Outcome.BEATS: CHECK, Outcome.LOSES: CROSS, Outcome.INCONCLUSIVE: QUESTION}
 
 
@@ -106,7 +117,7 @@ def noise_words(curve: Curve) -> str:
 
 
 def _point_decision(p: CurvePoint, metric: str, target: float, **kw: Any) -> Decision:
-    key, _, higher = METRIC_FIGURES[metric]
+    key, _, higher = judged_by(metric)
     return decide(p.mean(key), target, higher, p.stats(key), confidence=p.confidence, **kw)
 
 
@@ -175,17 +186,17 @@ def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
     below = [p.conc for p, r in zip(curve.points, amd_results) if r == "below"]
     checked = sum(r != "not checked" for r in amd_results)
     if below:
-        amd_check = "failed"
+        amd_check = AmdCheck.FAILED
         amd_words = f"below AMD's existing point at CONC {', '.join(map(str, below))}"
     elif curve.amd_source is None:
-        amd_check, amd_words = "not checked", "AMD check not checked (no AMD table)"
+        amd_check, amd_words = AmdCheck.NOT_CHECKED, "AMD check not checked (no AMD table)"
     elif checked == 0:
-        amd_check, amd_words = "not checked", "AMD check not checked (no AMD point at these CONC)"
+        amd_check, amd_words = AmdCheck.NOT_CHECKED, "AMD check not checked (no AMD point at these CONC)"
     elif checked < total:
-        amd_check = "partly checked"
+        amd_check = AmdCheck.PARTLY_CHECKED
         amd_words = f"no point below AMD's where known ({checked} of {total} points checked)"
     else:
-        amd_check, amd_words = "passed", "no point below AMD's existing points"
+        amd_check, amd_words = AmdCheck.PASSED, "no point below AMD's existing points"
     acc_ok, acc_words = accuracy_summary(curve)
     undecided = None
     if worst_ok != best_ok and not below and acc_ok:
@@ -202,7 +213,7 @@ def _judge_share(curve: Curve, rule: BeatBaselineShare) -> Verdict:
         decided_by = "not qualified: " + "; ".join(failing)
     ratios = [p.tput_ratio for p in curve.points if p.tput_ratio is not None]
     notes = list(curve.notes)
-    if amd_check in ("not checked", "partly checked"):
+    if amd_check in (AmdCheck.NOT_CHECKED, AmdCheck.PARTLY_CHECKED):
         notes.append("the AMD condition is not fully checked: give the rule an amd_baseline table")
     within = [p.conc for p, r in zip(curve.points, amd_results) if r == "within noise"]
     if within:

@@ -13,12 +13,20 @@ from typing import Any, Protocol, Sequence
 
 from pytest_inferencemax.measure.looplag import LoopLag
 from pytest_inferencemax.measure.workload import RequestSpec
-from pytest_inferencemax.plan.values import CLIENTS
+from pytest_inferencemax.plan.values import CLIENTS, Word
 from pytest_inferencemax.serve.api import auth_headers
 
 # The bounty client's words when its initial test request fails (benchmark() at 499c0b1), then the error
 INITIAL_TEST_FAILED = ("Initial test run failed - Please make sure benchmark arguments are correctly specified. "
                        "Error: {error}")
+
+
+class ArrivalClock(Word):
+    """How a client stamped the arrival of each read (docs/metrics.md)."""
+
+    KERNEL = "kernel"  # the kernel's receive time of the bytes (SO_TIMESTAMPNS)
+    READ = "read"  # when the client read them
+    REFERENCE = "reference"  # the bounty client's: after decoding and parsing each chunk
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,7 @@ class LoadResult:
     client_cpu_s: float = 0.0  # CPU seconds the client process(es) used during the timed run
     client_procs: int = 1
     t0: float = 0.0  # perf_counter() when the timed run began (one clock for all client processes)
-    arrival_clock: str = "read"  # "kernel": reads stamped with the kernel's receive time; "read": when read
+    arrival_clock: ArrivalClock = ArrivalClock.READ
     client: str = "precise"  # the load generator that made it (ClientConfig.client)
     initial_request: InitialRequest | None = None  # None: not sent (the stage's client sends none)
     event_loop: str = ""  # the loop the load ran on: "uvloop" or "asyncio"
@@ -162,7 +170,7 @@ class Sender(Protocol):
     (``precise_client.PreciseSender``) or the reference-parity client (``refclient.ReferenceSender``), made by
     ``clients.make_sender``; ``loadgen.run_load`` drives either the same way."""
 
-    arrival_clock: str  # how arrival times were taken: "kernel", "read" or "reference"
+    arrival_clock: ArrivalClock  # how arrival times were taken
 
     async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult: ...
 

@@ -31,7 +31,7 @@ from queue import Empty
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadResult
+from pytest_inferencemax.measure.loadtypes import ArrivalClock, ClientConfig, LiveStats, LoadResult
 
 from pytest_inferencemax.measure.aio import run_async
 
@@ -218,7 +218,7 @@ def merge(parts: Sequence[LoadResult], aborted: str | None = None) -> LoadResult
         warmup_errors=[e for p in parts for e in p.warmup_errors],
         aborted=reason, lag=LoopLag.merge(lags) if (lags := [p.lag for p in parts if p.lag is not None]) else None,
         client_cpu_s=sum(p.client_cpu_s for p in parts), client_procs=len(parts), t0=start,
-        arrival_clock=parts[0].arrival_clock if parts and len({p.arrival_clock for p in parts}) == 1 else "read",
+        arrival_clock=parts[0].arrival_clock if parts and len({p.arrival_clock for p in parts}) == 1 else ArrivalClock.READ,
         client=parts[0].client if parts else "precise",
         initial_request=next((p.initial_request for p in parts if p.initial_request is not None), None),
         event_loop=parts[0].event_loop if parts else "", isolated=True)

@@ -20,13 +20,14 @@ from typing import Any, Callable, Sequence
 
 from pytest_inferencemax.plan.values import CLIENTS
 
+from pytest_inferencemax.measure.figures import PARITY_IDENTICAL
 from pytest_inferencemax.measure.loadtypes import ClientConfig
 from pytest_inferencemax.measure.multiclient import run_client_load
 from pytest_inferencemax.measure.metrics import PERCENTILE_METRICS, compute_metrics
 from pytest_inferencemax.serve.server_metrics import read_totals, server_view
 from pytest_inferencemax.measure.workload import RequestSpec
 
-COUNT_KEYS = ("completed", "total_input_tokens", "total_output_tokens")
+COUNT_KEYS = PARITY_IDENTICAL  # the counts (measure/figures.py): identical in every run
 RATE_KEYS = ("duration", "request_throughput", "output_throughput", "total_token_throughput")
 # The latency keys compute_metrics writes (the reference's ttft/tpot/itl/e2el, and our token_itl)
 LATENCY_KEYS = tuple(f"{stat}_{m}_ms" for m in PERCENTILE_METRICS for stat in ("mean", "median", "std", "p99"))

@@ -10,7 +10,7 @@ import json
 import time
 
 from pytest_inferencemax.measure.http_stream import HTTPStreamError, StreamingClient
-from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, RequestResult, note_malformed
+from pytest_inferencemax.measure.loadtypes import ArrivalClock, ClientConfig, LiveStats, RequestResult, note_malformed
 from pytest_inferencemax.measure.sse import DONE_BYTES, SSEParser
 from pytest_inferencemax.measure.workload import RequestSpec
 
@@ -27,7 +27,7 @@ class PreciseSender:
         self.client = client
         self.http = StreamingClient(client.base_url, limit=concurrency, headers=client.headers(),
                                     kernel_stamps=client.kernel_stamps)
-        self.arrival_clock = "kernel" if self.http.kernel_stamps else "read"
+        self.arrival_clock = ArrivalClock.KERNEL if self.http.kernel_stamps else ArrivalClock.READ
 
     async def send(self, spec: RequestSpec, live: LiveStats | None) -> RequestResult:
         return await send_request(self.http, self.client, spec, live)

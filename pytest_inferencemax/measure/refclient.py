@@ -41,7 +41,7 @@ from array import array
 
 import aiohttp
 
-from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, RequestResult, note_malformed
+from pytest_inferencemax.measure.loadtypes import ArrivalClock, ClientConfig, LiveStats, RequestResult, note_malformed
 from pytest_inferencemax.measure.workload import RequestSpec
 
 NO_CHUNK = "Never received a valid chunk to calculate TTFT.This response will be marked as failed!"  # sic, as there
@@ -56,7 +56,7 @@ def reference_headers(client: ClientConfig) -> dict[str, str]:
 class ReferenceSender:
     """``loadtypes.Sender`` with the bounty client's semantics (module doc)."""
 
-    arrival_clock = "reference"  # stamped after decoding and parsing each chunk
+    arrival_clock = ArrivalClock.REFERENCE  # stamped after decoding and parsing each chunk
 
     def __init__(self, client: ClientConfig) -> None:
         self.client = client

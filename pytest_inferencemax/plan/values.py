@@ -12,7 +12,18 @@ from typing import Any
 from enum import Enum
 from urllib.parse import urlsplit
 
-class ClientKind(str, Enum):
+class Word(str, Enum):
+    """An enum of words: each member is its value wherever it is printed, compared or written to JSON (as
+    Python 3.11's StrEnum, on 3.10 too). Every status the package records is one (docs/results.md)."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+
+class ClientKind(Word):
     """The load generators a point can run with (docs/metrics.md); the value is what options, suites and records
     say (``--client precise``)."""
 

@@ -22,6 +22,7 @@ from pytest_inferencemax.plan.suite import SUITE_FILE, Suite, SuiteError
 from pytest_inferencemax.plugin.compare_to import compare_point
 from pytest_inferencemax.plugin.gates import could_not_run, gate_failed
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.measure.figures import JUNIT
 from pytest_inferencemax.plugin.variant_runs import all_reusable, find_reusable, prune_check, reuse
 from pytest_inferencemax.results.build import PointOutcome
 from pytest_inferencemax.results.pool import representative
@@ -29,16 +30,12 @@ from pytest_inferencemax.results.record import PointRecord
 
 RECORD, FAILURE, PRUNED = "inferencemax_record", "inferencemax_failure", "inferencemax_pruned"
 
-# The figures a CI's test view shows for each point (pytest --junitxml writes them as <property>).
-JUNIT_FIGURES = ("completed", "num_prompts", "max_concurrency", "output_throughput", "total_token_throughput",
-                 "tput_per_gpu", "interactivity", "median_ttft_ms", "median_tpot_ms", "median_itl_ms",
-                 "median_e2el_ms", "p99_e2el_ms")
 
 
 def junit_properties(record: PointRecord) -> list[tuple[str, Any]]:
     """A point's key figures, its baseline ratios, accuracy status and self-check flags, as
     (name, value) pairs for the JUnit XML of the CI's test view."""
-    props: list[tuple[str, Any]] = [(k, getattr(record, k)) for k in JUNIT_FIGURES]
+    props: list[tuple[str, Any]] = [(k, getattr(record, k)) for k in JUNIT]  # the CI's test view (pytest --junitxml <property>)
     if record.comparison is not None:
         props += [(k, v) for k, v in record.comparison.to_items()[1:] if v is not None]
     if record.ours.rounds is not None:  # --repeat: the rounds and each judged figure's interval

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_inferencemax.judge.parity import ParityReport, outcome_line
-from pytest_inferencemax.measure.parity import COUNT_KEYS
+from pytest_inferencemax.measure.figures import PARITY_IDENTICAL
 from pytest_inferencemax.results.store import RunFolder
 
 EXPLAINED = {
@@ -26,7 +26,7 @@ def render(report: ParityReport) -> str:
              "|" + "---|" * 7]
     for r in report.rows:
         pct = f" ({r.diff_pct:+.1f}%)" if r.diff_pct is not None else ""
-        num = "{:.0f}".format if r.key in COUNT_KEYS else "{:.4g}".format
+        num = "{:.0f}".format if r.key in PARITY_IDENTICAL else "{:.4g}".format
         verdict = r.judged if r.judged == "shown" else f"{r.judged}: {'ok' if r.ok else 'FAIL ' + r.why}"
         lines.append(f"| {r.key} | {num(r.means.get('precise', 0))} | {num(r.means.get('reference', 0))} | "
                      f"{r.diff:+.4g}{pct} | {r.spreads.get('precise', 0):.3g} / {r.stdevs.get('precise', 0):.3g} | "

@@ -21,11 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from pytest_inferencemax.errors import ResultsError, ResultsWriteError, os_reason
+from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.results.redact import scrub
 
 SUBMISSIONS_DIR = "submissions"
 LOG_NAME = "log.jsonl"
-STATUSES = ("submitted", "failed", "refused", "dry-run", "held back")
+
+
+class SubmitStatus(Word):
+    """What became of a point's submission (a log line's ``status``)."""
+
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+    REFUSED = "refused"
+    DRY_RUN = "dry-run"
+    HELD_BACK = "held back"
+
+
+STATUSES = tuple(s.value for s in SubmitStatus)
 
 
 def now() -> str:
@@ -36,7 +49,7 @@ def now() -> str:
 class LogEntry:
     team: str
     point: str
-    status: str  # one of STATUSES
+    status: SubmitStatus
     url: str | None = None
     message: str = ""
     payload: list | None = None
@@ -48,7 +61,8 @@ class LogEntry:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ResultsError(f"log status {self.status!r} is not one of {', '.join(STATUSES)}")
+            raise ResultsError(f"log status {str(self.status)!r} is not one of {', '.join(STATUSES)}")
+        object.__setattr__(self, "status", SubmitStatus(self.status))
 
 
 def log_path(run_dir: Path) -> Path:

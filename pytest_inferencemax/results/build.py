@@ -22,7 +22,7 @@ from pytest_inferencemax.measure.workload import Workload
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.record import (
-    AccuracyValidation, BenchmarkArgs, ClientCheck, ClientVersionRecord, InitialRequestCheck, OurFields, PointRecord,
+    AccuracyStatus, AccuracyValidation, BenchmarkArgs, ClientCheck, ClientVersionRecord, InitialRequestCheck, OurFields, PointRecord,
     PrefixCacheCheck, StreamCheck, TokenCheck,
 )
 from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
@@ -115,10 +115,10 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] 
     ``gate`` is the server's :class:`~pytest_inferencemax.gate.accuracy.GateResult` (a point only
     runs after its gate passed); ``skipped_why`` says why there is none."""
     if gate is None:
-        return None, AccuracyValidation(status="SKIPPED", reason=skipped_why)
+        return None, AccuracyValidation(status=AccuracyStatus.SKIPPED, reason=skipped_why)
     spec = gate.spec
     validation: dict[str, Any] = {
-        "status": "PASSED" if gate.passed else "FAILED", "task": spec.task, "rule": spec.rule.value,
+        "status": AccuracyStatus.PASSED if gate.passed else AccuracyStatus.FAILED, "task": spec.task, "rule": spec.rule.value,
         "limits": {v.metric: {"op": v.op, "limit": v.limit, "margin": v.margin} for v in gate.verdicts},
         "lm_eval_version": gate.lm_eval_version, "dataset": gate.dataset, "dataset_sha256": gate.dataset_sha256,
         "chunk_tokenizer": getattr(gate, "chunk_tokenizer", None), "provenance": spec.provenance,

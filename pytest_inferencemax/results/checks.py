@@ -7,6 +7,8 @@ from typing import Any, Optional, Union
 
 from pydantic import Field
 
+from pytest_inferencemax.measure.loadtypes import ArrivalClock
+from pytest_inferencemax.plan.values import ClientKind
 from pytest_inferencemax.results.part import Part as _Part
 
 Number = Union[int, float]  # kept as written (record.Number)
@@ -15,9 +17,9 @@ Number = Union[int, float]  # kept as written (record.Number)
 class ClientCheck(_Part):
     """The client's self-check: its loop lag and CPU, and whether it could have distorted the figures."""
 
-    load_generator: Optional[str] = None
+    load_generator: Optional[ClientKind] = None
     processes: int = 1
-    arrival_clock: Optional[str] = None
+    arrival_clock: Optional[ArrivalClock] = None
     loop_lag: Optional[dict[str, Any]] = None
     lag_limit_ms: Optional[Number] = None
     cpu_share: Optional[Number] = None

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pytest_inferencemax.errors import ResultsError
+from pytest_inferencemax.measure.figures import BY_KEY, JUDGED
 from pytest_inferencemax.results.compare_record import IMPROVED, NOISE, REGRESSED, SAME, CompareTo, FigureChange
 from pytest_inferencemax.results.identity import configuration
 from pytest_inferencemax.results.record import PointRecord, RecordError
 from pytest_inferencemax.results.stats import difference_interval, mean_interval
 from pytest_inferencemax.results.store import RunFolder
 
-# figure -> True when higher is better
-FIGURES: dict[str, bool] = {"tput_per_gpu": True, "median_e2el_ms": False, "interactivity": True}
 ANY_FIX = "pass --compare-any (ini inferencemax_compare_any) to compare anyway, each comparison then saying what differs"
 
 
@@ -102,7 +101,7 @@ def _verdict(change: float, low: float | None, high: float | None, tolerance: fl
 
 def figure_change(figure: str, new: PointRecord, old: PointRecord, tolerance: float) -> FigureChange:
     """One figure of ``new`` against ``old`` under the module's rule."""
-    higher = FIGURES[figure]
+    higher = BY_KEY[figure].higher_is_better
     a, b = _rounds(new, figure), _rounds(old, figure)
     new_v = sum(a) / len(a) if a else float(getattr(new, figure))
     old_v = sum(b) / len(b) if b else float(getattr(old, figure))
@@ -125,7 +124,7 @@ def figure_change(figure: str, new: PointRecord, old: PointRecord, tolerance: fl
 
 def compare(new: PointRecord, old: PointRecord, tolerance: float) -> list[FigureChange]:
     """Each judged figure of ``new`` against ``old`` (``tolerance`` relative, e.g. 0.05)."""
-    return [figure_change(figure, new, old, tolerance) for figure in FIGURES]
+    return [figure_change(figure, new, old, tolerance) for figure in JUDGED]
 
 
 def compare_to(new: PointRecord, old: PointRecord, run: str, tolerance: float, fail: bool = False) -> CompareTo:

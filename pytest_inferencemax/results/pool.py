@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pytest_inferencemax.results.record import PointRecord
-from pytest_inferencemax.results.rounds import JUDGED, FigureStats, RoundsSummary
+from pytest_inferencemax.measure.figures import JUDGED
+from pytest_inferencemax.results.rounds import FigureStats, RoundsSummary
 from pytest_inferencemax.results.stats import CONFIDENCE, mean_interval, method
 
 # what the summary keeps per round beyond the judged figures

@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 from pydantic import Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError, validation_problems
+from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.results.checks import (  # noqa: F401  (parts of a record, re-exported)
     ClientCheck, ClientVersionRecord, InitialRequestCheck, PrefixCacheCheck, StreamCheck, TokenCheck,
 )
@@ -126,10 +127,28 @@ class OurFields(_Part):
     compare_to: Optional[CompareTo] = None  # --compare-to: against the same point of an earlier run (compare_record.py)
 
 
+class AccuracyStatus(Word):
+    """The gate's outcome, as the bounty's ``accuracy_validation.status`` writes it."""
+
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # --skip-accuracy, or a stage without a gate
+    UNKNOWN = "unknown"  # a record without accuracy_validation (not written by a gated run)
+
+
+class PointStatus(Word):
+    """Whether a point's figures may be read as a result (PointRecord.status)."""
+
+    OK = "ok"
+    PARTIAL = "partial"  # requests failed, or another round than the one on top was not clean
+    INVALID = "invalid"  # another workload than the point names (its token counts)
+    ABORTED = "aborted"  # cut short: figures of the requests that finished
+
+
 class AccuracyValidation(_Part):
     """The bounty's ``accuracy_validation``: the gate's status and the limits really enforced."""
 
-    status: str
+    status: AccuracyStatus
     reason: Optional[str] = None
     task: Optional[str] = None
     rule: Optional[str] = None
@@ -265,20 +284,20 @@ class PointRecord(_Part):
         return list(self.ours.token_check.failures) if self.ours.token_check else []
 
     @property
-    def status(self) -> str:
+    def status(self) -> PointStatus:
         """``ok``; ``aborted`` (cut short: figures of the requests that finished), ``invalid`` (another
         workload than the point names) or ``partial`` (requests failed): figures not to be read as a result."""
         if self.ours.aborted:
-            return "aborted"
+            return PointStatus.ABORTED
         if self.invalid:
-            return "invalid"
+            return PointStatus.INVALID
         if self.ours.rounds and self.ours.rounds.not_ok:  # another round than the one on top was not clean
-            return "partial"
-        return "partial" if self.failed or self.completed < self.num_prompts else "ok"
+            return PointStatus.PARTIAL
+        return PointStatus.PARTIAL if self.failed or self.completed < self.num_prompts else PointStatus.OK
 
     @property
-    def accuracy_status(self) -> str:
-        return self.accuracy_validation.status if self.accuracy_validation else "unknown"
+    def accuracy_status(self) -> AccuracyStatus:
+        return self.accuracy_validation.status if self.accuracy_validation else AccuracyStatus.UNKNOWN
 
     @property
     def client_bound(self) -> bool:

@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 Number = Union[int, float]
 
 ROUNDS_DIR = "rounds"
-# The figures a verdict judges, by their record key.
-JUDGED = ("tput_per_gpu", "median_e2el_ms", "interactivity")
 
 
 class FigureStats(BaseModel):

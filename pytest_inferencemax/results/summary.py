@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pytest_inferencemax.measure.figures import SUMMARY
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.stats import percent
 from pytest_inferencemax.results.store import SUMMARY_FILE, RunFolder
 
-# a point's figures in summary.json
-SUMMARY_FIGURES = ("completed", "num_prompts", "request_throughput", "output_throughput", "total_token_throughput",
-                   "tput_per_gpu", "median_ttft_ms", "median_tpot_ms", "median_e2el_ms", "interactivity")
 
 def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
@@ -223,7 +221,7 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         "interrupted": interruption.to_dict() if interruption else None,  # the run is incomplete when set
         "conclusion": list(conclusion),  # verdicts, report, submissions
         "points": [{"point": rec.point_id, "file": f"{rec.point_id}.json",
-                    **{k: getattr(rec, k) for k in SUMMARY_FIGURES},
+                    **{k: getattr(rec, k) for k in SUMMARY},
                     **({"rounds": rec.ours.rounds.model_dump(include={"n", "representative", "figures", "ratios",
                                                                       "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],
