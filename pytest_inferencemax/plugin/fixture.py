@@ -23,6 +23,7 @@ from pytest_inferencemax.plugin.compare_to import compare_point
 from pytest_inferencemax.plugin.gates import could_not_run, gate_failed
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.measure.figures import JUNIT
+from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.plugin.variant_runs import all_reusable, find_reusable, prune_check, reuse
 from pytest_inferencemax.results.build import PointOutcome
 from pytest_inferencemax.results.pool import representative
@@ -47,7 +48,8 @@ def junit_properties(record: PointRecord) -> list[tuple[str, Any]]:
     props.append(("failed_requests", record.failed))
     props.append(("client_bound", record.client_bound))
     props += [("warning", w) for w in record.warnings()]
-    return props
+    # plain values only: xdist's channel (execnet) carries builtin types, not our Word enums
+    return [(k, str(v) if isinstance(v, Word) else v) for k, v in props]
 
 
 def benchmark_extra_info(record: PointRecord) -> dict[str, Any]:

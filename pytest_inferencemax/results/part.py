@@ -7,4 +7,5 @@ from pydantic import BaseModel, ConfigDict
 class Part(BaseModel):
     """A part of the record: unknown keys are kept (and written back after the known ones)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # an enum field (a status: plan.values.Word) keeps its word, as read from and written to JSON
+    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=True)

@@ -297,7 +297,7 @@ class PointRecord(_Part):
 
     @property
     def accuracy_status(self) -> AccuracyStatus:
-        return self.accuracy_validation.status if self.accuracy_validation else AccuracyStatus.UNKNOWN
+        return AccuracyStatus(self.accuracy_validation.status) if self.accuracy_validation else AccuracyStatus.UNKNOWN
 
     @property
     def client_bound(self) -> bool:
