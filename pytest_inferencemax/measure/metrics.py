@@ -15,8 +15,9 @@ On top: the bounty's ``tput_per_gpu`` and ``interactivity`` (1000 / median TPOT)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -182,3 +183,31 @@ def compute_metrics(
     median_tpot = m["median_tpot_ms"]
     m["interactivity"] = 1000.0 / median_tpot if median_tpot else 0.0
     return m
+
+
+@dataclass(frozen=True)
+class PointFigures:
+    """One point's figures, typed where they are computed: the reference client's keys, in its order (a record
+    writes them at its top level byte for byte, docs/metrics.md), and ours (under ``inferencemax`` or beside the
+    reference keys: tput_per_gpu, interactivity)."""
+
+    reference: Mapping[str, Any]  # duration, completed, ..., p99_e2el_ms: the reference client's JSON keys
+    failed: int
+    output_tokens_from_usage: int
+    output_tokens_retokenized: int
+    total_output_tokens_counted: int
+    token_itl_counts_from: Mapping[str, int]
+    tput_per_gpu: float
+    tput_per_gpu_divisor: float
+    interactivity: float
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> "PointFigures":
+        """Split :func:`compute_metrics`' result into the reference's keys and ours."""
+        ours = {f.name for f in fields(cls)} - {"reference"}
+        return cls(reference=MappingProxyType({k: v for k, v in metrics.items() if k not in ours}),
+                   **{k: metrics[k] for k in ours})
+
+    def __getitem__(self, key: str) -> Any:
+        """A figure by its key, the reference's or ours (``figures["median_itl_ms"]``)."""
+        return self.reference[key] if key in self.reference else getattr(self, key)

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadResult
-from pytest_inferencemax.measure.looplag import lag_limit_ms
-from pytest_inferencemax.measure.metrics import compute_metrics, reference_output_lens
+from pytest_inferencemax.measure.checks import (
+    ClientCheck, InitialRequestCheck, StreamCheck, client_record, initial_request_record, stream_check,
+)
+from pytest_inferencemax.measure.metrics import PointFigures, compute_metrics, reference_output_lens
 from pytest_inferencemax.measure.multiclient import run_client_load
-from pytest_inferencemax.serve.prefix_cache import cache_record, read_counters
+from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck, cache_record, read_counters
 from pytest_inferencemax.serve.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
-from pytest_inferencemax.measure.token_check import check_tokens
+from pytest_inferencemax.measure.token_check import TokenCheck, check_tokens
 from pytest_inferencemax.measure.workload import Workload, random_workload, token_counter
 from pytest_inferencemax.errors import PointError
 
@@ -58,26 +60,27 @@ class RunSettings:
 
 @dataclass
 class Measurement:
-    """What one point measured, before it becomes a record: the requests' results, the workload,
-    the figures (keyed as the reference client's JSON) and the self-checks."""
+    """What one point measured, typed, before it becomes a record: the requests' results, the workload, the
+    figures and the self-checks."""
 
     point: Point
     load: LoadResult
     workload: Workload
-    metrics: dict[str, Any]
+    figures: PointFigures
     request_timeout: float
-    client_check: dict[str, Any]
-    prefix_cache: dict[str, Any]
-    token_check: dict[str, Any]
+    client_check: ClientCheck
+    prefix_cache: PrefixCacheCheck
+    token_check: TokenCheck
+    stream: StreamCheck
     aborted: str | None = None  # why the point was cut short (the figures cover the requests that finished)
     telemetry: Telemetry | None = None  # the server's and the GPUs' samples through the point
     aborted_report: str = ""  # the same with the server log's tail, for the failure message
-    initial_request: dict[str, Any] | None = None  # the initial test request's outcome (initial_request_record)
+    initial_request: InitialRequestCheck | None = None  # the initial test request's outcome (499c0b1's client)
     output_lens: list[int] = field(default_factory=list)  # the bounty client's per-request output counts
 
     @property
     def initial_request_failed(self) -> bool:
-        return bool(self.initial_request and self.initial_request["success"] is False)
+        return bool(self.initial_request and self.initial_request.success is False)
 
 
 def measure_point(
@@ -132,8 +135,9 @@ def measure_point(
     first_len = workload.requests[0].prompt_len if workload.requests else 0
     ignore_eos = bool(client.payload(workload.requests[0]).get("ignore_eos")) if workload.requests else True
     return Measurement(
-        point=point, load=load, workload=workload, metrics=metrics, request_timeout=timeout,
-        client_check=client_record(load, metrics, settings),
+        point=point, load=load, workload=workload, figures=PointFigures.of(metrics), request_timeout=timeout,
+        client_check=client_record(load, float(metrics.get("median_itl_ms") or 0.0), settings.client_lag_limit_ms),
+        stream=stream_check(load.results),
         prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len,
                                   point.num_warmups + (load.initial_request is not None)),  # repeats of prompt 0
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
@@ -164,39 +168,6 @@ def special_token_count(tokenizer: Any) -> int:
         return max(0, len(tokenizer.encode("hello")) - len(tokenizer.encode("hello", add_special_tokens=False)))
     except (TypeError, ValueError):
         return 0
-
-
-REFERENCE_PROCESS = ("the reference client ran in a process of its own, as the bounty client: asyncio's default "
-                     "loop, gc.freeze() before it, no loop-lag probe and no telemetry sampler there (client_bound "
-                     "is not judged)")
-
-
-def client_record(load: LoadResult, metrics: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
-    """The client's self-check: its loop lag, CPU and whether it could have distorted the figures."""
-    limit = settings.client_lag_limit_ms or lag_limit_ms(float(metrics.get("median_itl_ms") or 0.0))
-    lag = load.lag
-    bound = bool(lag and lag.p99_ms > limit)
-    return {
-        "load_generator": load.client, "processes": load.client_procs, "arrival_clock": load.arrival_clock,
-        "loop_lag": lag.as_dict() if lag else None, "lag_limit_ms": limit,
-        "cpu_share": load.client_cpu_s / load.duration / max(load.client_procs, 1) if load.duration else None,
-        "client_bound": bound,
-        "why": (f"the client's event loop lagged {lag.p99_ms:.2f} ms at p99 (limit {limit:.2f} ms): its timestamps "
-                f"may be late by as much; use --client-procs to spread the load" if bound and lag else None),
-        "event_loop": load.event_loop or None, "isolated": load.isolated,
-        "note": REFERENCE_PROCESS if load.client == "reference" and load.isolated else None,
-    }
-
-
-def initial_request_record(point: Point, load: LoadResult) -> dict[str, Any] | None:
-    """``inferencemax.initial_request``: sent or not, and how it went (None when the stage's client sends none)."""
-    if not point.client.initial_test_request:
-        return None
-    first = load.initial_request
-    if first is None:  # asked for, but the run stopped before it ended (the server died or stalled)
-        return {"sent": True, "success": None, "error": load.aborted}
-    return {"sent": True, "success": first.success, "error": first.error or None,
-            "latency_s": first.latency if first.success else None}
 
 
 class PointAborted(PointError):

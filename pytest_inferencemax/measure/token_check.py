@@ -16,9 +16,12 @@ asked, output token counts more than that off ``max_tokens`` on average.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+from pydantic import Field
 
 from pytest_inferencemax.measure.loadtypes import RequestResult
+from pytest_inferencemax.plan.part import Part as _Part
 
 MAX_EXAMPLES = 5
 # Re-tokenizing decoded text merges or splits some tokens (SmolLM2's random-ish output on vLLM:
@@ -40,6 +43,17 @@ OUTPUT_CAUSE = (
     "ISL + OSL fits the server's --max-model-len")
 
 
+class TokenCheck(_Part):
+    """The server's token counts against the workload's: ``failures`` make the point invalid."""
+
+    output: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(default_factory=dict)
+    without_usage: int = 0
+    retokenized: Optional[dict[str, Any]] = None
+    flagged: list[str] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)
+
+
 def _compare(pairs: list[tuple[int, int]], what: str) -> dict[str, Any]:
     diffs = [(want, got) for want, got in pairs if want != got]
     return {
@@ -57,7 +71,7 @@ def mean_relative_gap(pairs: Sequence[tuple[int, int]]) -> float:
 
 
 def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str], int] | None, *,
-                 special_tokens: int = 0, ignore_eos: bool = True) -> dict[str, Any]:
+                 special_tokens: int = 0, ignore_eos: bool = True) -> TokenCheck:
     """The point's ``token_check`` record: ``flagged`` lists what looks wrong, in words; ``failures``
     what makes the point invalid (its workload is not the one it names).
 
@@ -111,6 +125,4 @@ def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str],
     if retokenized:
         flagged.append(f"{retokenized} requests had a usage chunk without completion_tokens: their output tokens "
                        f"were counted by re-tokenizing the text, as the bounty client does")
-    record["flagged"] = flagged
-    record["failures"] = failures
-    return record
+    return TokenCheck(**record, flagged=flagged, failures=failures)

@@ -21,16 +21,12 @@ from pytest_inferencemax.measure.runner import (
 from pytest_inferencemax.measure.workload import Workload
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress
+from pytest_inferencemax.measure.checks import ClientVersionRecord
 from pytest_inferencemax.results.record import (
-    AccuracyStatus, AccuracyValidation, BenchmarkArgs, ClientCheck, ClientVersionRecord, InitialRequestCheck, OurFields, PointRecord,
-    PrefixCacheCheck, StreamCheck, TokenCheck,
+    AccuracyStatus, AccuracyValidation, BenchmarkArgs, OurFields, PointRecord,
 )
 from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
 from pytest_inferencemax.results.telemetry import series_lines, summarize
-
-# compute_metrics' keys that are ours (under ``inferencemax``), not the reference client's
-_OURS_FROM_METRICS = ("tput_per_gpu", "interactivity", "tput_per_gpu_divisor", "failed", "output_tokens_from_usage",
-                      "output_tokens_retokenized", "total_output_tokens_counted", "token_itl_counts_from")
 
 
 def error_line(error: str) -> str:
@@ -47,43 +43,31 @@ def error_summary(results: Sequence[RequestResult], limit: int = 10) -> dict[str
     return dict(counts.most_common(limit))
 
 
-def stream_check(results: Sequence[RequestResult]) -> StreamCheck:
-    """Malformed stream lines and error events of the point's requests (timed ones; warmups are not recorded)."""
-    bad = [r for r in results if r.malformed_events]
-    return StreamCheck(malformed_events=sum(r.malformed_events for r in bad), requests=len(bad),
-                       example=bad[0].malformed_example if bad else None,
-                       error_events=sum(r.error_events for r in results))
-
-
 def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backend: str, base_url: str,
                  seed: int, save_detailed: bool = False, stage_fields: dict[str, Any] | None = None) -> PointRecord:
     """The record of measurement ``m``: reference keys first, the bounty's, then ours.
 
     ``stage_fields``: what a suite's stage adds under ``inferencemax`` (server, leaderboard_url,
     payload_layout, baseline, baseline_key, verdict_rule); absent for ``cli.bench``."""
-    point, load, metrics = m.point, m.load, m.metrics
+    point, load, figs = m.point, m.load, m.figures
     now = datetime.now().astimezone()  # "date" is local time, as the bounty client writes it; UTC is ours
     ok = [r for r in load.results if r.success]
-    figures = {k: v for k, v in metrics.items() if k not in _OURS_FROM_METRICS}
     ours = OurFields(
         point=point.id, version=__version__, started_at=load.started_at,
-        tput_per_gpu_divisor=metrics["tput_per_gpu_divisor"], failed=metrics["failed"],
+        tput_per_gpu_divisor=figs.tput_per_gpu_divisor, failed=figs.failed,
         errors=error_summary(load.results), warmups=load.warmups, warmup_failures=load.warmup_failures,
         warmup_errors=dict(Counter(error_line(e) for e in load.warmup_errors).most_common(10)),
-        output_tokens_from_usage=metrics["output_tokens_from_usage"],
-        output_tokens_retokenized=metrics["output_tokens_retokenized"],
-        total_output_tokens_counted=metrics["total_output_tokens_counted"],
-        token_itl_counts_from=metrics.get("token_itl_counts_from"),
+        output_tokens_from_usage=figs.output_tokens_from_usage, output_tokens_retokenized=figs.output_tokens_retokenized,
+        total_output_tokens_counted=figs.total_output_tokens_counted, token_itl_counts_from=dict(figs.token_itl_counts_from),
         output_tokens_requested=sum(r.output_len_requested for r in ok),
         output_token_mismatches=sum(1 for r in ok if r.output_tokens is not None
                                     and r.output_tokens != r.output_len_requested),
         suite=point.suite, stage=point.stage, isl=point.isl, osl=point.osl, conc=point.conc, tp=point.tp,
         request_timeout_s=m.request_timeout, num_prompts_overridden=point.num_prompts_overridden,
         prompt_length_mismatches=m.workload.length_mismatches,
-        client=ClientCheck(**m.client_check), prefix_cache=PrefixCacheCheck(**m.prefix_cache),
-        token_check=TokenCheck(**m.token_check), stream=stream_check(load.results),
+        client=m.client_check, prefix_cache=m.prefix_cache, token_check=m.token_check, stream=m.stream,
         client_version=ClientVersionRecord(**point.client.model_dump()),
-        **({"initial_request": InitialRequestCheck(**m.initial_request)} if m.initial_request else {}),
+        **({"initial_request": m.initial_request} if m.initial_request else {}),
         date_utc=now.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S"),
         **({"aborted": m.aborted} if m.aborted else {}), **(stage_fields or {}),
     )
@@ -98,13 +82,13 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
     return PointRecord.model_validate({
         "date": now.strftime("%Y%m%d-%H%M%S"), "backend": backend, "model_id": served_model,
         "tokenizer_id": tokenizer_id, "best_of": 1, "num_prompts": point.num_prompts, "request_rate": "inf",
-        "burstiness": 1.0, "max_concurrency": point.conc, **figures,
+        "burstiness": 1.0, "max_concurrency": point.conc, **figs.reference,
         "benchmark_args": BenchmarkArgs(
             model=served_model, backend=backend, base_url=base_url, dataset_name="random",
             random_input_len=point.isl, random_output_len=point.osl, random_range_ratio=point.range_ratio,
             num_prompts=point.num_prompts, max_concurrency=point.conc, request_rate="inf",
             num_warmups=point.num_warmups, seed=seed),
-        "tput_per_gpu": metrics["tput_per_gpu"], "interactivity": metrics["interactivity"],
+        "tput_per_gpu": figs.tput_per_gpu, "interactivity": figs.interactivity,
         "inferencemax": ours, **detailed,
     })
 

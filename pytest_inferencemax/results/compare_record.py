@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 
 from pydantic import Field
 
-from pytest_inferencemax.results.part import Part
+from pytest_inferencemax.plan.part import Part
 
 Number = Union[int, float]
 

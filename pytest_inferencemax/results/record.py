@@ -26,12 +26,12 @@ from pydantic import Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError, validation_problems
 from pytest_inferencemax.plan.values import Word
-from pytest_inferencemax.results.checks import (  # noqa: F401  (parts of a record, re-exported)
-    ClientCheck, ClientVersionRecord, InitialRequestCheck, PrefixCacheCheck, StreamCheck, TokenCheck,
-)
+from pytest_inferencemax.measure.checks import ClientCheck, ClientVersionRecord, InitialRequestCheck, StreamCheck
+from pytest_inferencemax.measure.token_check import TokenCheck
+from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck
 from pytest_inferencemax.results.compare_record import CompareTo
 from pytest_inferencemax.results.comparison import BaselineComparison, BaselineFigures  # noqa: F401  (part of a record)
-from pytest_inferencemax.results.part import Part
+from pytest_inferencemax.plan.part import Part
 from pytest_inferencemax.results.rounds import RoundsSummary
 from pytest_inferencemax.results.telemetry import TelemetrySummary
 
@@ -44,7 +44,7 @@ class RecordError(ResultsError):
     """A file is not a point record, or a record lacks what a reader needs; the message names the file."""
 
 
-_Part = Part  # the base of every part (results/part.py)
+_Part = Part  # the base of every part (plan/part.py)
 
 
 class BenchmarkArgs(_Part):

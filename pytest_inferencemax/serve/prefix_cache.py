@@ -16,15 +16,29 @@ discounts those (warmups x the first prompt's tokens) and is raised only beyond 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Union
 
+from pytest_inferencemax.plan.part import Part as _Part
 from pytest_inferencemax.serve.server_metrics import read_totals
 
 COUNTERS = {  # engine: (queries, hits), family names as the parser gives them (no _total)
     "vllm": ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"),
     "sglang": ("sglang:prompt_tokens", "sglang:cached_tokens"),
 }
+Number = Union[int, float]  # kept as written (record.Number)
 WARN_ABOVE = 0.01  # hit rate, once the first request's prompt is discounted
+
+
+class PrefixCacheCheck(_Part):
+    """What the server's prefix cache served during the point (a random workload should hit nothing)."""
+
+    available: bool
+    why: Optional[str] = None
+    engine: Optional[str] = None
+    query_tokens: Optional[Number] = None
+    hit_tokens: Optional[Number] = None
+    hit_rate: Optional[Number] = None
+    warning: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,10 @@ def read_counters(base_url: str, *, timeout: float = 10.0, api_key: str | None =
 
 
 def cache_record(before: CacheCounters | None, after: CacheCounters | None, why: str,
-                 first_prompt_tokens: int, warmups: int) -> dict[str, Any]:
+                 first_prompt_tokens: int, warmups: int) -> PrefixCacheCheck:
     """The point's ``prefix_cache`` record; ``warning`` is set when a random workload hit the cache."""
     if before is None or after is None or before.engine != after.engine:
-        return {"available": False, "why": why or "the counters changed engine between readings"}
+        return PrefixCacheCheck(available=False, why=why or "the counters changed engine between readings")
     queries, hits = after.queries - before.queries, after.hits - before.hits
     rate = hits / queries if queries > 0 else None
     explained = first_prompt_tokens * warmups  # warmup copies 2..n and the first timed request
@@ -67,4 +81,4 @@ def cache_record(before: CacheCounters | None, after: CacheCounters | None, why:
                           f"random workload beyond the warmed first prompt: an earlier run's prompts or a repeated "
                           f"seed; TTFT and throughput "
                           f"are flattered (restart the server, change --seed, or disable prefix caching)")
-    return rec
+    return PrefixCacheCheck(**rec)

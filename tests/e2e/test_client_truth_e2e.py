@@ -28,7 +28,7 @@ from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.metrics import compute_metrics
 from pytest_inferencemax.measure.multiclient import run_load_multiprocess
 from pytest_inferencemax.serve.prefix_cache import CacheCounters, cache_record, read_counters
-from pytest_inferencemax.measure.runner import RunSettings, client_record
+from pytest_inferencemax.measure.checks import client_record
 from pytest_inferencemax.measure.token_check import check_tokens
 from calibration import calibration_server, specs, truth
 
@@ -181,9 +181,9 @@ def test_client_bound_flag_is_raised_when_the_client_is_overloaded_on_purpose(se
                                   specs(8, 30), concurrency=4, num_warmups=0, procs=1)
     assert quiet.isolated and len(quiet.results) == 8
     quiet_metrics = compute_metrics(quiet.results, quiet.duration, tput_per_gpu_divisor=1)
-    calm = client_record(quiet, quiet_metrics, RunSettings())
-    assert calm["client_bound"] is False and calm["why"] is None
-    assert calm["loop_lag"]["samples"] > 10
+    calm = client_record(quiet, quiet_metrics["median_itl_ms"])
+    assert calm.client_bound is False and calm.why is None
+    assert calm.loop_lag["samples"] > 10
 
     # overloaded: on the client's own loop, beside the load, a task that computes 20 ms at a time and lets the loop
     # go round once in between (a client with more streams than its core can parse). Every probe of the loop's lag
@@ -211,12 +211,12 @@ def test_client_bound_flag_is_raised_when_the_client_is_overloaded_on_purpose(se
     busy = run_async(overloaded(run_load(client, specs(8, 30), concurrency=4, num_warmups=0)))
     assert len(busy.results) == 8 and all(r.success for r in busy.results)
     busy_metrics = compute_metrics(busy.results, busy.duration, tput_per_gpu_divisor=1)
-    flagged = client_record(busy, busy_metrics, RunSettings())
-    assert flagged["client_bound"] is True
-    assert flagged["loop_lag"]["p99_ms"] >= 20.0 > flagged["lag_limit_ms"] >= 1.0  # the 20 ms it waited
-    assert "--client-procs" in flagged["why"]
+    flagged = client_record(busy, busy_metrics["median_itl_ms"])
+    assert flagged.client_bound is True
+    assert flagged.loop_lag["p99_ms"] >= 20.0 > flagged.lag_limit_ms >= 1.0  # the 20 ms it waited
+    assert "--client-procs" in flagged.why
     # an explicit limit above the lag clears it
-    assert client_record(busy, busy_metrics, RunSettings(client_lag_limit_ms=10_000.0))["client_bound"] is False
+    assert client_record(busy, busy_metrics["median_itl_ms"], lag_limit=10_000.0).client_bound is False
 
 
 def served(true: dict, results) -> dict:
@@ -261,20 +261,20 @@ def test_several_client_processes_equal_one_on_the_same_schedule(server):
 def test_token_count_mismatches_are_recorded_and_flagged(server):
     fine = load(server, {"ttft_ms": 5, "itl_ms": 1}, n=4, osl=10)
     ok = check_tokens(fine.results, words)
-    assert ok["flagged"] == [] and ok["output"]["mismatched_requests"] == 0
-    assert ok["retokenized"]["ratio"] == pytest.approx(1.0)
+    assert ok.flagged == [] and ok.output["mismatched_requests"] == 0
+    assert ok.retokenized["ratio"] == pytest.approx(1.0)
 
     short = load(server, {"ttft_ms": 5, "itl_ms": 1, "stop_after": 6}, n=4, osl=10)
     rec = check_tokens(short.results, words)
-    assert rec["output"]["mismatched_requests"] == 4
-    assert rec["output"]["examples"][0] == {"expected": 10, "reported": 6}
-    assert "4 of 4 requests got another number of output tokens than asked" in rec["flagged"][0]
+    assert rec.output["mismatched_requests"] == 4
+    assert rec.output["examples"][0] == {"expected": 10, "reported": 6}
+    assert "4 of 4 requests got another number of output tokens than asked" in rec.flagged[0]
 
     lying = load(server, {"ttft_ms": 5, "itl_ms": 1, "usage_offset": 3, "prompt_tokens": 5}, n=4, osl=10)
     rec = check_tokens(lying.results, words)
-    assert rec["output"]["reported_tokens"] == 4 * 13 and rec["input"]["mismatched_requests"] == 4
-    assert any("prompt lengths" in f for f in rec["flagged"])
-    assert any("re-tokenizing" in f for f in rec["flagged"])  # 10 tokens of text against 13 reported
+    assert rec.output["reported_tokens"] == 4 * 13 and rec.input["mismatched_requests"] == 4
+    assert any("prompt lengths" in f for f in rec.flagged)
+    assert any("re-tokenizing" in f for f in rec.flagged)  # 10 tokens of text against 13 reported
 
 
 def test_prefix_cache_hit_rate_is_read_from_metrics():
@@ -284,9 +284,9 @@ def test_prefix_cache_hit_rate_is_read_from_metrics():
         load(base, {"ttft_ms": 5, "itl_ms": 1}, n=4, osl=4)
         after, _ = read_counters(base)
         rec = cache_record(before, after, "", first_prompt_tokens=4, warmups=1)
-    assert rec["available"] and rec["query_tokens"] == 16 and rec["hit_tokens"] == 8
-    assert rec["hit_rate"] == pytest.approx(0.5)
-    assert "served 8 of 16 prompt tokens" in rec["warning"]
+    assert rec.available and rec.query_tokens == 16 and rec.hit_tokens == 8
+    assert rec.hit_rate == pytest.approx(0.5)
+    assert "served 8 of 16 prompt tokens" in rec.warning
 
 
 def test_prefix_cache_record_rules(server):
@@ -294,12 +294,12 @@ def test_prefix_cache_record_rules(server):
     assert counters is not None and counters.engine == "vllm"
     # 8 warmups of a 100-token first prompt: 7 copies and the first timed request may hit (800 tokens)
     a, b = CacheCounters("vllm", 1000, 0), CacheCounters("vllm", 11000, 800)
-    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=8)["warning"] is None
-    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=0)["warning"]
+    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=8).warning is None
+    assert cache_record(a, b, "", first_prompt_tokens=100, warmups=0).warning
     more = CacheCounters("vllm", 11000, 800 + 200)  # 2% of the queries beyond the warmed prompt
-    assert cache_record(a, more, "", first_prompt_tokens=100, warmups=8)["warning"]
+    assert cache_record(a, more, "", first_prompt_tokens=100, warmups=8).warning
     missing = cache_record(None, None, "GET /metrics answered HTTP 404", 0, False)
-    assert missing == {"available": False, "why": "GET /metrics answered HTTP 404"}
+    assert missing.model_dump(exclude_unset=True) == {"available": False, "why": "GET /metrics answered HTTP 404"}
     none, why = read_counters("http://127.0.0.1:9")
     assert none is None and "GET /metrics failed" in why
 
@@ -308,23 +308,23 @@ def test_a_workload_the_server_counts_otherwise_is_a_failure_not_a_warning(serve
     # the server counts 5 tokens for each 4-token prompt: 25% off, the tokenizers differ
     other = load(server, {"ttft_ms": 5, "itl_ms": 1, "prompt_tokens": 5}, n=4, osl=10)
     rec = check_tokens(other.results, words)
-    assert rec["input"]["mean_relative_gap"] == pytest.approx(0.25)
-    assert len(rec["failures"]) == 1 and "did not run the ISL it names" in rec["failures"][0]
-    assert "transformers 5" in rec["failures"][0] and "--tokenizer" in rec["failures"][0]
+    assert rec.input["mean_relative_gap"] == pytest.approx(0.25)
+    assert len(rec.failures) == 1 and "did not run the ISL it names" in rec.failures[0]
+    assert "transformers 5" in rec.failures[0] and "--tokenizer" in rec.failures[0]
     # ... unless it is the BOS the tokenizer adds, which the server counts and the client does not
-    assert check_tokens(other.results, words, special_tokens=1)["failures"] == []
+    assert check_tokens(other.results, words, special_tokens=1).failures == []
 
     short = load(server, {"ttft_ms": 5, "itl_ms": 1, "stop_after": 6}, n=4, osl=10)
     rec = check_tokens(short.results, words)
-    assert len(rec["failures"]) == 1 and "did not run the OSL it names" in rec["failures"][0]
-    assert "ignore_eos" in rec["failures"][0]
-    assert check_tokens(short.results, words, ignore_eos=False)["failures"] == []  # then short answers are fine
+    assert len(rec.failures) == 1 and "did not run the OSL it names" in rec.failures[0]
+    assert "ignore_eos" in rec.failures[0]
+    assert check_tokens(short.results, words, ignore_eos=False).failures == []  # then short answers are fine
 
     # below 1% on average: flagged as a mismatch, not a failure (1 token off in one of 4 x 100-token answers)
     one_off = load(server, {"ttft_ms": 1, "itl_ms": 0.1}, n=4, osl=100)
     one_off.results[0].output_tokens = 99
     rec = check_tokens(one_off.results, words)
-    assert rec["failures"] == [] and rec["output"]["mismatched_requests"] == 1 and rec["flagged"]
+    assert rec.failures == [] and rec.output["mismatched_requests"] == 1 and rec.flagged
 
 
 def test_bench_cli_fails_a_point_whose_prompts_the_server_counts_otherwise(server, smollm2_model, tmp_path, capsys):

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from pytest_inferencemax.measure.loadtypes import RequestResult
-from pytest_inferencemax.measure.metrics import compute_metrics, distribution, output_token_counts
+from pytest_inferencemax.measure.metrics import PointFigures, compute_metrics, distribution, output_token_counts
 
 approx = pytest.approx
 
@@ -297,3 +297,13 @@ def test_a_usage_chunk_without_completion_tokens_is_retokenized_once():
     m = compute_metrics([R4], 1.0, tput_per_gpu_divisor=1, count_tokens=counting)
     assert m["total_output_tokens"] == m["total_output_tokens_counted"] == 4
     assert calls == ["w1 w2 w3 w4"]  # both counts from one tokenization
+
+
+def test_point_figures_keep_the_reference_keys_in_order_and_type_ours(m):
+    figs = PointFigures.of(m)
+    ours = ("failed", "output_tokens_from_usage", "output_tokens_retokenized", "total_output_tokens_counted",
+            "token_itl_counts_from", "tput_per_gpu", "tput_per_gpu_divisor", "interactivity")
+    assert list(figs.reference) == [k for k in m if k not in ours]  # the record writes them in this order
+    assert list(figs.reference)[:3] == ["duration", "completed", "total_input_tokens"]
+    assert (figs.failed, figs.tput_per_gpu, figs.interactivity) == (m["failed"], m["tput_per_gpu"], m["interactivity"])
+    assert figs["median_itl_ms"] == m["median_itl_ms"] and figs["tput_per_gpu_divisor"] == m["tput_per_gpu_divisor"]

@@ -223,7 +223,7 @@ def test_variant_reuse_finds_a_point_of_another_run_folder_and_names_one_an_olde
     from pytest_inferencemax.plan.points import Point
     from pytest_inferencemax.plan.suite import ClientVersion
     from pytest_inferencemax.plugin.variant_runs import find_reusable, older_version_match
-    from pytest_inferencemax.results.record import ClientVersionRecord
+    from pytest_inferencemax.measure.checks import ClientVersionRecord
 
     suite = _suite(tmp_path / "s")
     recipe = lambda folder: render_recipe(suite, plan_points(suite)[0], _ctx(tmp_path / folder, suite))  # noqa: E731

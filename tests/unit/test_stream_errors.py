@@ -13,7 +13,7 @@ from pytest_inferencemax.measure.loadtypes import ClientConfig
 from pytest_inferencemax.measure.aio import run_async
 from pytest_inferencemax.measure.loadgen import run_load
 from pytest_inferencemax.measure.workload import RequestSpec
-from pytest_inferencemax.results.build import stream_check
+from pytest_inferencemax.measure.checks import stream_check
 
 SPECS = [RequestSpec(prompt="one two three four", prompt_len=4, output_len=5, target_prompt_len=4)] * 3
 
