@@ -57,7 +57,7 @@ PHASES = """
 import json, resource, sys, time
 stamps = {"python started": time.perf_counter()}
 from pytest_inferencemax.cli import bench
-from pytest_inferencemax.results.build import record_point  # everything the bench imports
+from pytest_inferencemax.results.point_pipeline import run_point  # everything the bench imports
 stamps["bench imported"] = time.perf_counter()
 from pytest_inferencemax.serve.server import check_external
 from pytest_inferencemax.measure.workload import random_workload

@@ -20,8 +20,8 @@ from pytest_inferencemax.plan.suite import ClientVersion
 from pytest_inferencemax.plan.options import add_arguments, require
 from pytest_inferencemax.plan.values import non_negative_int, positive_int
 from pytest_inferencemax.progress import StreamProgress
-from pytest_inferencemax.results.build import PointOutcome, record_point
-from pytest_inferencemax.results.store import RecordNotSaved, check_writable
+from pytest_inferencemax.results.point_pipeline import PointOutcome, ServerTarget, run_point
+from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, check_writable
 from pytest_inferencemax.serve.server import ServerError, check_external
 
 
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = RunSettings.from_options(args, api_key=api_key)
+    server = ServerTarget(args.server_url, args.served_model_name, tokenizer, args.tokenizer, args.backend)
     failed = 0
     version = CLIENT_VERSIONS[args.client_version]
     for conc in args.conc:
@@ -123,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                       client=version)
         path = out_path(args.out, conc, len(args.conc) > 1)
         try:
-            outcome = record_point(point, base_url=args.server_url, served_model=args.served_model_name, tokenizer=tokenizer,
-                                   tokenizer_id=args.tokenizer, backend=args.backend, settings=settings,
-                                   out_path=path, progress=progress)
+            outcome = run_point(point, server, settings, progress, RunFolder(path.parent), file=path)
         except (PointAborted, RecordNotSaved) as exc:  # a record the disk refused was kept elsewhere: named
             print(f"error: {exc}", file=sys.stderr)
             return 1

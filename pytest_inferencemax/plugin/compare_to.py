@@ -15,11 +15,10 @@ import pytest
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plugin.plan_text import POINT_ARG, point_of
 from pytest_inferencemax.plugin.variant_runs import expected_configuration
-from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.point_pipeline import PointOutcome
 from pytest_inferencemax.results.compare import CompareError, check_identity, compare_to
 from pytest_inferencemax.results.compare_record import CompareTo
 from pytest_inferencemax.results.identity import EXTERNAL
-from pytest_inferencemax.results.store import save_or_keep
 
 if TYPE_CHECKING:
     from pytest_inferencemax.plugin.session import BenchSession
@@ -57,7 +56,7 @@ def compare_point(bench: BenchSession, outcome: PointOutcome) -> CompareTo | Non
     result = compare_to(outcome.record, old, s.compare_to, s.compare_tolerance / 100.0, fail=bool(s.compare_fail))
     bench.progress.line(f"inferencemax: {point_id} vs {s.compare_to}: {result.line()}")
     outcome.record.ours.compare_to = result
-    saved = save_or_keep(outcome.path, outcome.record.to_json(), bench.run_dir)
+    saved = bench.folder.keep(outcome.path, outcome.record.to_json())
     if saved.refused:
         bench.not_saved.append(f"{outcome.path}: its comparison with {s.compare_to}: {saved.refused}; {saved.where()}")
     return result

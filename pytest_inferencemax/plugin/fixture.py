@@ -25,7 +25,7 @@ from pytest_inferencemax.plugin.session import SESSION, BenchSession
 from pytest_inferencemax.measure.figures import JUNIT
 from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.plugin.variant_runs import all_reusable, find_reusable, prune_check, reuse
-from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.point_pipeline import PointOutcome
 from pytest_inferencemax.results.pool import representative
 from pytest_inferencemax.results.record import PointRecord
 

@@ -7,7 +7,7 @@ from pytest_inferencemax.measure.runner import default_request_timeout
 from pytest_inferencemax.measure.workload import token_counter
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import Suite
-from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.point_pipeline import PointOutcome
 
 if TYPE_CHECKING:
     from pytest_inferencemax.plugin.session import BenchSession

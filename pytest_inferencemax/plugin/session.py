@@ -27,11 +27,11 @@ from pytest_inferencemax.plugin.options import Settings
 from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.plugin.variant_files import find_variants
 from pytest_inferencemax.progress import Progress
-from pytest_inferencemax.results.build import PointOutcome, record_point
+from pytest_inferencemax.results.point_pipeline import PointOutcome, ServerTarget, run_point
 from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.redact import redact_argv, redact_env
-from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
+from pytest_inferencemax.results.store import RecordNotSaved, RunFolder
 from pytest_inferencemax.results.summary import Interruption
 from pytest_inferencemax.serve.api import engine_version
 from pytest_inferencemax.serve.server import Server, ServerError, ServerPool, check_external
@@ -325,10 +325,9 @@ class BenchSession(AccuracyGates):
             return record_hook(point, record) if record_hook is not None else record
 
         try:
-            return record_point(
-                point, base_url=server.base_url, served_model=server.model, tokenizer=tokenizer,
-                tokenizer_id=self.tokenizer_id(suite), backend="vllm", folder=self.folder,
-                out_path=self.folder.round_file(point.id, round_no) if round_no else None,
+            return run_point(
+                point, ServerTarget(server.base_url, server.model, tokenizer, self.tokenizer_id(suite)),
+                folder=self.folder, file=self.folder.round_file(point.id, round_no) if round_no else None,
                 settings=RunSettings.from_options(
                     self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
@@ -346,7 +345,7 @@ class BenchSession(AccuracyGates):
         from pytest_inferencemax.results.pool import pool_rounds
         files = [str(Path(p).relative_to(self.run_dir)) for p in paths]
         record = pool_rounds(records, files, durations=durations, stopped=stopped, confidence=self.rounds.confidence)
-        saved = save_or_keep(self.folder.point_file(record.point_id), record.to_json(), self.run_dir)
+        saved = self.folder.keep(self.folder.point_file(record.point_id), record.to_json())
         if saved.refused:
             raise RecordNotSaved(f"measured, but its pooled record could not be saved: "
                                  f"{saved.refused}; {saved.where()}", saved.path)

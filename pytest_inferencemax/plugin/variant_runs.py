@@ -12,7 +12,7 @@ from pytest_inferencemax.judge.curve import curve_point
 from pytest_inferencemax.judge.prune import prune_reason
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.suite import Suite
-from pytest_inferencemax.results.build import PointOutcome
+from pytest_inferencemax.results.point_pipeline import PointOutcome
 from pytest_inferencemax.results.identity import configuration, current_key
 from pytest_inferencemax.results.record import PointRecord, RecordError
 

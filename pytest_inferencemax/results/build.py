@@ -1,32 +1,19 @@
-"""From a measurement to a record on disk: the one place a :class:`PointRecord` is built.
-
-:func:`record_point` measures a point (``measure/runner.py``), builds its record, lets the caller
-add what the run knows beyond the measurement (the stage, baseline comparison, accuracy, hook
-fields), writes it to the run's folder and says on the terminal what the point gave. The
-pytest fixture and ``cli.bench`` both call it, so both write the same record.
+"""From a measurement to a record: the one place a :class:`PointRecord` is built, pure (typed inputs in, a
+record out; nothing read, written or printed). ``results/point_pipeline.py`` runs measure -> build -> write.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pytest_inferencemax import __version__
-from pytest_inferencemax.measure.loadtypes import LoadResult, RequestResult
-from pytest_inferencemax.measure.runner import (
-    InitialRequestFailed, Measurement, PointAborted, RunSettings, measure_point,
-)
-from pytest_inferencemax.measure.workload import Workload
-from pytest_inferencemax.plan.points import Point
-from pytest_inferencemax.progress import Progress
+from pytest_inferencemax.measure.loadtypes import RequestResult
+from pytest_inferencemax.measure.runner import Measurement
 from pytest_inferencemax.measure.checks import ClientVersionRecord
 from pytest_inferencemax.results.record import (
     AccuracyStatus, AccuracyValidation, BenchmarkArgs, OurFields, PointRecord,
 )
-from pytest_inferencemax.results.store import RecordNotSaved, RunFolder, save_or_keep
-from pytest_inferencemax.results.telemetry import series_lines, summarize
 
 
 def error_line(error: str) -> str:
@@ -117,99 +104,3 @@ def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] 
         accuracy = {f"{spec.task}_metric": gate.verdicts[0].value, "task": spec.task}
         validation.update(minimum_accepted=spec.minimum, metric=spec.metric, num_fewshot=spec.num_fewshot)
     return accuracy, AccuracyValidation(**validation)
-
-
-@dataclass(repr=False)
-class PointOutcome:
-    """A finished point: its record, where it lies, and the raw results it came from (its repr is one short
-    line: pytest prints it in a failed assertion, and the raw results hold every prompt)."""
-
-    point: Point
-    record: PointRecord
-    path: Path
-    load: LoadResult
-    workload: Workload
-
-    @property
-    def failed(self) -> int:
-        """Failed requests (over every round, for a point run with --repeat)."""
-        rounds = self.record.ours.rounds
-        return sum(rounds.failed) if rounds else self.record.failed
-
-    @property
-    def invalid(self) -> list[str]:
-        return self.record.invalid
-
-    def __repr__(self) -> str:
-        return f"PointOutcome({self.point.id}: {self.record.completed}/{self.record.num_prompts} ok, {self.path})"
-
-    def failure_cause(self) -> str:
-        """Why requests failed, in one line: how many, their errors by count, and the warmups' errors."""
-        rec, rounds = self.record, self.record.ours.rounds
-        of = f"{rounds.n} x {self.point.num_prompts}" if rounds else str(self.point.num_prompts)
-        head = "no request succeeded" if not rec.completed and not rounds else f"{self.failed} of {of} requests failed"
-        errors = "; ".join(f"{n} x {text}" for text, n in rec.ours.errors.items())
-        warm = rec.ours.warmup_errors
-        warmups = (f"; warmups: {rec.ours.warmup_failures} of {rec.ours.warmups} failed: "
-                   + "; ".join(f"{n} x {text}" for text, n in warm.items())) if warm else ""
-        return f"{head}: {errors or 'no error text'}{warmups}"
-
-    def failure_report(self) -> str:
-        """The failed requests' cause and the record's path (two lines)."""
-        return f"{self.point.id}: {self.failure_cause()}\nrecord: {self.path}"
-
-
-def point_line(record: PointRecord, duration: float) -> str:
-    """What a finished point gave, in one line (figures of no successful request are n/a)."""
-    if not record.completed:
-        return f"0/{record.num_prompts} ok in {duration:.1f} s: no request succeeded, no figures"
-    return (f"{record.completed}/{record.num_prompts} ok in {duration:.1f} s, {record.output_throughput:.1f} out "
-            f"tok/s, {record.tput_per_gpu:.1f} tok/s/GPU (/{record.ours.tput_per_gpu_divisor}), median TTFT "
-            f"{record.median_ttft_ms:.0f} ms, median E2E {record.median_e2el_ms:.0f} ms")
-
-
-def record_point(point: Point, *, base_url: str, served_model: str, tokenizer: Any, tokenizer_id: str,
-                 backend: str, settings: RunSettings, progress: Progress, folder: RunFolder | None = None,
-                 out_path: Path | None = None, stage_fields: dict[str, Any] | None = None,
-                 complete: Callable[[PointRecord], PointRecord] | None = None,
-                 abort_check: Callable[[], str | None] | None = None,
-                 server_log: Path | None = None) -> PointOutcome:
-    """Measure ``point``, build its record, let ``complete`` add to it (it returns the record to write),
-    and write it (to ``out_path``, else to ``folder``'s ``<point>.json``) before returning."""
-    if out_path is None and folder is None:
-        raise ValueError("record_point needs a folder or an out_path")
-    target = out_path if out_path is not None else folder.point_file(point.id)
-    run_dir = folder.path if folder is not None else None
-    m = measure_point(point, base_url=base_url, served_model=served_model, tokenizer=tokenizer, settings=settings,
-                      progress=progress, abort_check=abort_check, server_log=server_log)
-    record = build_record(m, served_model=served_model, tokenizer_id=tokenizer_id, backend=backend,
-                          base_url=base_url, seed=settings.seed, save_detailed=settings.save_detailed,
-                          stage_fields=stage_fields)
-    refused: list[str] = []  # the disk said no: each file goes to the keep folder instead, and the point fails
-    if m.telemetry is not None:  # the time series beside the record, its summary in it
-        series = save_or_keep(target.with_name(target.stem + ".telemetry.jsonl"),
-                              series_lines(m.telemetry, m.load.t0), run_dir)
-        refused += [series.refused] if series.refused else []
-        record.ours.telemetry = summarize(m.telemetry, m.load.t0, m.load.duration, record.total_output_tokens)
-        record.ours.telemetry.series = series.path.name if series.path else None
-    if complete is not None:
-        record = complete(record)
-    saved = save_or_keep(target, record.to_json(), run_dir)
-    refused += [saved.refused] if saved.refused else []
-    path = saved.path or target
-    progress.line(f"inferencemax: {point.id}: {point_line(record, m.load.duration)} -> {path}")
-    if refused:  # measured, and kept: the point fails with where its record went
-        also = [f"cut short: {m.aborted}"] if m.aborted else []
-        also += [f"{record.failed} of {point.num_prompts} requests failed"] if record.failed else []
-        also += [f"invalid: {why}" for why in record.invalid]
-        raise RecordNotSaved(f"measured, but its record could not be saved: {'; '.join(refused)}; "
-                             f"{saved.where()}" + "".join(f"; also {a}" for a in also), saved.path)
-    if m.aborted:  # on disk with what it got to; the point fails with the cause
-        failed = InitialRequestFailed if m.initial_request_failed else PointAborted
-        raise failed(m.aborted_report, record_path=path)
-    for warning in record.warnings():
-        progress.line(f"inferencemax: {point.id}: WARNING: {warning}")
-    outcome = PointOutcome(point, record, path, m.load, m.workload)
-    for why in outcome.invalid:
-        progress.line(f"inferencemax: {point.id}: INVALID: {why}")
-    return outcome

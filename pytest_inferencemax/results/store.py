@@ -155,6 +155,11 @@ class RunFolder:
     def write_point(self, record: PointRecord) -> Path:
         return write_text_atomic(self.point_file(record.point_id), record.to_json())
 
+    def keep(self, path: Path, text: str) -> Saved:
+        """Write ``text`` to ``path`` (in this folder) atomically; when the disk refuses, keep it in the keep
+        folder under this run's name (:func:`save_or_keep`): a measured record is never dropped."""
+        return save_or_keep(path, text, self.path)
+
     def point_files(self) -> list[Path]:
         """The files that may hold point records, by name (not summaries, manifests, parity reports)."""
         if not self.path.is_dir():

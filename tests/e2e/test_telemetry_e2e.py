@@ -9,7 +9,7 @@ from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import StreamProgress
 from pytest_inferencemax.publish.finish import finish_run
-from pytest_inferencemax.results.build import record_point
+from pytest_inferencemax.results.point_pipeline import ServerTarget, run_point
 from pytest_inferencemax.results.store import RunFolder
 
 
@@ -17,10 +17,8 @@ def test_a_point_carries_the_servers_series_and_summary(vllm_server, smollm2_mod
     point = Point(suite="smollm2", stage="cpu", isl=48, osl=24, conc=4, num_prompts=12, num_warmups=4,
                   range_ratio=1.0, tp=1, tput_per_gpu_divisor=1)
     folder = RunFolder(tmp_path)
-    outcome = record_point(point, base_url=vllm_server.base_url, served_model="smollm2",
-                           tokenizer=load_tokenizer(str(smollm2_model)), tokenizer_id=str(smollm2_model),
-                           backend="vllm", settings=RunSettings(telemetry_interval=0.5), folder=folder,
-                           progress=StreamProgress(quiet=True))
+    server = ServerTarget(vllm_server.base_url, "smollm2", load_tokenizer(str(smollm2_model)), str(smollm2_model))
+    outcome = run_point(point, server, RunSettings(telemetry_interval=0.5), StreamProgress(quiet=True), folder)
     rec = outcome.record
     t = rec.ours.telemetry
     assert t.server_metrics and t.series == "smollm2-48-24-c4.telemetry.jsonl"
