@@ -3,7 +3,6 @@
 ``--rerun``), and estimate a variants plan's time for ``--collect-only``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING, Iterator
@@ -15,6 +14,7 @@ from pytest_inferencemax.plan.suite import Suite
 from pytest_inferencemax.results.point_pipeline import PointOutcome
 from pytest_inferencemax.results.identity import configuration, current_key
 from pytest_inferencemax.results.record import PointRecord, RecordError
+from pytest_inferencemax.results.store import RunFolder
 
 if TYPE_CHECKING:
     from pytest_inferencemax.plugin.session import BenchSession
@@ -141,17 +141,20 @@ def _history(session: BenchSession, suite: Suite) -> tuple[list[float], list[flo
     """Server start times and point times (warmups included, roughly) of earlier runs of ``suite``."""
     starts: list[float] = []
     durations: list[float] = []
-    for run in sorted(session.settings.results_dir.glob("*/manifest*.json")):
+    results_dir = session.settings.results_dir
+    for folder in (RunFolder(d) for d in sorted(results_dir.iterdir() if results_dir.is_dir() else ()) if d.is_dir()):
         try:
-            data = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        starts += [float(s["started_in_s"]) for s in data.get("servers") or [] if s.get("started_in_s")]
-    for path in session.settings.results_dir.glob(f"*/{suite.name}-*.json"):
-        try:
-            rec = PointRecord.from_json(path.read_text(encoding="utf-8"), str(path))
-        except (OSError, RecordError):
-            continue
-        warm = rec.benchmark_args.num_warmups / max(rec.num_prompts, 1)
-        durations.append(float(rec.duration) * (1 + warm))
+            starts += [float(s["started_in_s"]) for _, data in folder.manifests() for s in data.get("servers") or []
+                       if s.get("started_in_s")]
+        except (OSError, ValueError, AttributeError):
+            pass
+        for path in folder.point_files():
+            if not path.name.startswith(f"{suite.name}-"):
+                continue
+            try:
+                rec = folder.read_point(path)
+            except (OSError, RecordError):
+                continue
+            warm = rec.benchmark_args.num_warmups / max(rec.num_prompts, 1)
+            durations.append(float(rec.duration) * (1 + warm))
     return starts, durations
