@@ -33,14 +33,14 @@ def check_compare_to(bench: BenchSession, items: list[pytest.Item]) -> None:
         return
     expected = {}
     for item in items:
-        point, suite = point_of(item), bench.suite_of(item.path)
+        point, suite = point_of(item), bench.catalog.suite_of(item.path)
         if isinstance(point, Point) and POINT_ARG in item.callspec.params and suite is not None:
             want = expected_configuration(bench, suite, point)
             expected[point.id] = {**want, "recipe": EXTERNAL} if s.server_url else want
     if not expected:
         return
     try:
-        check_identity(s.compare_to, bench.compared_run(), expected, allow_any=bool(s.compare_any))
+        check_identity(s.compare_to, bench.catalog.compared_run(), expected, allow_any=bool(s.compare_any))
     except CompareError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -49,7 +49,7 @@ def compare_point(bench: BenchSession, outcome: PointOutcome) -> CompareTo | Non
     """The finished point against ``--compare-to``'s record of it, written into its record (None when that run
     has no such point); says the comparison on the terminal."""
     s, point_id = bench.settings, outcome.record.point_id
-    old = bench.compared_run().get(point_id)
+    old = bench.catalog.compared_run().get(point_id)
     if old is None:
         bench.progress.line(f"inferencemax: {point_id}: not in {s.compare_to}, nothing to compare")
         return None
@@ -58,5 +58,5 @@ def compare_point(bench: BenchSession, outcome: PointOutcome) -> CompareTo | Non
     outcome.record.ours.compare_to = result
     saved = bench.folder.keep(outcome.path, outcome.record.to_json())
     if saved.refused:
-        bench.not_saved.append(f"{outcome.path}: its comparison with {s.compare_to}: {saved.refused}; {saved.where()}")
+        bench.points.not_saved.append(f"{outcome.path}: its comparison with {s.compare_to}: {saved.refused}; {saved.where()}")
     return result

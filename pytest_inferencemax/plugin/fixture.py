@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import pytest
 
@@ -103,17 +103,32 @@ class SuiteBench:
         self._config = node.config
         self._cut: tuple[PointRecord, Path] | None = None  # a round cut short: its record, pooled with the others
 
+    # What the summary needs travels in user_properties, so it reaches the xdist controller too.
+    def _note_failure(self, point_id: str, why: str) -> None:
+        """Record why ``point_id`` failed, in one line (the summary's, the report's and the controller's words)."""
+        self._node.user_properties.append((FAILURE, (point_id, why)))
+
+    def _fail(self, point_id: str, why: str, message: str | None = None) -> NoReturn:
+        """Record the failure, then fail the test with ``message`` (default: ``why``) and no traceback."""
+        self._note_failure(point_id, why)
+        pytest.fail(message or why, pytrace=False)
+
+    def _skip(self, point_id: str, why: str) -> NoReturn:
+        """Record that --prune left ``point_id`` out, and skip its test saying why."""
+        self._node.user_properties.append((PRUNED, (point_id, why)))
+        pytest.skip(f"pruned: {why}")
+
     def gate(self, point: Point) -> GateResult | None:
         """Run (once per server instance) and return the accuracy gate of ``point``'s server."""
         if point.variant is not None and all_reusable(self.session, self.suite, point):
             pytest.skip("every point of this server is reused from an earlier run (--rerun measures them again)")
         try:
-            gate = self.session.gate(self.suite, point)
+            gate = self.session.gates.gate(self.suite, point)
         except AccuracyError as exc:  # the words of its points' failures (one group in the summary and report)
-            self._node.user_properties.append((FAILURE, (self._node.callspec.id, could_not_run(exc))))
+            self._note_failure(self._node.callspec.id, could_not_run(exc))
             raise
         if gate is not None and not gate.passed:
-            self._node.user_properties.append((FAILURE, (self._node.callspec.id, gate_failed(gate))))
+            self._note_failure(self._node.callspec.id, gate_failed(gate))
         return gate
 
     def run(self, point: Point, benchmark: Any = None) -> PointOutcome:
@@ -127,8 +142,7 @@ class SuiteBench:
                 self._node.user_properties.extend(junit_properties(outcome.record))
                 return outcome
             if self.session.settings.prune and (why := prune_check(self.session, self.suite, point)):
-                self._node.user_properties.append((PRUNED, (point.id, why)))
-                pytest.skip(f"pruned: {why}")
+                self._skip(point.id, why)
         try:
             self._start_server(point)  # fails the point when its server's accuracy gate failed or could not run
         except BaseException:
@@ -152,28 +166,25 @@ class SuiteBench:
         a skip would leave a green run with its curve missing)."""
         failed: InferenceMaxError | None = None
         not_run: str | None = None
-        self.session.current_point = point.id
+        self.session.points.current_point = point.id
         try:
-            if (not_run := self.session.gate_problem(self.suite, point)) is None:
-                self.session.server(self.suite, point)
+            if (not_run := self.session.gates.gate_problem(self.suite, point)) is None:
+                self.session.servers.server(self.suite, point)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP while its server starts: this point stopped
-            self._node.user_properties.append(
-                (FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
+            self._note_failure(point.id, f"interrupted by {self.session.points.interrupted_by or 'Ctrl-C'}")
             raise
         except InferenceMaxError as exc:
             failed = exc
-        self.session.current_point = None
+        self.session.points.current_point = None
         if failed is not None:  # outside the except block: the message alone, no chained exception
-            self._node.user_properties.append((FAILURE, (point.id, str(failed).splitlines()[0])))
-            pytest.fail(str(failed), pytrace=False)
+            self._fail(point.id, str(failed).splitlines()[0], str(failed))
         if not_run is not None:  # the gate's cause in its words: one failed group with the gate in the summary
-            self._node.user_properties.append((FAILURE, (point.id, not_run)))
-            pytest.fail(f"{point.id} not run: {not_run}", pytrace=False)
+            self._fail(point.id, not_run, f"{point.id} not run: {not_run}")
 
     def _rounds(self, point: Point, timed: Callable[[float], None]) -> PointOutcome:
         """The point's rounds until the rounds plan stops; the pooled outcome (``<point>.json``)."""
         plan, rounds, durations = self.session.rounds, [], []
-        rule = self.session.verdict_rule(self.suite, point)
+        rule = self.session.catalog.verdict_rule(self.suite, point)
         def pooled(stopped: str | None = None, cut: tuple[PointRecord, Path] | None = None) -> PointOutcome:
             records, paths = [r.record for r in rounds], [r.path for r in rounds]
             if cut is not None:
@@ -214,20 +225,18 @@ class SuiteBench:
     def _measure(self, point: Point, round_no: int | None = None) -> PointOutcome:
         """Run the point (or one round of it) once its server's gate passed (``_start_server``); fail the
         test with the cause when it cannot run."""
-        # What the summary needs travels in user_properties, so it reaches the xdist controller too.
         props = self._node.user_properties
-        if (not_run := self.session.gate_problem(self.suite, point)) is not None:  # a server restarted mid-rounds
-            props.append((FAILURE, (point.id, not_run)))
-            pytest.fail(f"{point.id} not run: {not_run}", pytrace=False)
-        self.session.current_point = point.id
+        if (not_run := self.session.gates.gate_problem(self.suite, point)) is not None:  # a server restarted mid-rounds
+            self._fail(point.id, not_run, f"{point.id} not run: {not_run}")
+        self.session.points.current_point = point.id
         failed: InferenceMaxError | None = None
         try:
             outcome = self.session.run(self.suite, point, record_hook=self._record_hook, round_no=round_no)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the session ends and says this point stopped
-            props.append((FAILURE, (point.id, f"interrupted by {self.session.interrupted_by or 'Ctrl-C'}")))
+            self._note_failure(point.id, f"interrupted by {self.session.points.interrupted_by or 'Ctrl-C'}")
             raise
         except InferenceMaxError as exc:  # a cause we know and said in words: the message, no traceback
-            self.session.current_point = None
+            self.session.points.current_point = None
             if record_path := getattr(exc, "record_path", None):  # an aborted point's record, with its cause
                 if round_no:  # a round: pooled with the rounds before it into <point>.json
                     self._cut = (self.session.folder.read_point(record_path), Path(record_path))
@@ -235,15 +244,14 @@ class SuiteBench:
                 props.append((RECORD, str(record_path)))
             elif round_no and round_no > 1:
                 props.append((RECORD, str(self.session.folder.point_file(point.id))))  # the rounds before
-            props.append((FAILURE, (point.id, str(exc).splitlines()[0])))
             failed = exc
         except BaseException as exc:
-            self.session.current_point = None
-            props.append((FAILURE, (point.id, (str(exc) or type(exc).__name__).splitlines()[0])))
+            self.session.points.current_point = None
+            self._note_failure(point.id, (str(exc) or type(exc).__name__).splitlines()[0])
             raise
         if failed is not None:  # outside the except block: the message alone, no chained exception
-            pytest.fail(str(failed), pytrace=False)
-        self.session.current_point = None
+            self._fail(point.id, str(failed).splitlines()[0], str(failed))
+        self.session.points.current_point = None
         return outcome
 
     def _check(self, point: Point, outcome: PointOutcome) -> PointOutcome:
@@ -264,10 +272,11 @@ class SuiteBench:
             self.session.progress.line(f"inferencemax: {point.id}: parity not run: the point failed")
         elif s.parity:
             reasons += self._parity(point, outcome)
+        for why in reasons[:-1]:
+            self._note_failure(point.id, why)
         if reasons:
-            props.extend((FAILURE, (point.id, why)) for why in reasons)
-            pytest.fail(f"{point.id} failed:\n" + "".join(f"  - {why}\n" for why in reasons)
-                        + f"record: {outcome.path}", pytrace=False)
+            self._fail(point.id, reasons[-1], f"{point.id} failed:\n" + "".join(f"  - {why}\n" for why in reasons)
+                       + f"record: {outcome.path}")
         return outcome
 
     def _parity(self, point: Point, outcome: PointOutcome) -> list[str]:
@@ -308,7 +317,7 @@ class SuiteBench:
 def inferencemax(request: pytest.FixtureRequest) -> SuiteBench:
     """The benchmark session bound to the suite of the requesting test's directory."""
     session: BenchSession = request.config.stash[SESSION]
-    suite = session.suite_of(request.path)
+    suite = session.catalog.suite_of(request.path)
     if suite is None:
         raise SuiteError(f"{request.path}: no {SUITE_FILE} beside this test")
     return SuiteBench(session, suite, request.node)

@@ -1,25 +1,22 @@
 """The accuracy gates of a session (a part of :class:`~pytest_inferencemax.plugin.session.BenchSession`):
-each stage's gate spec, the check before any server starts that its task's inputs can be had, one gate run
-per server instance, and a point's accuracy fields."""
+the check before any server starts that a gate's task inputs can be had, one gate run per server instance,
+and a point's accuracy fields. Each stage's gate spec, as this session fills it, is the catalog's."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
-from pytest_inferencemax.gate.accuracy import (
-    AccuracyError, GateResult, gate_sources, resolve_spec, run_gate, task_label,
-)
+from pytest_inferencemax.gate.accuracy import AccuracyError, GateResult, gate_sources, run_gate, task_label
 from pytest_inferencemax.gate.hub_access import hub_problem
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.rules import BOUNTY_S1, GateSpec
 from pytest_inferencemax.plan.suite import Suite
+from pytest_inferencemax.plugin.catalog import SuiteCatalog
+from pytest_inferencemax.plugin.options import Settings
+from pytest_inferencemax.plugin.servers import Servers
+from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.build import accuracy_fields
+from pytest_inferencemax.results.manifest import Manifest
 from pytest_inferencemax.results.record import PointRecord
-
-if TYPE_CHECKING:
-    from pytest_inferencemax.plugin.options import Settings
-    from pytest_inferencemax.progress import Progress
-    from pytest_inferencemax.results.manifest import Manifest
 
 
 def could_not_run(exc: AccuracyError) -> str:
@@ -34,28 +31,16 @@ def gate_failed(gate: GateResult) -> str:
     return gate.message().splitlines()[0] + (f" ({beyond})" if beyond else "")
 
 
-class AccuracyGates:
-    """Methods of the session about accuracy gates; the session holds the state (``_gates``, settings, ...)."""
+@dataclass
+class Gates:
+    """The session's accuracy gates: one run per server instance, its result kept for every point of that server."""
 
     settings: Settings
     progress: Progress
-    manifest: Manifest | None
-    _gates: dict[int, GateResult | str]
-    server: Callable[[Suite, Point], Any]  # the session's methods
-    tokenizer_id: Callable[[Suite], str]
-
-    def gate_spec(self, suite: Suite, stage_name: str) -> GateSpec | None:
-        """The stage's gate (typed when the suite loaded) as this session runs it: ``${...}`` filled, a relative
-        dataset beside the suite."""
-        _, stage = suite.stage(stage_name)
-        if stage.accuracy is None:
-            return None
-        return resolve_spec(stage.accuracy, base_dir=suite.directory, variables=self._suite_variables(suite),
-                            where=f"{suite.path} [stages.{stage_name}.accuracy]")
-
-    def _suite_variables(self, suite: Suite) -> dict[str, str]:
-        """What ``${...}`` may name in a suite's accuracy table (as in its ``model``)."""
-        return {"models_dir": str(self.settings.models_dir), "suite_dir": str(suite.directory)}
+    catalog: SuiteCatalog
+    servers: Servers
+    manifest: Manifest | None = None
+    _gates: dict[int, GateResult | str] = field(default_factory=dict)  # per server instance: result or error
 
     def _gate_inputs(self, spec: GateSpec) -> dict[str, str | None]:
         """The options' local copies that replace the table's dataset / chunk tokenizer, by task."""
@@ -67,7 +52,7 @@ class AccuracyGates:
         """Before any server starts: what the bounty task of ``point``'s gate takes from the Hugging Face hub
         (the gated Llama-2 tokenizer, the dataset) is cached or reachable with this machine's token, and the
         local copies named exist. Raises :class:`AccuracyError` (a usage error) saying what is missing."""
-        spec = self.gate_spec(suite, point.stage)
+        spec = self.catalog.gate_spec(suite, point.stage)
         if spec is None or self.settings.skip_accuracy or spec.task != BOUNTY_S1:
             return
         sources = gate_sources(spec, **self._gate_inputs(spec))
@@ -82,16 +67,16 @@ class AccuracyGates:
         ``None`` when the stage has no gate or --skip-accuracy is given. Raises
         :class:`AccuracyError` when the gate cannot run (then for every point of that server).
         """
-        spec = self.gate_spec(suite, point.stage)
+        spec = self.catalog.gate_spec(suite, point.stage)
         if spec is None or self.settings.skip_accuracy:
             return None
-        server = self.server(suite, point)
+        server = self.servers.server(suite, point)
         key = id(server)
         if key not in self._gates:
             self.progress.line(f"inferencemax: accuracy gate ({spec.task}, {spec.rule.value}) on {server.base_url}")
             try:
                 result: GateResult | str = run_gate(
-                    spec, server.base_url, server.model, self.tokenizer_id(suite), **self._gate_inputs(spec),
+                    spec, server.base_url, server.model, self.catalog.tokenizer_id(suite), **self._gate_inputs(spec),
                     api_key=self.settings.api_key)
             except AccuracyError as exc:
                 result = str(exc)

@@ -69,12 +69,12 @@ def pytest_configure(config: pytest.Config) -> None:
         bench = BenchSession.create(settings, progress, Path(config.rootpath),
                                     workerid=getattr(config, "workerinput", {}).get("workerid"), workers=workers)
         if settings.compare_to:  # read here too: under xdist only the controller turns a usage error into one line
-            bench.compared_run()
+            bench.catalog.compared_run()
     except (ValueError, CompareError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION] = bench
     ignored = ignored_signals()
-    _SIGNAL_HANDLERS[config] = EndLikeCtrlC(bench.note_interruption)
+    _SIGNAL_HANDLERS[config] = EndLikeCtrlC(bench.points.note_interruption)
     if ignored and not hasattr(config, "workerinput"):  # said once, by the process the user started
         progress.line(ignored_signals_line(ignored))
     config.pluginmanager.register(ReportCollector(bench), "inferencemax-reports")
@@ -99,8 +99,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     for config in list(_SIGNAL_HANDLERS):
         bench = config.stash.get(SESSION, None)
-        if bench is not None and bench.interrupted_by is None:
-            bench.interrupted_by = "Ctrl-C"
+        if bench is not None and bench.points.interrupted_by is None:
+            bench.points.interrupted_by = "Ctrl-C"
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -108,7 +108,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
     for item in items:
         bench = item.config.stash.get(SESSION, None)
         if bench is not None and isinstance(point_of(item), Point) and POINT_ARG in item.callspec.params:
-            bench.deselected += 1
+            bench.points.deselected += 1
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -127,7 +127,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(error)
     bench = session.config.stash.get(SESSION, None)
     if bench is not None:
-        bench.planned = [p.id for item in session.items
+        bench.points.planned = [p.id for item in session.items
                          if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
         # (pytest calls this hook even when collection failed: then its usage error stands alone)
         if session.config.stash.get(ITEMS_ORDERED, False) and not session.config.option.collectonly:
@@ -141,12 +141,12 @@ def _check_gate_access(bench: BenchSession, items: list[pytest.Item]) -> None:
     checked: set[tuple[Path, str]] = set()
     try:
         for item in items:
-            point, suite = point_of(item), bench.suite_of(item.path)
+            point, suite = point_of(item), bench.catalog.suite_of(item.path)
             if not isinstance(point, Point) or suite is None or (suite.path, point.stage) in checked:
                 continue
             checked.add((suite.path, point.stage))
-            bench.check_tokenizer(suite)
-            bench.check_gate_access(suite, point)
+            bench.catalog.check_tokenizer(suite)
+            bench.gates.check_gate_access(suite, point)
     except ConfigError as exc:  # naming a folder in ${models_dir}: where that came from
         raise pytest.UsageError(bench.settings.explain(str(exc))) from None
 
@@ -171,15 +171,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _params(session: BenchSession, path: Path, arg: str) -> list[Any]:
-    suite = session.suite_of(path)  # loads the suite and checks every stage's tables
+    suite = session.catalog.suite_of(path)  # loads the suite and checks every stage's tables
     if suite is None:
         raise SuiteError(f"{path}: a test taking {arg} needs a {SUITE_FILE} in the same directory")
-    points = session.plan(suite)
+    points = session.catalog.plan(suite)
     if arg == POINT_ARG:
         return [pytest.param(p, id=p.id, marks=pytest.mark.inferencemax_point) for p in points]
-    groups = session.server_groups(suite, points)  # first point of each server configuration
+    groups = session.catalog.server_groups(suite, points)  # first point of each server configuration
     for point in groups:
-        session.gate_spec(suite, point.stage)
+        session.catalog.gate_spec(suite, point.stage)
     return [pytest.param(p, id=f"{suite.name}-accuracy" + _gate_tail(p, n), marks=pytest.mark.inferencemax_gate)
             for n, p in enumerate(groups)]
 
@@ -229,11 +229,11 @@ def _order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
 def _check_ports(bench: BenchSession, config: pytest.Config) -> None:
     """A fixed --port that something already listens on is refused before any server starts."""
     s = bench.settings
-    if not s.port or s.server_url or not bench.suites:
+    if not s.port or s.server_url or not bench.catalog.suites:
         return
     workers = getattr(config.option, "numprocesses", None)
     ports = [s.port + bench.worker] if hasattr(config, "workerinput") else [s.port + w for w in range(workers or 1)]
-    for host in sorted({suite.server.host for suite in bench.suites.values()}):
+    for host in sorted({suite.server.host for suite in bench.catalog.suites.values()}):
         if busy := [p for p in ports if port_in_use(host, p)]:
             raise pytest.UsageError(f"--port {s.port}: port {busy[0]} on {host} is already in use (another server?): "
                                     "stop what listens there, choose another --port, or drop --port to let a free "
@@ -270,12 +270,12 @@ class ReportCollector:
         if report.when != "call":
             return
         for key, value in report.user_properties:
-            if key == RECORD and Path(value) not in self.bench.record_paths:
-                self.bench.record_paths.append(Path(value))
-            elif key == FAILURE and tuple(value) not in self.bench.failures:
-                self.bench.failures.append(tuple(value))
-            elif key == PRUNED and tuple(value) not in self.bench.pruned:
-                self.bench.pruned.append(tuple(value))
+            if key == RECORD and Path(value) not in self.bench.points.record_paths:
+                self.bench.points.record_paths.append(Path(value))
+            elif key == FAILURE and tuple(value) not in self.bench.points.failures:
+                self.bench.points.failures.append(tuple(value))
+            elif key == PRUNED and tuple(value) not in self.bench.points.pruned:
+                self.bench.points.pruned.append(tuple(value))
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -288,40 +288,40 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     bench.close()  # also on Ctrl-C, SIGTERM and internal errors: no server is left behind
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    if interrupted and bench.current_point and bench.current_point not in {p for p, _ in bench.failures}:
-        bench.failures.append((bench.current_point, f"interrupted by {bench.interrupted_by or 'Ctrl-C'}"))
-    if bench.record_paths or bench.failures or bench.pruned or interrupted:
+    if interrupted and bench.points.current_point and bench.points.current_point not in {p for p, _ in bench.points.failures}:
+        bench.points.failures.append((bench.points.current_point, f"interrupted by {bench.points.interrupted_by or 'Ctrl-C'}"))
+    if bench.points.record_paths or bench.points.failures or bench.points.pruned or interrupted:
         session.config.hook.pytest_inferencemax_manifest(manifest=bench.manifest.extra)
         bench.manifest.write(finished=True)
         if bench.manifest.refused:
-            bench.not_saved.append(bench.manifest.refused)
+            bench.points.not_saved.append(bench.manifest.refused)
         if not _is_worker(session.config):
             _finish(session, bench, interrupted)
-    if bench.not_saved and session.exitstatus == pytest.ExitCode.OK:
+    if bench.points.not_saved and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a run whose results are not all on disk did not pass
 
 
 def _finish(session: pytest.Session, bench: BenchSession, interrupted: bool) -> None:
     """Verdicts, report, plots, submission and summary.json (the process that saw every point)."""
-    records = bench.records()
+    records = bench.points.records()
     s = bench.settings
-    kept = [str(p) for p in bench.record_paths if not p.is_relative_to(bench.run_dir)]
+    kept = [str(p) for p in bench.points.record_paths if not p.is_relative_to(bench.run_dir)]
     submit = (SubmitOptions(team=s.submit_team, dry_run=s.submit_dry_run, force=s.submit_force,
                             unqualified=s.submit_unqualified, url_override=s.leaderboard_url)
               if (s.submit_team or s.submit_dry_run) and not kept else None)
-    interruption = bench.interruption() if interrupted else None
-    failed = failed_groups(bench.failures, records, stage=s.stage)  # the report's "Failed" section, summary.json's
-    finished = finish_run(bench.run_dir, records, bench.verdict_rules(), bench.baselines_dir(), submit,
+    interruption = bench.points.interruption() if interrupted else None
+    failed = failed_groups(bench.points.failures, records, stage=s.stage)  # the report's "Failed" section, summary.json's
+    finished = finish_run(bench.run_dir, records, bench.catalog.verdict_rules(), bench.catalog.baselines_dir(), submit,
                           echo=bench.progress.line, interruption=interruption, failed=failed)
     if (s.submit_team or s.submit_dry_run) and kept:
         finished.problems.append(f"submission: not sent, {len(kept)} record(s) are not in the run folder {bench.run_dir}")
-    bench.not_saved += [p.removeprefix("not saved: ") for p in finished.problems if p.startswith("not saved: ")]
+    bench.points.not_saved += [p.removeprefix("not saved: ") for p in finished.problems if p.startswith("not saved: ")]
     session.config.stash[FINISHED] = finished
     session.config.stash[INTERRUPTION] = interruption
     try:
-        write_summary(records, bench.failures, bench.run_dir, finished.lines(), interruption, bench.pruned, failed)
+        write_summary(records, bench.points.failures, bench.run_dir, finished.lines(), interruption, bench.points.pruned, failed)
     except ResultsWriteError as exc:
-        bench.not_saved.append(str(exc))
+        bench.points.not_saved.append(str(exc))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -331,15 +331,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in quiet_lines(bench, config.stash.get(FINISHED, None), interruption):
             terminalreporter.write_line(line)
         return
-    if bench is None or not (bench.record_paths or bench.failures or bench.pruned):
+    if bench is None or not (bench.points.record_paths or bench.points.failures or bench.points.pruned):
         return
     terminalreporter.section("inferencemax summary")
-    for line in summary_lines(bench.records(), bench.failures, bench.run_dir, interruption, bench.pruned):
+    for line in summary_lines(bench.points.records(), bench.points.failures, bench.run_dir, interruption, bench.points.pruned):
         terminalreporter.write_line(line)
     finished = config.stash.get(FINISHED, None)
     for line in [ln for ln in finished.lines() if not ln.startswith("problem: not saved: ")] if finished else []:
         terminalreporter.write_line(line)
-    for line in dict.fromkeys(bench.not_saved):
+    for line in dict.fromkeys(bench.points.not_saved):
         terminalreporter.write_line(f"NOT SAVED: {line}")
 
 

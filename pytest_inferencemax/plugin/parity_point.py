@@ -19,7 +19,7 @@ def run_point_parity(session: BenchSession, suite: Suite, point: Point, outcome:
     from pytest_inferencemax.judge.parity import judge
     from pytest_inferencemax.measure.parity import run_parity
     from pytest_inferencemax.publish.parity_report import write_parity
-    server, tokenizer = session.server(suite, point), session.tokenizer(suite)
+    server, tokenizer = session.servers.server(suite, point), session.catalog.tokenizer(suite)
     s, progress = session.settings, session.progress
     progress.line(f"inferencemax: {point.id}: parity, {s.parity_rounds} rounds of each client")
     runs = run_parity(point.id, server.base_url, server.model, outcome.workload.requests,

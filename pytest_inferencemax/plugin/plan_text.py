@@ -38,7 +38,7 @@ def variant_lines(bench: BenchSession, items: list[pytest.Item]) -> list[str]:
         for item in items:
             point = point_of(item)
             if isinstance(point, Point) and POINT_ARG in item.callspec.params:
-                if (suite := bench.suite_of(item.path)) is not None:
+                if (suite := bench.catalog.suite_of(item.path)) is not None:
                     by_suite.setdefault(str(suite.path), (suite, []))[1].append(point)
         return [line for suite, points in by_suite.values() if (line := estimate_line(bench, suite, points))]
     except ConfigError:  # the collection's own check reports it, as a usage error
@@ -78,16 +78,16 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
     recipes: dict[str, Recipe] = {}
     for item in items:
         point = point_of(item)
-        suite = bench.suite_of(item.path) if point else None
+        suite = bench.catalog.suite_of(item.path) if point else None
         if point is None or suite is None:
             continue
         server = bench.settings.server_url
         if not server:
-            recipe = bench.recipe(suite, point)
+            recipe = bench.catalog.recipe(suite, point)
             recipes.setdefault(key := recipe.key, recipe)
             server = f"recipe {key}"
         if GATE_ARG in item.callspec.params:
-            spec = bench.gate_spec(suite, point.stage)
+            spec = bench.catalog.gate_spec(suite, point.stage)
             what = (f"accuracy gate {task_label(spec)} ({spec.rule.value})" if spec else "no accuracy gate in this stage")
             if bench.settings.skip_accuracy:
                 what += ", skipped (--skip-accuracy)"

@@ -26,18 +26,18 @@ def _same_curve(a: Point, b: Point) -> bool:
 
 def prune_check(session: BenchSession, suite: Suite, point: Point) -> str | None:
     """Why ``point`` is not worth running (``--prune``): its variant's curve can no longer qualify."""
-    planned = [p for p in session.plan(suite) if _same_curve(p, point)]
-    finished = [curve_point(r)[1] for r in session.records()
+    planned = [p for p in session.catalog.plan(suite) if _same_curve(p, point)]
+    finished = [curve_point(r)[1] for r in session.points.records()
                 if r.ours.suite == point.suite and r.ours.stage == point.stage and (r.ours.isl, r.ours.osl)
                 == (point.isl, point.osl) and (r.ours.variant or None) == point.variant]
-    why = prune_reason(session.verdict_rule(suite, point), len(planned), finished,
+    why = prune_reason(session.catalog.verdict_rule(suite, point), len(planned), finished,
                        session.settings.prune_margin / 100.0)
     return f"variant {point.variant or '(base)'} cannot qualify on ISL {point.isl} / OSL {point.osl}: {why}" if why \
         else None
 
 
 def expected_configuration(session: BenchSession, suite: Suite, point: Point) -> dict:
-    return {"recipe": session.recipe(suite, point).key, "model": session.served_model_name(suite),
+    return {"recipe": session.catalog.recipe(suite, point).key, "model": session.catalog.served_model_name(suite),
             "isl": point.isl, "osl": point.osl, "conc": point.conc, "num_prompts": point.num_prompts,
             "num_warmups": point.num_warmups, "range_ratio": float(point.range_ratio), "seed": session.settings.seed,
             "tput_per_gpu_divisor": point.tput_per_gpu_divisor, "client": point.client.model_dump()}
@@ -90,8 +90,8 @@ def older_version_match(session: BenchSession, suite: Suite, point: Point) -> Pa
 
 def all_reusable(session: BenchSession, suite: Suite, point: Point) -> bool:
     """Every point on ``point``'s server was measured before: its server need not start (nor its gate run)."""
-    key = session.recipe(suite, point).key
-    group = [p for p in session.plan(suite) if session.recipe(suite, p).key == key]
+    key = session.catalog.recipe(suite, point).key
+    group = [p for p in session.catalog.plan(suite) if session.catalog.recipe(suite, p).key == key]
     return bool(group) and all(find_reusable(session, suite, p) is not None for p in group)
 
 
@@ -116,13 +116,13 @@ def reuse(session: BenchSession, point: Point, found: tuple[PointRecord, Path]) 
 def estimate_line(session: BenchSession, suite: Suite, points: list[Point]) -> str | None:
     """The variants plan's size and, from the newest earlier run of this suite under --results-dir, its
     expected time (server starts + points); None without variants."""
-    found = session.variant_set(suite)
+    found = session.catalog.variant_set(suite)
     if found is None:
         return None
-    recipes = {session.recipe(suite, p).key for p in points}
+    recipes = {session.catalog.recipe(suite, p).key for p in points}
     fresh = [p for p in points if find_reusable(session, suite, p) is None]
     reused = len(points) - len(fresh)
-    starts_needed = len({session.recipe(suite, p).key for p in fresh})  # a server whose points are all reused never starts
+    starts_needed = len({session.catalog.recipe(suite, p).key for p in fresh})  # a server whose points are all reused never starts
     older = sum(1 for p in fresh if older_version_match(session, suite, p) is not None)
     head = (f"  variants: {found.describe()}; {len(points)} points on {len(recipes)} server(s), one variant after "
             "another"

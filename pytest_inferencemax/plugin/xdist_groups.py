@@ -20,8 +20,8 @@ from pytest_inferencemax.errors import ConfigError
 
 def server_key(bench: BenchSession, item: pytest.Item, point: Point) -> str:
     """The point's server configuration: its recipe's key, or "external" under --server-url."""
-    suite = bench.suite_of(item.path)
-    return "external" if bench.settings.server_url or suite is None else bench.recipe(suite, point).key
+    suite = bench.catalog.suite_of(item.path)
+    return "external" if bench.settings.server_url or suite is None else bench.catalog.recipe(suite, point).key
 
 
 def groups_ignored(config: pytest.Config) -> str | None:

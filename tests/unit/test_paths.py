@@ -16,7 +16,7 @@ from pytest_inferencemax.errors import ConfigError
 from pytest_inferencemax.measure import tokenizer as lean
 from pytest_inferencemax.measure.workload import load_tokenizer
 from pytest_inferencemax.plugin.options import Settings
-from pytest_inferencemax.plugin.session import BenchSession
+from pytest_inferencemax.plugin.catalog import SuiteCatalog
 from pytest_inferencemax.serve.server import ServerPool
 
 from e2e_support import REPO
@@ -185,7 +185,7 @@ def test_a_suite_run_from_outside_the_repository_says_which_folder_it_looked_in(
     def never(*_: object, **__: object) -> None:
         raise AssertionError("a unit test must not build a model or start a server")
 
-    monkeypatch.setattr(BenchSession, "prepare_model", never)
+    monkeypatch.setattr(SuiteCatalog, "prepare_model", never)
     monkeypatch.setattr(ServerPool, "acquire", never)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result = pytester.runpytest_inprocess(str(x / "smollm2-cpu"), "-p", "no:cacheprovider", "-k", "c1",

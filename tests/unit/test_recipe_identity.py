@@ -234,8 +234,9 @@ def test_variant_reuse_finds_a_point_of_another_run_folder_and_names_one_an_olde
                   tp=8, tput_per_gpu_divisor=int(rec.ours.tput_per_gpu_divisor), variant="v1", client=ClientVersion())
     session = SimpleNamespace(settings=SimpleNamespace(rerun=False, server_url=None, results_dir=tmp_path / "results",
                                                        seed=a.seed),
-                              run_dir=tmp_path / "results" / "now", recipe=lambda _s, _p: recipe("now"),
-                              served_model_name=lambda _s: rec.model_id)
+                              run_dir=tmp_path / "results" / "now",
+                              catalog=SimpleNamespace(recipe=lambda _s, _p: recipe("now"),
+                                                      served_model_name=lambda _s: rec.model_id))
 
     def write(run: str, key: str) -> Path:
         server = rec.ours.server.model_copy(update={"recipe_key": key})
