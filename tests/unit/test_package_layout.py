@@ -113,3 +113,10 @@ def test_no_function_is_over_60_lines_outside_the_allowlist():
                     long.append(f"{where}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
     assert LONG_FUNCTIONS <= seen, f"no longer over 60 lines, drop from the allowlist: {LONG_FUNCTIONS - seen}"
+
+
+def test_every_package_folder_is_a_regular_package():
+    """A folder without ``__init__.py`` imports in the working tree (a namespace package) but a wheel built by
+    setuptools' find_packages leaves it out: the gate/ package once had none."""
+    folders = [d for d in PACKAGE.rglob("*") if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))]
+    assert [str(d.relative_to(PACKAGE)) for d in folders if not (d / "__init__.py").is_file()] == []
