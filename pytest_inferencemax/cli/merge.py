@@ -32,8 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from pytest_inferencemax.plan.options import add_arguments
 from pytest_inferencemax.errors import ResultsWriteError
+from pytest_inferencemax.plan.options import add_arguments
 from pytest_inferencemax.publish.finish import FinishedRun, SubmitOptions, finish_run
 from pytest_inferencemax.results.merge import merge_runs
 from pytest_inferencemax.results.merge_inputs import MergeError
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               if args.submit_team or args.submit_dry_run else None)
     try:
         finished, failures = merge(args.dirs, args.out, baselines_dir=args.baselines, submit=submit,
-                                     echo=(lambda _l: None) if args.quiet else print)
+                                   echo=(lambda _l: None) if args.quiet else print)
     except MergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -128,7 +128,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION, None)
     if bench is not None:
         bench.points.planned = [p.id for item in session.items
-                         if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
+                                if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
         # (pytest calls this hook even when collection failed: then its usage error stands alone)
         if session.config.stash.get(ITEMS_ORDERED, False) and not session.config.option.collectonly:
             check_compare_to(bench, session.items)  # --compare-to: readable, and measuring what these points measure
