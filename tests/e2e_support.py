@@ -150,14 +150,19 @@ def default_signals() -> None:
 
 def start_pytest_stamped(cwd: Path, target: str, args: list[str], preexec_fn=default_signals
                          ) -> tuple[subprocess.Popen, list[tuple[float, str]]]:
-    """pytest on ``target`` in a subprocess started with ``preexec_fn`` (default: every interrupting signal
-    at its default), its output lines collected as they come, each with the ``time.monotonic()`` it was read
-    at (the plugin flushes its progress lines as it writes them)."""
+    """pytest on ``target`` in a subprocess: :func:`start_stamped`."""
+    return start_stamped(cwd, [sys.executable, "-m", "pytest", target, "-p", "no:cacheprovider", *args], preexec_fn)
+
+
+def start_stamped(cwd: Path, argv: list[str], preexec_fn=default_signals, env: dict | None = None
+                  ) -> tuple[subprocess.Popen, list[tuple[float, str]]]:
+    """``argv`` in a subprocess started with ``preexec_fn`` (default: every interrupting signal at its default), its
+    output lines collected as they come, each with the ``time.monotonic()`` it was read at (the plugin and the
+    commands flush their progress lines as they write them)."""
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", target, "-p", "no:cacheprovider", *args],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=preexec_fn)
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=preexec_fn, env=env)
     lines: list[tuple[float, str]] = []
     threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in iter(proc.stdout.readline, "")),
                      daemon=True).start()
@@ -422,3 +427,33 @@ def check_the_killed_point(killed: Killed) -> None:
     summary = json.loads((killed.run_dir / "summary.json").read_text())
     assert [f["point"] for f in summary["failures"]] == [killed.point]
     assert "restarting the server (the server process" in text
+
+
+# -- two variants against a baseline: the fast one beats it, the slow one loses (variants, prune, Slurm) --
+CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
+            % CALIBRATION_SERVER)
+CAL_SUITE = calibration_suite_toml(CAL_ARGV, """
+[stages.s]
+range_ratio = 1.0
+warmups_per_conc = 0  # the slow variant's requests take 0.6 s each: none spent on warmups
+tput_per_gpu_divisor = 1
+baseline = "calb"
+workloads = [{ isl = 16, osl = 16, conc = [1, 2, 4], prompts_per_conc = 2 }]
+
+[stages.s.verdict]
+rule = "beat_baseline_share"
+min_share = 0.5
+""")
+
+CAL_VARIANTS = '''
+[[variant]]
+name = "fast"
+
+[[variant]]
+name = "slow"
+args_set = { "--itl-ms" = "40" }
+'''
+
+# 200 tok/s/GPU per unit of CONC: the fast server (ITL 2 ms) gives several times that, the slow one (40 ms) a
+# quarter of it
+CAL_BASELINE = baseline_toml("cal", 16, 16, {c: 200.0 * c for c in (1, 2, 4)}, e2e_ms=1000.0, intvty=10.0)

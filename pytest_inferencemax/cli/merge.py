@@ -78,13 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResultsWriteError as exc:  # the disk said no half-way (full): what was written stays, the merge failed
         print(f"error: the merge is incomplete: {exc}", file=sys.stderr)
         return 1
-    records = RunFolder(args.out).points()
-    lines = (finished.lines() if args.quiet
-             else summary_lines(records, failures, args.out, failed=finished.failed) + finished.lines())
+    return conclude(finished, failures, args.out, args.quiet)
+
+
+def conclude(finished: FinishedRun, failures: list[tuple[str, str]], out: Path, quiet: bool) -> int:
+    """Print the merged run's table (unless ``quiet``), verdicts and problems; the exit status: 1 when a point
+    failed in any run, a problem was found or a submission did not go through (docs/ci.md: a failed or empty
+    group is no green CI job), else 0."""
+    records = RunFolder(out).points()
+    lines = finished.lines() if quiet else summary_lines(records, failures, out, failed=finished.failed) + finished.lines()
     for line in lines:
         print(line)
     not_sent = [s for s in finished.submissions if s.status not in ("submitted", "dry-run")]
-    # docs/ci.md: 1 when a point failed, in any run (a failed or empty group is no green CI job)
     return 1 if failures or finished.failed or finished.problems or not_sent else 0
 
 

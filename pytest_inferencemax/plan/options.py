@@ -155,6 +155,9 @@ OPTIONS: tuple[Option, ...] = (
            "requests failed", flag=True),
     Option("leaderboard-url", "leaderboard to submit to instead of the stage's (also $LB_URL_OVERRIDE)",
            http_url, metavar="URL"),
+    Option("shards-out", "write the selected tests as shards, one per server configuration (its points, its gate, "
+           "pytest's node ids), to this JSON file; with --collect-only it plans a launcher's work "
+           "(cli.slurm: one Slurm array task a shard)", str, metavar="FILE"),
     Option("save-detailed", "keep per-request arrays (ttfts, itls, lengths, errors) in each JSON", flag=True),
 )
 

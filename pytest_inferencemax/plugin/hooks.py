@@ -20,6 +20,7 @@ from pytest_inferencemax.plugin.failure_report import FailureReports
 from pytest_inferencemax.plugin.options import Settings, add_options
 from pytest_inferencemax.plugin.plan_text import GATE_ARG, POINT_ARG, plan_lines, point_of, variant_lines
 from pytest_inferencemax.plugin.session import SESSION, BenchSession
+from pytest_inferencemax.plugin.shards import write_shards
 from pytest_inferencemax.plugin.signals import EndLikeCtrlC, ignored_signals, ignored_signals_line
 from pytest_inferencemax.plugin.terminal_summary import quiet_lines
 from pytest_inferencemax.plugin.xdist_groups import XdistHooks, groups_ignored, server_key
@@ -130,6 +131,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         bench.points.planned = [p.id for item in session.items
                                 if isinstance(p := point_of(item), Point) and POINT_ARG in item.callspec.params]
         # (pytest calls this hook even when collection failed: then its usage error stands alone)
+        if bench.settings.shards_out and session.config.stash.get(ITEMS_ORDERED, False):
+            write_shards(bench, session.items, Path(bench.settings.shards_out))
         if session.config.stash.get(ITEMS_ORDERED, False) and not session.config.option.collectonly:
             check_compare_to(bench, session.items)  # --compare-to: readable, and measuring what these points measure
             _check_gate_access(bench, session.items)

@@ -147,6 +147,7 @@ class Settings:
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float
+    shards_out: str | None
     save_detailed: bool
     skip_accuracy: bool
     compare_to: str | None

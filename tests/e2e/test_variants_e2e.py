@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import REPO, baseline_toml, calibration_suite_toml
+from e2e_support import CAL_BASELINE, CAL_SUITE, CAL_VARIANTS, REPO, calibration_suite_toml
 
 SERVER = REPO / "benchmarks" / "calibration_server.py"
 # no --ttft-ms in the recipe: the server's own 50 ms, until a variant sets the flag
@@ -75,35 +75,6 @@ def test_three_variants_run_each_on_its_own_server_and_are_ranked(pytester, smol
     assert "variants: best overall: ttft1" in out
     # before anything starts, the run says what it is about to do
     assert "variants: 3 variant(s) from " in out and "3 points on 3 server(s), one variant after another" in out
-
-
-CAL_ARGV = ('["${python}", "%s", "--port", "${port}", "--model", "calibration", "--ttft-ms", "5", "--itl-ms", "2"]'
-            % (REPO / "benchmarks" / "calibration_server.py"))
-CAL_SUITE = calibration_suite_toml(CAL_ARGV, """
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 0  # the slow variant's requests take 0.6 s each: none spent on warmups
-tput_per_gpu_divisor = 1
-baseline = "calb"
-workloads = [{ isl = 16, osl = 16, conc = [1, 2, 4], prompts_per_conc = 2 }]
-
-[stages.s.verdict]
-rule = "beat_baseline_share"
-min_share = 0.5
-""")
-
-CAL_VARIANTS = '''
-[[variant]]
-name = "fast"
-
-[[variant]]
-name = "slow"
-args_set = { "--itl-ms" = "40" }
-'''
-
-# 200 tok/s/GPU per unit of CONC: the fast server (ITL 2 ms) gives several times that, the slow one (40 ms) a
-# quarter of it
-CAL_BASELINE = baseline_toml("cal", 16, 16, {c: 200.0 * c for c in (1, 2, 4)}, e2e_ms=1000.0, intvty=10.0)
 
 
 def test_prune_stops_a_variant_that_cannot_qualify_and_the_next_run_reuses_what_was_measured(
