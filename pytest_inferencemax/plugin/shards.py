@@ -6,7 +6,6 @@ the accuracy gate of their server. Its ``nodeids`` are pytest's node ids, in the
 shard's own pytest runs exactly them."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
