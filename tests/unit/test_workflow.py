@@ -149,6 +149,19 @@ def test_merge_job_merges_every_run_and_submits_only_when_asked(workflow):
     assert "--submit" not in json.dumps(workflow["jobs"]["sweep"]) and "inputs.team" not in json.dumps(workflow["jobs"]["sweep"])
 
 
+def test_slurm_dispatch_runs_the_launcher_instead_of_the_matrix(workflow):
+    jobs = workflow["jobs"]
+    dispatch = triggers(workflow)["workflow_dispatch"]["inputs"]["dispatch"]
+    assert dispatch["options"] == ["matrix", "slurm"] and dispatch["default"] == "matrix"
+    assert "inputs.dispatch != 'slurm'" in jobs["plan"]["if"]  # sweep and merge need the plan: skipped with it
+    assert jobs["slurm"]["if"] == "github.event_name == 'workflow_dispatch' && inputs.dispatch == 'slurm'"
+    step = step_running(workflow, "slurm", "-m pytest_inferencemax.cli.slurm")
+    assert '--run-id "$RUN_ID"' in step["run"] and '--submit-team "$TEAM"' in step["run"]
+    assert step["run"].index("-m pytest_inferencemax.cli.slurm") < step["run"].index(" -- ")  # pytest's after --
+    assert step["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+    assert "always()" in step_using(workflow, "slurm", "actions/upload-artifact")["if"]
+
+
 def test_hf_token_comes_only_from_secrets(workflow):
     tokens = [value for key, value in walk(workflow) if key == "HF_TOKEN"]
     assert tokens and all(value == "${{ secrets.HF_TOKEN }}" for value in tokens)
