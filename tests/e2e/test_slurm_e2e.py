@@ -121,14 +121,15 @@ def test_a_shard_whose_server_cannot_start_is_named_and_the_others_are_merged(sl
     assert [f["point"] for f in failed] == ["cal-16-16-c1-broken"]  # never silently missing
 
 
-def test_ctrl_c_cancels_the_array(slurm, tmp_path, smollm2_model):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_cancels_the_array(slurm, tmp_path, smollm2_model, sig):
     slow_start = CAL_VARIANTS.replace('name = "fast"', 'name = "fast"\nargs_set = { "--start-delay" = "60" }')
     root = sweep(tmp_path, slow_start)
     argv = launcher(root, "cc", smollm2_model, "-k", "c1")
     proc, lines = start_stamped(root, argv, env=slurm.env)
     try:
         wait_for_line(lines, "cal-fast: running", proc, timeout=60)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=60) == 130
     finally:
         if proc.poll() is None:
