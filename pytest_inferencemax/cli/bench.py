@@ -28,7 +28,7 @@ from pytest_inferencemax.serve.server import ServerError, check_external
 SHARED = ("server-url", "model", "served-model-name", "tokenizer", "conc", "num-prompts", "num-gpus", "seed",
           "request-timeout", "stall-timeout", "extra-body", "api-key-env", "client-procs", "client",
           "client-lag-limit-ms", "save-detailed", "telemetry-interval", "server-ready-timeout",
-          "fail-on-stream-errors")  # pytest's options of the same name (plan/options.py): same help, same default
+          "fail-on-stream-errors", "goodput")  # pytest's options of the same name (plan/options.py): same help, same default
 REQUIRED = ("server-url", "model", "conc")
 ALIASES = {"base-url": "server-url"}  # this command's first spelling, still accepted
 

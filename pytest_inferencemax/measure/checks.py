@@ -70,6 +70,24 @@ class StreamCheck(_Part):
         return "; ".join(out) or None
 
 
+class GoodputCheck(_Part):
+    """``--goodput``: the SLOs the point was held to (ms) and how many requests met every one (docs/metrics.md).
+    ``request_goodput:`` is the reference's figure (good requests per second); ``attainment`` ours: the share of
+    the requests sent, failed ones counting as missed."""
+
+    slo_ms: dict[str, Number]
+    good_requests: int
+    requests: int
+    attainment: Optional[Number] = None
+
+
+def goodput_check(slos: dict[str, float] | None, good: int | None, requests: int) -> GoodputCheck | None:
+    if not slos or good is None:
+        return None
+    return GoodputCheck(slo_ms=dict(slos), good_requests=good, requests=requests,
+                        attainment=good / requests if requests else None)
+
+
 REFERENCE_PROCESS = ("the reference client ran in a process of its own, as the bounty client: asyncio's default "
                      "loop, gc.freeze() before it, no loop-lag probe and no telemetry sampler there (client_bound "
                      "is not judged)")

@@ -135,6 +135,18 @@ def distribution(name: str, values_s: Iterable[float], percentiles: Sequence[flo
     return out
 
 
+def good_requests(ok: Sequence[RequestResult], counts: Sequence[int], slos: Mapping[str, float]) -> int:
+    """Successful requests within every SLO (ms), as the reference client's ``calculate_metrics`` counts them for
+    ``--goodput``: TTFT and E2EL from its stamps, TPOT = (E2EL - TTFT) / (n - 1) over its output count ``n``, and 0
+    when ``n`` <= 1; a request meets an SLO when the SLO is at least its value (``s >= r``)."""
+    limits = {name: ms / 1000.0 for name, ms in slos.items()}
+    good = 0
+    for r, n in zip(ok, counts):
+        values = {"ttft": r.ttft, "tpot": (r.latency - r.ttft) / (n - 1) if n > 1 else 0.0, "e2el": r.latency}
+        good += all(limit >= values[name] for name, limit in limits.items())
+    return good
+
+
 def compute_metrics(
     results: Sequence[RequestResult],
     duration: float,
@@ -142,8 +154,11 @@ def compute_metrics(
     tput_per_gpu_divisor: float,
     count_tokens: Callable[[str], int] | None = None,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    goodput: Mapping[str, float] | None = None,
 ) -> dict[str, float | int]:
-    """Every figure of one point, keyed as the reference client's result JSON."""
+    """Every figure of one point, keyed as the reference client's result JSON. With ``goodput`` (SLOs in ms, the
+    reference's ``--goodput``), ``request_goodput:`` is the requests within every SLO per second, and
+    ``good_requests`` (ours) their count; without, null and None as the reference writes them."""
     if duration <= 0:
         raise ValueError("duration must be positive")
     ok = [r for r in results if r.success]
@@ -159,7 +174,7 @@ def compute_metrics(
         "total_input_tokens": total_input,
         "total_output_tokens": total_output,
         "request_throughput": len(ok) / duration,
-        "request_goodput:": None,  # sic: the reference key has the colon; no goodput SLO here
+        "request_goodput:": None,  # sic: the reference key has the colon; filled below when SLOs are given
         "output_throughput": total_output / duration,
         "total_token_throughput": (total_input + total_output) / duration,
         "output_tokens_from_usage": counts.from_usage,
@@ -182,6 +197,10 @@ def compute_metrics(
     m["tput_per_gpu_divisor"] = tput_per_gpu_divisor
     median_tpot = m["median_tpot_ms"]
     m["interactivity"] = 1000.0 / median_tpot if median_tpot else 0.0
+    good = good_requests(ok, reference, goodput) if goodput else None
+    m["good_requests"] = good
+    if good is not None:
+        m["request_goodput:"] = good / duration
     return m
 
 
@@ -200,6 +219,7 @@ class PointFigures:
     tput_per_gpu: float
     tput_per_gpu_divisor: float
     interactivity: float
+    good_requests: int | None = None  # within every --goodput SLO; None without SLOs
 
     @classmethod
     def of(cls, metrics: Mapping[str, Any]) -> "PointFigures":

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from pytest_inferencemax.measure.loadtypes import ClientConfig, LiveStats, LoadResult
 from pytest_inferencemax.measure.checks import (
-    ClientCheck, InitialRequestCheck, StreamCheck, client_record, initial_request_record, stream_check,
+    ClientCheck, GoodputCheck, InitialRequestCheck, StreamCheck, client_record, goodput_check, initial_request_record,
+    stream_check,
 )
 from pytest_inferencemax.measure.metrics import PointFigures, compute_metrics, reference_output_lens
 from pytest_inferencemax.measure.multiclient import run_client_load
@@ -49,6 +50,7 @@ class RunSettings:
     api_key: str | None = field(default=None, repr=False)
     telemetry_interval: float = 1.0  # seconds between samples of /metrics and the GPUs; 0: no sampling
     gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
+    goodput: dict[str, float] | None = None  # SLOs in ms (--goodput): request_goodput: and ours.goodput
 
     @classmethod
     def from_options(cls, values: Any, **more: Any) -> "RunSettings":
@@ -72,6 +74,7 @@ class Measurement:
     prefix_cache: PrefixCacheCheck
     token_check: TokenCheck
     stream: StreamCheck
+    goodput: GoodputCheck | None = None
     aborted: str | None = None  # why the point was cut short (the figures cover the requests that finished)
     telemetry: Telemetry | None = None  # the server's and the GPUs' samples through the point
     aborted_report: str = ""  # the same with the server log's tail, for the failure message
@@ -130,7 +133,7 @@ def measure_point(
         load.duration = max(load.duration, 1e-9)  # cut short before or in the warmups: no timed run, no figures
     count_tokens = token_counter(tokenizer)
     metrics = compute_metrics(load.results, load.duration, tput_per_gpu_divisor=point.tput_per_gpu_divisor,
-                              count_tokens=count_tokens)
+                              count_tokens=count_tokens, goodput=settings.goodput)
     cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
     first_len = workload.requests[0].prompt_len if workload.requests else 0
     ignore_eos = bool(client.payload(workload.requests[0]).get("ignore_eos")) if workload.requests else True
@@ -138,6 +141,7 @@ def measure_point(
         point=point, load=load, workload=workload, figures=PointFigures.of(metrics), request_timeout=timeout,
         client_check=client_record(load, float(metrics.get("median_itl_ms") or 0.0), settings.client_lag_limit_ms),
         stream=stream_check(load.results),
+        goodput=goodput_check(settings.goodput, metrics["good_requests"], len(load.results)),
         prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len,
                                   point.num_warmups + (load.initial_request is not None)),  # repeats of prompt 0
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),

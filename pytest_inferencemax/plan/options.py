@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pytest_inferencemax.plan.values import (
-    at_least_two, boolean, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
+    at_least_two, boolean, goodput_slos, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
     percentage, port_number, positive_float, positive_int, run_name,
 )
 
@@ -122,6 +122,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail-on-stream-errors", "also fail points whose server sent error events in its streams (default: "
            "ignored as the bounty client ignores them, counted and warned about; lines it cannot read fail their "
            "requests in any case)", boolean, flag=True, ini=True),
+    Option("goodput", "service level objectives in milliseconds, e.g. 'ttft:500 tpot:50 e2el:10000' (the reference "
+           "client's --goodput): request_goodput: counts the requests within every one, per second; the record keeps "
+           "the SLOs and the share met (docs/metrics.md)", goodput_slos, ini=True, metavar="SLOS"),
     Option("extra-body", "JSON object merged into every request body", json_object, metavar="JSON"),
     Option("api-key-env", "environment variable holding the server's API key (never logged)", str,
            default="OPENAI_API_KEY", ini=True, metavar="VAR"),

@@ -150,6 +150,34 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
+GOODPUT_METRICS = ("ttft", "tpot", "e2el")  # the reference client's SLO names (benchmark_serving.py --goodput)
+
+
+def goodput_slos(text: str) -> dict[str, float]:
+    """``ttft:500 tpot:50`` (spaces or commas between pairs) -> {"ttft": 500.0, "tpot": 50.0}: service level
+    objectives in milliseconds, as the reference client's ``--goodput KEY:VALUE ...`` takes them (a name given
+    twice: the last wins, as there)."""
+    slos: dict[str, float] = {}
+    for pair in text.replace(",", " ").split():
+        name, sep, value = pair.partition(":")
+        try:
+            number = float(value) if sep and ":" not in value else None
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"{pair!r} is not KEY:VALUE; write SLOs in milliseconds, e.g. "
+                                             "'ttft:500 tpot:50 e2el:10000'")
+        if name not in GOODPUT_METRICS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not an SLO the reference client knows; use "
+                                             f"{', '.join(GOODPUT_METRICS)}")
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"{pair!r}: an SLO must be 0 or more milliseconds")
+        slos[name] = number
+    if not slos:
+        raise argparse.ArgumentTypeError("no SLO given; write e.g. 'ttft:500 tpot:50 e2el:10000' (milliseconds)")
+    return slos
+
+
 def at_least_two(text: str) -> int:
     return _whole_number(text, 2, "at least 2 (one run per client shows no run-to-run spread)")
 

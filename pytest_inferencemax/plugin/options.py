@@ -144,6 +144,7 @@ class Settings:
     client_lag_limit_ms: float | None
     fail_client_bound: bool
     fail_on_stream_errors: bool
+    goodput: dict[str, float] | None
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float

@@ -96,6 +96,22 @@ def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
     return [f"- CONC {', '.join(sorted(concs, key=lambda c: (len(c), c)))}: {text}" for text, concs in by_text.items()]
 
 
+def _goodput_lines(records: Sequence[PointRecord]) -> list[str]:
+    """--goodput: per point, the requests within every SLO per second (the reference's ``request_goodput:``) beside
+    all completed ones, and the share of the requests sent; nothing when no point was held to SLOs."""
+    held = sorted((r for r in records if r.ours.goodput), key=lambda r: r.ours.conc)
+    if not held:
+        return []
+    slos = ", ".join(f"{k} <= {v:g} ms" for k, v in held[0].ours.goodput.slo_ms.items())
+    lines = ["### Goodput", "", f"SLOs: {slos} (a request counts when it meets every one).", ""]
+    for r in held:
+        g = r.ours.goodput
+        met = f"{g.attainment:.0%}" if g.attainment is not None else "n/a"
+        lines.append(f"- CONC {r.ours.conc}: {r.request_goodput:.2f} req/s within the SLOs of {r.request_throughput:.2f} "
+                     f"completed ({g.good_requests} of {g.requests} requests sent, {met})")
+    return lines + [""]
+
+
 def _diagnosis_lines(records: Sequence[PointRecord], run_dir: Path, point_plots: Mapping[str, Path]) -> list[str]:
     """Per point, by CONC: the server's view (batch, queue, KV cache, server vs client TTFT, power,
     energy) and the reading of judge/diagnosis.py, with the point's telemetry plot."""
@@ -254,6 +270,7 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
         lines += curve_table(curve, verdict)
         lines += ["", (f"{CHECK} beats the baseline (stage 2: meets all targets), {CROSS} does not, "
                       f"{QUESTION} inconclusive (within the rounds' noise), {DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
+        lines += _goodput_lines(by_key.get(curve.key, []))
         lines += ["### Verdict", ""] + _verdict_lines(verdict)
         lines += ["", "### Accuracy", ""] + _accuracy_lines(by_key.get(curve.key, []))
         lines += ["", "### Diagnosis", ""] + _diagnosis_lines(by_key.get(curve.key, []), run_dir, point_plots or {})

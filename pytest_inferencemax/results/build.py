@@ -55,6 +55,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         client=m.client_check, prefix_cache=m.prefix_cache, token_check=m.token_check, stream=m.stream,
         client_version=ClientVersionRecord(**point.client.model_dump()),
         **({"initial_request": m.initial_request} if m.initial_request else {}),
+        **({"goodput": m.goodput} if m.goodput else {}),
         date_utc=now.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S"),
         **({"aborted": m.aborted} if m.aborted else {}), **(stage_fields or {}),
     )

@@ -26,7 +26,9 @@ from pydantic import Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError, validation_problems
 from pytest_inferencemax.plan.values import Word
-from pytest_inferencemax.measure.checks import ClientCheck, ClientVersionRecord, InitialRequestCheck, StreamCheck
+from pytest_inferencemax.measure.checks import (
+    ClientCheck, ClientVersionRecord, GoodputCheck, InitialRequestCheck, StreamCheck,
+)
 from pytest_inferencemax.measure.token_check import TokenCheck
 from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck
 from pytest_inferencemax.results.compare_record import CompareTo
@@ -108,6 +110,7 @@ class OurFields(_Part):
     prefix_cache: Optional[PrefixCacheCheck] = None
     token_check: Optional[TokenCheck] = None
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
+    goodput: Optional[GoodputCheck] = None  # --goodput: the SLOs and the requests within them
     client_version: Optional[ClientVersionRecord] = None  # absent from records written before it was kept
     initial_request: Optional[InitialRequestCheck] = None  # present when the stage's client sends one
     date_utc: Optional[str] = None  # when the file was written, UTC (``date`` is local time, as the reference's)

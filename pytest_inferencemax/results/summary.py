@@ -84,10 +84,27 @@ def cell(rec: PointRecord, name: str, fmt: str, get: Callable[[PointRecord], Any
     return fmt.format(get(rec))
 
 
+# --goodput: beside req/s, the requests within every SLO per second and the share of the requests sent
+GOODPUT_COLUMNS: tuple[tuple[str, str, Callable[[PointRecord], Any]], ...] = (
+    ("goodput req/s", "{}", lambda r: "-" if r.request_goodput is None else f"{r.request_goodput:.2f}"),
+    ("SLO met", "{}", lambda r: "-" if r.ours.goodput is None or r.ours.goodput.attainment is None
+     else f"{r.ours.goodput.attainment:.0%}"),
+)
+
+
+def columns(records: Sequence[PointRecord]) -> tuple[tuple[str, str, Callable[[PointRecord], Any]], ...]:
+    """The table's columns: the goodput ones after req/s when a point was held to --goodput SLOs."""
+    if not any(rec.ours.goodput for rec in records):
+        return COLUMNS
+    at = [c[0] for c in COLUMNS].index("req/s") + 1
+    return COLUMNS[:at] + GOODPUT_COLUMNS + COLUMNS[at:]
+
+
 def table_rows(records: Sequence[PointRecord]) -> list[list[str]]:
-    rows = [[c[0] for c in COLUMNS]]
+    chosen = columns(records)
+    rows = [[c[0] for c in chosen]]
     for rec in records:
-        rows.append([cell(rec, name, fmt, get) for name, fmt, get in COLUMNS])
+        rows.append([cell(rec, name, fmt, get) for name, fmt, get in chosen])
     return rows
 
 
@@ -222,6 +239,8 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
         "conclusion": list(conclusion),  # verdicts, report, submissions
         "points": [{"point": rec.point_id, "file": f"{rec.point_id}.json",
                     **{k: getattr(rec, k) for k in SUMMARY},
+                    **({"request_goodput": rec.request_goodput, "goodput": rec.ours.goodput.model_dump()}
+                       if rec.ours.goodput else {}),
                     **({"rounds": rec.ours.rounds.model_dump(include={"n", "representative", "figures", "ratios",
                                                                       "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],

@@ -117,13 +117,13 @@ def test_every_key_is_present_and_plain(m):
     expected = {"duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
                 "request_throughput", "request_goodput:", "output_throughput", "total_token_throughput",
                 "output_tokens_from_usage", "output_tokens_retokenized", "total_output_tokens_counted", "tput_per_gpu",
-                "tput_per_gpu_divisor", "interactivity", "token_itl_counts_from"}
+                "tput_per_gpu_divisor", "interactivity", "token_itl_counts_from", "good_requests"}
     for name in ("ttft", "tpot", "itl", "token_itl", "e2el"):
         expected |= {f"mean_{name}_ms", f"median_{name}_ms", f"std_{name}_ms", f"p99_{name}_ms"}
     assert set(m) == expected
     assert m["token_itl_counts_from"] == {"one_per_event": 3, "unknown": 1}  # R4 sent no usage
     for k, v in m.items():
-        if k not in ("request_goodput:", "token_itl_counts_from"):
+        if k not in ("request_goodput:", "token_itl_counts_from", "good_requests"):
             assert type(v) in (int, float), k  # JSON-ready, no numpy scalars
 
 
@@ -302,8 +302,25 @@ def test_a_usage_chunk_without_completion_tokens_is_retokenized_once():
 def test_point_figures_keep_the_reference_keys_in_order_and_type_ours(m):
     figs = PointFigures.of(m)
     ours = ("failed", "output_tokens_from_usage", "output_tokens_retokenized", "total_output_tokens_counted",
-            "token_itl_counts_from", "tput_per_gpu", "tput_per_gpu_divisor", "interactivity")
+            "token_itl_counts_from", "tput_per_gpu", "tput_per_gpu_divisor", "interactivity", "good_requests")
     assert list(figs.reference) == [k for k in m if k not in ours]  # the record writes them in this order
     assert list(figs.reference)[:3] == ["duration", "completed", "total_input_tokens"]
     assert (figs.failed, figs.tput_per_gpu, figs.interactivity) == (m["failed"], m["tput_per_gpu"], m["interactivity"])
     assert figs["median_itl_ms"] == m["median_itl_ms"] and figs["tput_per_gpu_divisor"] == m["tput_per_gpu_divisor"]
+
+
+# --goodput, worked out on paper from R1..R4 above (the failed request never counts; TPOT of R3, one token, is 0 as
+# the reference client takes it; R4's TPOT uses its 4 re-tokenized tokens: (0.35 - 0.05) / 3 = 0.1 s)
+@pytest.mark.parametrize("slos, good", [
+    ({"ttft": 150}, 2),  # R1 0.1 s, R4 0.05 s within; R2 0.2, R3 0.3 not
+    ({"tpot": 100}, 3),  # R1 0.1 (an SLO equal to the value is met), R3 0, R4 0.1; R2 0.2 not
+    ({"ttft": 250, "e2el": 400}, 1),  # R4 only: R3's E2EL 0.3 is within but its TTFT 0.3 is not
+    ({"ttft": 0}, 0),
+])
+def test_goodput_counts_the_requests_within_every_slo_as_the_reference_does(slos, good):
+    m = compute_metrics(RESULTS, DURATION, tput_per_gpu_divisor=8, count_tokens=words, goodput=slos)
+    assert m["good_requests"] == good and m["request_goodput:"] == good / DURATION
+
+
+def test_without_slos_goodput_is_null_as_the_reference_writes_it(m):
+    assert m["request_goodput:"] is None and m["good_requests"] is None

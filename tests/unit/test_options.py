@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 import pytest
 
 from pytest_inferencemax.plan.values import (
-    boolean, conc_list, http_url, json_object, non_negative_int, port_number, positive_float, positive_int, run_name,
+    boolean, conc_list, goodput_slos, http_url, json_object, non_negative_int, port_number, positive_float, positive_int,
+    run_name,
 )
 from pytest_inferencemax.plan.options import OPTIONS
 
@@ -282,3 +284,25 @@ def test_a_flags_ini_twin_reads_yes_and_no(text, value):
 def test_a_flags_ini_twin_refuses_anything_else():
     with pytest.raises(Bad, match="'maybe' is not a yes/no value: use true or false"):
         boolean("maybe")
+
+
+# --- goodput_slos ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, slos", [("ttft:500 tpot:50", {"ttft": 500.0, "tpot": 50.0}),
+                                        ("e2el:10000,ttft:1.5", {"e2el": 10000.0, "ttft": 1.5}),
+                                        ("ttft:1 ttft:2", {"ttft": 2.0}), ("tpot:0", {"tpot": 0.0})])
+def test_goodput_slos_accepts(text, slos):
+    assert goodput_slos(text) == slos
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ttft", "'ttft' is not KEY:VALUE; write SLOs in milliseconds"),
+    ("ttft:fast", "'ttft:fast' is not KEY:VALUE"),
+    ("itl:5", "'itl' is not an SLO the reference client knows; use ttft, tpot, e2el"),
+    ("tpot:-1", "'tpot:-1': an SLO must be 0 or more milliseconds"),
+    ("  ", "no SLO given"),
+])
+def test_goodput_slos_rejects(text, message):
+    with pytest.raises(Bad, match=re.escape(message)):
+        goodput_slos(text)
