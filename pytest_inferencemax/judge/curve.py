@@ -145,7 +145,9 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
         conc=o.conc, point_id=o.point, tput_per_gpu=tput, divisor=divisor, median_e2e_ms=float(rec.median_e2el_ms),
         interactivity=float(rec.interactivity), tput_ratio=ratios[0], e2e_ratio=ratios[1], intvty_ratio=ratios[2],
         baseline=base, accuracy_status=rec.accuracy_status, invalid=bool(rec.invalid), rounds=o.rounds,
-        failed_requests=max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0),
+        # failed requests within the stage's failure_rule (max_rate) do not count against the point
+        failed_requests=(max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0)
+                         if rec.failures_count or (o.rounds and sum(o.rounds.failed)) else 0),
         measured=measured,
     ), notes
 

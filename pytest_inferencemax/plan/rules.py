@@ -136,3 +136,22 @@ class GateSpec(BaseModel):
         """``dataset`` names a file or folder (not ``builtin`` or ``builtin:N``, CPython-made documents)."""
         return bool(self.dataset) and self.dataset.partition(":")[0] != "builtin"
 
+
+INFERENCEMAX_MAX_FAILED = 0.05  # InferenceX rejects a run whose client saw more than 5 % failed requests
+
+
+def max_failed_share(rule: str | None) -> float:
+    """The share of failed requests a stage's ``failure_rule`` lets a point have and still count: ``any`` (the
+    bounty's, and the default: any failed request makes the point partial) is 0; ``max_rate:0.05`` (InferenceX's)
+    is 0.05. ValueError names the rule and the two forms."""
+    if rule in (None, "any"):
+        return 0.0
+    head, _, value = str(rule).partition(":")
+    try:
+        share = float(value) if head == "max_rate" else None
+    except ValueError:
+        share = None
+    if share is None or not 0.0 <= share < 1.0:
+        raise ValueError(f"failure_rule {rule!r}: write \"any\" (the bounty's: no failed request) or "
+                         "\"max_rate:R\" with 0 <= R < 1 (InferenceX's: max_rate:0.05)")
+    return share

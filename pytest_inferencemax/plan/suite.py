@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pytest_inferencemax.errors import ConfigError, validation_problems
-from pytest_inferencemax.plan.rules import BeatBaselineShare, GateSpec, NotApplicable, Targets, VerdictRule
+from pytest_inferencemax.plan.rules import (
+    BeatBaselineShare, GateSpec, NotApplicable, Targets, VerdictRule, max_failed_share,
+)
 
 SUITE_FILE = "suite.toml"
 
@@ -146,7 +148,14 @@ class Stage(_Strict):
     payload_layout: Literal["s1", "s2"] | None = None  # the leaderboard's field order (docs/submission.md)
     verdict: VerdictRule | None = None  # the qualification rule (docs/verdict.md); none: not applicable
     accuracy: GateSpec | None = None  # the gate's task and thresholds (docs/accuracy.md); none: no gate
+    failure_rule: str = "any"  # failed requests a point may have and count: "any" (none) or "max_rate:R"
     server: ServerOverride | None = None
+
+    @field_validator("failure_rule")
+    @classmethod
+    def _failure_rule(cls, v: str) -> str:
+        max_failed_share(v)  # raises with the two forms
+        return v
 
     @field_validator("verdict", "accuracy", mode="before")
     @classmethod

@@ -260,7 +260,10 @@ class SuiteBench:
         props.append((RECORD, str(outcome.path)))
         props.extend(junit_properties(outcome.record))  # --junitxml: the figures in the CI's test view
         record, s = outcome.record, self.session.settings
-        reasons = [outcome.failure_cause()] if outcome.failed else []
+        reasons = [outcome.failure_cause()] if record.failures_count or (outcome.failed and record.ours.rounds) else []
+        if outcome.failed and not reasons:  # within the stage's failure_rule (max_rate): counted, said, not failed
+            self.session.progress.line(f"inferencemax: {point.id}: {outcome.failure_cause()}: within the stage's "
+                                       f"failure_rule {record.ours.failure_rule} ({record.failed_share:.1%})")
         reasons += [f"invalid workload: {why}" for why in outcome.invalid]
         if record.stream_errors and s.fail_on_stream_errors:
             reasons.append(f"stream errors: {record.ours.stream.warning if record.ours.stream else ''}")

@@ -93,7 +93,8 @@ class BenchSession:
             "server": {"base_url": server.base_url, "launched": server.recipe is not None},
             "leaderboard_url": stage.leaderboard_url, "payload_layout": stage.payload_layout,
             # so that results merged from several runs or nodes are judged alike
-            "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict_table}
+            "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict_table,
+            "failure_rule": stage.failure_rule}
         if variant := self.catalog.variant_of(suite, point):
             stage_fields.update(variant=variant.name, variant_changes=variant.changes())
         if server.recipe is not None:

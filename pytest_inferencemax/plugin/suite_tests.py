@@ -13,4 +13,4 @@ def test_accuracy(inferencemax, inferencemax_gate):
 
 def test_point(inferencemax, inferencemax_point, benchmark):
     outcome = inferencemax.run(inferencemax_point, benchmark)
-    assert outcome.failed == 0, outcome.failure_report()
+    assert not outcome.record.failures_count, outcome.failure_report()  # the stage's failure_rule (any: none)

@@ -115,8 +115,8 @@ def check_submittable(record: PointRecord) -> list[str]:
                         "gate count (--skip-accuracy runs are for development)")
     if record.ours.aborted:
         problems.append(f"the point was cut short ({record.ours.aborted.splitlines()[0]})")
-    if record.failed:
-        problems.append(f"{record.failed} request(s) failed in this point")
+    if record.failures_count:
+        problems.append(f"{record.failed} request(s) failed ({record.failed_share:.1%}, failure_rule {record.ours.failure_rule or 'any'})")
     for why in record.invalid:
         problems.append(f"the point did not run the workload it names: {why}")
     return problems

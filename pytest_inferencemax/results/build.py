@@ -67,7 +67,7 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
                     "itls": [list(r.itl) for r in load.results],  # gaps between events, as the reference
                     "e2els": [r.latency for r in load.results],
                     "errors": [r.error for r in load.results]}
-    return PointRecord.model_validate({
+    record = PointRecord.model_validate({
         "date": now.strftime("%Y%m%d-%H%M%S"), "backend": backend, "model_id": served_model,
         "tokenizer_id": tokenizer_id, "best_of": 1, "num_prompts": point.num_prompts, "request_rate": "inf",
         "burstiness": 1.0, "max_concurrency": point.conc, **figs.reference,
@@ -79,6 +79,9 @@ def build_record(m: Measurement, *, served_model: str, tokenizer_id: str, backen
         "tput_per_gpu": figs.tput_per_gpu, "interactivity": figs.interactivity,
         "inferencemax": ours, **detailed,
     })
+    record.ours.failed_share = record.failed_share
+    record.ours.benchmark_outcome = record.inferencex_outcome()
+    return record
 
 
 def accuracy_fields(gate: Any, skipped_why: str | None) -> tuple[dict[str, Any] | None, AccuracyValidation]:

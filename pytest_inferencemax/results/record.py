@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 from pydantic import Field, ValidationError
 
 from pytest_inferencemax.errors import ResultsError, validation_problems
+from pytest_inferencemax.plan.rules import INFERENCEMAX_MAX_FAILED, max_failed_share
 from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.measure.checks import (
     ClientCheck, ClientVersionRecord, GoodputCheck, InitialRequestCheck, StreamCheck,
@@ -87,6 +88,9 @@ class OurFields(_Part):
     started_at: Optional[str] = None
     tput_per_gpu_divisor: Number
     failed: int = 0
+    failure_rule: Optional[str] = None  # the stage's: "any" (None: written before it was kept, so "any") or "max_rate:R"
+    failed_share: Optional[Number] = None  # failed or missing requests / requests
+    benchmark_outcome: Optional[str] = None  # InferenceX's: "failure" beyond 5 % failed, else "success"
     errors: dict[str, int] = Field(default_factory=dict)
     warmups: int = 0
     warmup_failures: int = 0
@@ -296,7 +300,24 @@ class PointRecord(_Part):
             return PointStatus.INVALID
         if self.ours.rounds and self.ours.rounds.not_ok:  # another round than the one on top was not clean
             return PointStatus.PARTIAL
-        return PointStatus.PARTIAL if self.failed or self.completed < self.num_prompts else PointStatus.OK
+        return PointStatus.PARTIAL if self.failures_count else PointStatus.OK
+
+    @property
+    def failed_share(self) -> float:
+        """Failed (or missing) requests as a share of the point's requests."""
+        missing = max(self.failed, self.num_prompts - self.completed)
+        return missing / self.num_prompts if self.num_prompts else 0.0
+
+    @property
+    def failures_count(self) -> bool:
+        """The failed requests make the point partial under its stage's ``failure_rule`` (``any``: one does; InferenceX's
+        ``max_rate:0.05``: more than 5 % do)."""
+        return self.failed_share > max_failed_share(self.ours.failure_rule)
+
+    def inferencex_outcome(self) -> str:
+        """InferenceX's verdict on the run, whatever this stage's rule: ``failure`` when more than 5 % of the
+        requests failed, else ``success`` (docs/metrics.md)."""
+        return "failure" if self.failed_share > INFERENCEMAX_MAX_FAILED else "success"
 
     @property
     def accuracy_status(self) -> AccuracyStatus:
