@@ -195,6 +195,7 @@ class ServerState:
     next_id: int = 0
     prompt_tokens_seen: int = 0
     prefix_hits: int = 0
+    prefix_cache: set[str] | None = None  # --prefix-cache: the prompts seen since the last reset
     counters: Counters = field(default_factory=Counters)
     ready_at: float = 0.0  # time.monotonic() from which /health answers 2xx (--start-delay)
 
@@ -223,6 +224,13 @@ class ServerState:
 
 class Connection(asyncio.Protocol):
     """One HTTP/1.1 keep-alive connection; requests on it are answered one after another."""
+
+    def _can_reset(self, path: bytes) -> bool:
+        """As the engines: vLLM's ``/reset_prefix_cache`` only with ``VLLM_SERVER_DEV_MODE=1`` (a development
+        endpoint), SGLang's ``/flush_cache`` always (here: with ``--metrics-flavor sglang``)."""
+        if path == b"/flush_cache":
+            return self.state.flavor == "sglang"
+        return self.state.flavor == "vllm" and os.environ.get("VLLM_SERVER_DEV_MODE") == "1"
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -296,6 +304,9 @@ class Connection(asyncio.Protocol):
         elif path == b"/calibration/stats":
             stats = {**self.state.counters.totals(), "workers": self.state.counters.workers, "ready": not starting}
             self._reply(200, json.dumps(stats).encode())
+        elif path in (b"/reset_prefix_cache", b"/flush_cache") and method == "POST" and self._can_reset(path):
+            self.state.prefix_cache = set() if self.state.prefix_cache is not None else None
+            self._reply(200, b'{"success": true}' if path == b"/reset_prefix_cache" else b"")
         elif path == b"/calibration/reset" and method == "POST":
             self.state.truth.clear()
             self._reply(200, b"{}")
@@ -342,6 +353,10 @@ class Completion:
         conn.active = self
         conn.state.prompt_tokens_seen += self.prompt_tokens
         conn.state.prefix_hits += int(self.prompt_tokens * conn.state.prefix_hit_rate)
+        cache = conn.state.prefix_cache
+        if cache is not None:  # a whole prompt seen before is served from the cache: all its tokens are hits
+            conn.state.prefix_hits += self.prompt_tokens if prompt in cache else 0
+            cache.add(prompt)
         self.sent_tokens = 0
         # stall_after: tokens sent before the stream goes silent (None: it runs to its end)
         self.stall_at = sched.stall_after if sched.stall_after is not None and sched.stall_after < self.total else None
@@ -598,6 +613,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--usage", choices=USAGE_MODES, default="final", help="default: final")
     p.add_argument("--prefix-hit-rate", type=float, default=0.0, help="share of prompt tokens counted as prefix-cache hits")
     p.add_argument("--metrics-flavor", choices=("vllm", "sglang"), default="vllm")
+    p.add_argument("--prefix-cache", action="store_true",
+                   help="count a prompt seen before (since the last POST /reset_prefix_cache, which needs "
+                        "VLLM_SERVER_DEV_MODE=1, or /flush_cache with --metrics-flavor sglang) as prefix-cache hits")
     p.add_argument("--no-uvloop", action="store_true", help="use asyncio's own loop")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes sharing the port (SO_REUSEPORT); with more than one, the truth "
@@ -625,7 +643,8 @@ def main(argv: list[str] | None = None) -> None:
     schedule = Schedule(args.ttft_ms, args.itl_ms, args.tokens_per_event, args.usage, jitter=args.jitter,
                         stall_after=args.stall_after)
     state = ServerState(schedule, args.model, args.metrics_flavor, args.prefix_hit_rate, count_prompt=count_prompt,
-                        counters=Counters(args.workers), ready_at=STARTED + args.start_delay)
+                        counters=Counters(args.workers), ready_at=STARTED + args.start_delay,
+                        prefix_cache=set() if args.prefix_cache else None)
     socks = [listen(args.host, args.port, args.workers > 1) for _ in range(args.workers)]
     counted = (f"prompt tokens counted with {args.tokenizer}" if args.tokenizer else
                "prompt tokens counted as whitespace words (pass --tokenizer, the client's, to count them as vLLM does)")

@@ -18,7 +18,7 @@ from pytest_inferencemax.measure.checks import (
 )
 from pytest_inferencemax.measure.metrics import PointFigures, compute_metrics, reference_output_lens
 from pytest_inferencemax.measure.multiclient import run_client_load
-from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck, cache_record, read_counters
+from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck, cache_record, read_counters, reset_cache
 from pytest_inferencemax.serve.telemetry import Telemetry, TelemetrySampler
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.progress import Progress, last_log_line, log_tail
@@ -51,6 +51,7 @@ class RunSettings:
     telemetry_interval: float = 1.0  # seconds between samples of /metrics and the GPUs; 0: no sampling
     gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
     goodput: dict[str, float] | None = None  # SLOs in ms (--goodput): request_goodput: and ours.goodput
+    cache_reset_engine: str | None = None  # empty this engine's prefix cache before the point (None: leave it)
 
     @classmethod
     def from_options(cls, values: Any, **more: Any) -> "RunSettings":
@@ -106,6 +107,10 @@ def measure_point(
     initial = "1 initial test request, " if point.client.initial_test_request else ""
     progress.line(f"inferencemax: {point.id}: {initial}{point.num_warmups} warmups, then {point.num_prompts} "
                   f"requests at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
+    reset = (reset_cache(base_url, settings.cache_reset_engine, settings.api_key)
+             if settings.cache_reset_engine else None)  # before the counters, so that they show this point alone
+    if reset is not None and not reset[0]:
+        progress.line(f"inferencemax: {point.id}: WARNING: the prefix cache was not reset: {reset[1]}")
     cache_before, cache_why = read_counters(base_url, api_key=settings.api_key)
     on_tick = lambda live: progress.status(point_status(point.id, live, server_log))  # noqa: E731
     sampler = (TelemetrySampler(base_url, interval=settings.telemetry_interval, api_key=settings.api_key,
@@ -143,7 +148,7 @@ def measure_point(
         stream=stream_check(load.results),
         goodput=goodput_check(settings.goodput, metrics["good_requests"], len(load.results)),
         prefix_cache=cache_record(cache_before, cache_after, cache_why or why_after, first_len,
-                                  point.num_warmups + (load.initial_request is not None)),  # repeats of prompt 0
+                                  point.num_warmups + (load.initial_request is not None), reset),  # repeats of prompt 0
         token_check=check_tokens(load.results, count_tokens, special_tokens=special_token_count(tokenizer),
                                  ignore_eos=ignore_eos),
         aborted=load.aborted, aborted_report=report, telemetry=sampler.telemetry if sampler else None,

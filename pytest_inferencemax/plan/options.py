@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pytest_inferencemax.plan.values import (
-    at_least_two, boolean, goodput_slos, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
+    at_least_two, boolean, cache_reset_mode, goodput_slos, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
     percentage, port_number, positive_float, positive_int, run_name,
 )
 
@@ -122,6 +122,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail-on-stream-errors", "also fail points whose server sent error events in its streams (default: "
            "ignored as the bounty client ignores them, counted and warned about; lines it cannot read fail their "
            "requests in any case)", boolean, flag=True, ini=True),
+    Option("reset-prefix-cache", "empty the server's prefix cache before each point (vLLM's POST /reset_prefix_cache, "
+           "served with VLLM_SERVER_DEV_MODE=1, which a launched vLLM recipe then gets; SGLang's /flush_cache): 'auto' "
+           "when a launched recipe caches prefixes (no --no-enable-prefix-caching / --disable-radix-cache), 'on', "
+           "or 'off'", cache_reset_mode, default="auto", ini=True, metavar="auto|on|off"),
     Option("goodput", "service level objectives in milliseconds, e.g. 'ttft:500 tpot:50 e2el:10000' (the reference "
            "client's --goodput): request_goodput: counts the requests within every one, per second; the record keeps "
            "the SLOs and the share met (docs/metrics.md)", goodput_slos, ini=True, metavar="SLOS"),

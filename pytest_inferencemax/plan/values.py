@@ -178,6 +178,13 @@ def goodput_slos(text: str) -> dict[str, float]:
     return slos
 
 
+def cache_reset_mode(text: str) -> str:
+    """``auto``, ``on`` or ``off`` (--reset-prefix-cache)."""
+    if text.strip() not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"{text!r}: write auto, on or off")
+    return text.strip()
+
+
 def at_least_two(text: str) -> int:
     return _whole_number(text, 2, "at least 2 (one run per client shows no run-to-run spread)")
 

@@ -21,6 +21,7 @@ from pytest_inferencemax.plan.variants import Variant, VariantSet
 from pytest_inferencemax.plugin.options import Settings
 from pytest_inferencemax.plugin.variant_files import find_variants
 from pytest_inferencemax.progress import Progress
+from pytest_inferencemax.serve.prefix_cache import DEV_MODE_ENV, RESET_PATHS, caching_enabled
 from pytest_inferencemax.results.record import PointRecord
 
 
@@ -105,9 +106,22 @@ class SuiteCatalog:
                             tokenizer=self.tokenizer_id(suite), files_dir=self.run_dir / "server-files",
                             models_dir=self.settings.models_dir, host=suite.server.host)
         recipe = render_recipe(suite, point, ctx, self.variant_of(suite, point))
+        if self.cache_reset(suite, recipe) == "vllm":  # its reset endpoint is a development one: served with this
+            recipe = recipe.placed(DEV_MODE_ENV)  # set for the server, out of the recipe's key (as a GPU placement)
         if self.devices is not None:
             recipe = recipe.placed(self.devices.env())  # the GPU ids reach the server, not the recipe's hash
         return recipe
+
+    def cache_reset(self, suite: Suite, recipe: Recipe | None) -> str | None:
+        """The engine whose prefix cache is emptied before each point (--reset-prefix-cache), or None: ``on``
+        always; ``auto`` when the launched ``recipe`` caches prefixes (never for a --server-url server, whose
+        flags are unknown); ``off`` never."""
+        mode, engine = self.settings.reset_prefix_cache, suite.suite.engine
+        if mode == "off" or engine not in RESET_PATHS:
+            return None
+        if mode == "on":
+            return engine
+        return engine if recipe is not None and caching_enabled(engine, recipe.argv) else None
 
     def baselines_dir(self) -> Path:
         """The ``baselines/`` folder nearest above the loaded suites (the repository's)."""

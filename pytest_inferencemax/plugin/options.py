@@ -145,6 +145,7 @@ class Settings:
     fail_client_bound: bool
     fail_on_stream_errors: bool
     goodput: dict[str, float] | None
+    reset_prefix_cache: str
     extra_body: dict[str, Any]
     api_key_env: str
     progress_interval: float

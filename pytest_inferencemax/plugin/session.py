@@ -110,7 +110,8 @@ class BenchSession:
                 point, ServerTarget(server.base_url, server.model, tokenizer, self.catalog.tokenizer_id(suite)),
                 folder=self.folder, file=self.folder.round_file(point.id, round_no) if round_no else None,
                 settings=RunSettings.from_options(
-                    self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None),
+                    self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None,
+                    cache_reset_engine=self.catalog.cache_reset(suite, server.recipe)),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
         except PointAborted as exc:  # a failed initial test request says nothing of a stall: the server stays

@@ -15,10 +15,14 @@ discounts those (warmups x the first prompt's tokens) and is raised only beyond 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
+
+import requests
 
 from pytest_inferencemax.plan.part import Part as _Part
+from pytest_inferencemax.serve import api
 from pytest_inferencemax.serve.server_metrics import read_totals
 
 COUNTERS = {  # engine: (queries, hits), family names as the parser gives them (no _total)
@@ -39,6 +43,45 @@ class PrefixCacheCheck(_Part):
     hit_tokens: Optional[Number] = None
     hit_rate: Optional[Number] = None
     warning: Optional[str] = None
+    reset: Optional[bool] = None  # --reset-prefix-cache: emptied before the point (None: not asked)
+    reset_note: Optional[str] = None  # how, or why it could not be
+
+
+# Each engine's way to empty its prefix cache; vLLM serves it only with VLLM_SERVER_DEV_MODE=1 (a development
+# endpoint, vllm/entrypoints/serve/dev/cache), which a launched recipe gets when its cache is to be reset
+RESET_PATHS = {"vllm": "/reset_prefix_cache", "sglang": "/flush_cache"}
+DEV_MODE_ENV = {"VLLM_SERVER_DEV_MODE": "1"}
+CACHE_OFF_FLAGS = {"vllm": "--no-enable-prefix-caching", "sglang": "--disable-radix-cache"}
+
+
+def caching_enabled(engine: str, argv: Sequence[str]) -> bool | None:
+    """Whether a server launched with ``argv`` caches prefixes: vLLM and SGLang do unless told not to
+    (``--no-enable-prefix-caching``, ``--disable-radix-cache``); None for another engine (unknown)."""
+    if engine not in CACHE_OFF_FLAGS:
+        return None
+    return CACHE_OFF_FLAGS[engine] not in argv
+
+
+def reset_cache(base_url: str, engine: str, api_key: str | None = None) -> tuple[bool, str]:
+    """Empty the server's prefix cache (vLLM's ``POST /reset_prefix_cache``, SGLang's ``POST /flush_cache``):
+    (done, how it went, in words)."""
+    path = RESET_PATHS.get(engine)
+    if path is None:
+        return False, f"no prefix-cache reset known for engine {engine!r}"
+    for _ in range(5):  # vLLM refuses while blocks are held (a request still finishing): a moment later it can
+        try:
+            r = api.post(base_url, path, {}, api_key=api_key, timeout=30)
+        except requests.RequestException as exc:
+            return False, f"POST {path} failed: {exc}"
+        if r.status_code == 404:
+            return False, (f"the server has no POST {path}" + (" (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)"
+                                                               if engine == "vllm" else ""))
+        if r.status_code >= 400:
+            return False, f"POST {path} answered HTTP {r.status_code}: {r.text[:200]}"
+        if engine != "vllm" or (r.json() or {}).get("success", True):
+            return True, f"POST {path} before the point's warmups"
+        time.sleep(0.2)
+    return False, f"POST {path} answered success=false five times (blocks still held)"
 
 
 @dataclass(frozen=True)
@@ -66,10 +109,11 @@ def read_counters(base_url: str, *, timeout: float = 10.0, api_key: str | None =
 
 
 def cache_record(before: CacheCounters | None, after: CacheCounters | None, why: str,
-                 first_prompt_tokens: int, warmups: int) -> PrefixCacheCheck:
+                 first_prompt_tokens: int, warmups: int, reset: tuple[bool, str] | None = None) -> PrefixCacheCheck:
     """The point's ``prefix_cache`` record; ``warning`` is set when a random workload hit the cache."""
+    done = {"reset": reset[0], "reset_note": reset[1]} if reset is not None else {}
     if before is None or after is None or before.engine != after.engine:
-        return PrefixCacheCheck(available=False, why=why or "the counters changed engine between readings")
+        return PrefixCacheCheck(available=False, why=why or "the counters changed engine between readings", **done)
     queries, hits = after.queries - before.queries, after.hits - before.hits
     rate = hits / queries if queries > 0 else None
     explained = first_prompt_tokens * warmups  # warmup copies 2..n and the first timed request
@@ -80,5 +124,6 @@ def cache_record(before: CacheCounters | None, after: CacheCounters | None, why:
         rec["warning"] = (f"the prefix cache served {hits:.0f} of {queries:.0f} prompt tokens ({rate:.1%}) of a "
                           f"random workload beyond the warmed first prompt: an earlier run's prompts or a repeated "
                           f"seed; TTFT and throughput "
-                          f"are flattered (restart the server, change --seed, or disable prefix caching)")
-    return PrefixCacheCheck(**rec)
+                          f"are flattered (--reset-prefix-cache on, restart the server, change --seed, or disable "
+                          f"prefix caching)")
+    return PrefixCacheCheck(**rec, **done)

@@ -306,3 +306,19 @@ def test_goodput_slos_accepts(text, slos):
 def test_goodput_slos_rejects(text, message):
     with pytest.raises(Bad, match=re.escape(message)):
         goodput_slos(text)
+
+
+# --- --reset-prefix-cache --------------------------------------------------------------------
+
+
+def test_reset_modes_and_which_recipes_cache_prefixes():
+    from pytest_inferencemax.plan.values import cache_reset_mode
+    from pytest_inferencemax.serve.prefix_cache import caching_enabled
+
+    assert [cache_reset_mode(m) for m in ("auto", "on", " off ")] == ["auto", "on", "off"]
+    with pytest.raises(Bad, match="'always': write auto, on or off"):
+        cache_reset_mode("always")
+    assert caching_enabled("vllm", ["vllm", "serve", "m"]) is True  # vLLM caches prefixes unless told not to
+    assert caching_enabled("vllm", ["--no-enable-prefix-caching"]) is False
+    assert caching_enabled("sglang", ["--disable-radix-cache"]) is False and caching_enabled("sglang", []) is True
+    assert caching_enabled("atom", []) is None
