@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import json
 
-from e2e_support import CAL_BASELINE, CAL_SUITE, CAL_VARIANTS, REPO, calibration_suite_toml
+from e2e_support import CAL_BASELINE, CAL_SUITE, CAL_VARIANTS, REPO, calibration_suite_toml, stage_toml
 
 SERVER = REPO / "benchmarks" / "calibration_server.py"
 # no --ttft-ms in the recipe: the server's own 50 ms, until a variant sets the flag
 THREE_SUITE = calibration_suite_toml(
-    '["${python}", "%s", "--port", "${port}", "--model", "calibration", "--itl-ms", "${itl_ms}"]' % SERVER, """
-vars = { itl_ms = "2" }
-
-[stages.s]
-range_ratio = 1.0
-warmups_per_conc = 1
-tput_per_gpu_divisor = 1
-workloads = [{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }]
-""")
+    '["${python}", "%s", "--port", "${port}", "--model", "calibration", "--itl-ms", "${itl_ms}"]' % SERVER,
+    'vars = { itl_ms = "2" }\n' + stage_toml("{ isl = 16, osl = 8, conc = [2], prompts_per_conc = 2 }"))
 # known truth, one request (OSL 8) = TTFT + 7 x ITL: ttft1 15 ms, base 64 ms, itl40 330 ms; so tput/GPU ranks
 # ttft1, base, itl40, each at least 4 times the next: far beyond a loaded machine's noise
 THREE = '''

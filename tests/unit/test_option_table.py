@@ -1,65 +1,15 @@
 """One option table (plan/options.py): pytest's options, ini keys, Settings and every command's shared arguments
-are made from it, so the command lines agree with pytest's on names, defaults and help."""
+are made from it. The --help texts compared: tests/e2e/test_commands_e2e.py."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import subprocess
-import sys
 
 import pytest
 
-from pytest_inferencemax.cli import bench, merge, parity
+from pytest_inferencemax.cli import bench, parity
 from pytest_inferencemax.measure.runner import RunSettings
 from pytest_inferencemax.plan.options import OPTIONS, option
 from pytest_inferencemax.plugin.options import Settings
-
-WIDE = {**os.environ, "COLUMNS": "400"}  # one line per option where argparse can
-
-
-def options_in_help(text: str) -> dict[str, tuple[str, str]]:
-    """``--name`` -> (metavar, help) from a ``--help`` text: argparse's ``--name METAVAR  help`` and pytest's
-    ``--name=METAVAR  help``, continuation lines joined, whitespace folded."""
-    found: dict[str, tuple[str, str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        spec = re.match(r"^  (-\w, )?(--[\w-]+)(?:[= ]([^\s,]+))?(?:\s{2,}(.*))?$", line)
-        if spec:
-            current = [spec.group(4) or ""]
-            found[spec.group(2)] = (spec.group(3) or "", current)  # type: ignore[assignment]
-        elif current is not None and line.startswith("    ") and line.strip():
-            current.append(line.strip())
-        else:
-            current = None
-    return {name: (metavar, " ".join(" ".join(parts).split())) for name, (metavar, parts) in found.items()}
-
-
-@pytest.fixture(scope="module")
-def pytest_help() -> dict[str, tuple[str, str]]:
-    run = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"], capture_output=True,
-                         text=True, env=WIDE, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return options_in_help(run.stdout)
-
-
-@pytest.mark.parametrize("command", [bench, parity, merge], ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-def test_a_command_and_pytest_show_the_same_shared_options(command, pytest_help):
-    run = subprocess.run([sys.executable, "-m", command.__name__, "--help"], capture_output=True, text=True,
-                         env=WIDE, timeout=60)
-    assert run.returncode == 0, run.stderr
-    ours = options_in_help(run.stdout)
-    shared = sorted(set(ours) & set(pytest_help) - {"--help", "--quiet"})
-    assert len(shared) >= 5, shared  # the parse found them: every command shares its server and submit options
-    for name in shared:
-        metavar, text = ours[name]
-        pytest_metavar, pytest_text = pytest_help[name]
-        opt = option(name[2:])
-        assert pytest_text == text + (f" [ini: {opt.dest}]" if opt.ini else ""), name
-        assert metavar == pytest_metavar, name
-        if opt.default is not None and not opt.flag:
-            assert f"(default: {opt.default})" in text, name  # the default, stated once, shown by both
-
 
 def test_bench_shares_what_it_runs_with():
     names = {o.name for o in OPTIONS}
