@@ -36,7 +36,7 @@ from pytest_inferencemax.cli.merge import conclude, merge
 from pytest_inferencemax.cli.slurm_jobs import (
     JobSpec, Shard, SlurmError, TaskState, exit_file_state, job_script, sacct_states, sbatch, scancel, scontrol_states,
 )
-from pytest_inferencemax.errors import ConfigError
+from pytest_inferencemax.errors import ConfigError, ResultsError
 from pytest_inferencemax.plan.options import add_arguments
 from pytest_inferencemax.plan.values import positive_float, positive_int, run_name
 from pytest_inferencemax.publish.finish import SubmitOptions
@@ -107,7 +107,7 @@ def clean(shard: Shard, shards_dir: Path) -> bool:
         records = {r.point_id: r for r in folder.points()}
         return not folder.failures() and all(p in records and records[p].status == PointStatus.OK
                                              for p in shard.points)
-    except (OSError, ConfigError):
+    except (OSError, ResultsError):  # a damaged record (RecordError): run the shard again
         return False
 
 

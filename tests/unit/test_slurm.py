@@ -27,3 +27,11 @@ def test_a_run_id_planned_with_other_shards_is_refused(tmp_path):
     assert slurm.same_plan(first, tmp_path) is None and slurm.same_plan(first, tmp_path) is None
     why = slurm.same_plan([Shard(0, "cal", ("p",), ("t.py::a",))], tmp_path)
     assert why and "was planned with other shards (cal-fast)" in why and "give another --run-id" in why
+
+
+def test_a_shard_whose_record_is_damaged_is_not_clean_and_runs_again(tmp_path):
+    shard = Shard(0, "cal-fast", ("cal-16-16-c1-fast",), ("t.py::a",))
+    (tmp_path / "cal-fast").mkdir()
+    (tmp_path / "cal-fast" / "cal-16-16-c1-fast.json").write_text("{not json")
+    assert slurm.clean(shard, tmp_path) is False
+    assert slurm.clean(Shard(1, "absent", ("p",), ("t.py::b",)), tmp_path) is False  # never ran
