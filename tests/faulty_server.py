@@ -13,7 +13,10 @@ Every completion request's client port and headers are kept in ``peers`` and ``h
 readiness check) and ``/health`` always work, so the fault shows only during a point.
 Non-streaming answers carry no logprobs (like a server that cannot return prompt logprobs),
 except in mode ``logprobs``, which answers ``echo``/``logprobs`` requests like vLLM (one
-made-up logprob of -1.0 per whitespace-separated prompt word). ``/v1/models`` reports
+made-up logprob of -1.0 per whitespace-separated prompt word), and mode ``logprobs_under_load``, whose logprobs are
+-3.0 for a request that overlaps another one (each answer takes 50 ms): right alone, wrong in a batch, as a kernel
+can be. Streams report ``calibration.prompt_tokens`` of the request body (``--extra-body``) as their prompt tokens, else
+1. ``/v1/models`` reports
 ``max_model_len`` (4096) for the model ``faulty``.
 Runs in a background thread on 127.0.0.1 with a free port.
 """
@@ -42,6 +45,8 @@ class FaultyServer(LoopbackServer):
         self.peers: list[int] = []
         self.headers: list[dict[str, str]] = []
         self.health_checks = 0
+        self.echo_in_flight = 0  # logprobs_under_load: echo requests being answered now
+        self.echo_overlapped = 0  # ... and how many of them overlapped another one
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/health", self._health)
@@ -63,6 +68,8 @@ class FaultyServer(LoopbackServer):
         if not body.get("stream"):
             if self.mode == "logprobs" and body.get("echo") and body.get("logprobs"):
                 return web.json_response(_echo_logprobs(str(body.get("prompt", ""))))
+            if self.mode == "logprobs_under_load" and body.get("echo") and body.get("logprobs"):
+                return web.json_response(await self._echo_under_load(str(body.get("prompt", ""))))
             return web.json_response({"choices": [{"index": 0, "text": "x"}],
                                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         self.stream_requests += 1
@@ -94,11 +101,24 @@ class FaultyServer(LoopbackServer):
         if stalls:
             await self.stopped()
             return resp
-        usage = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}}
+        prompt = (body.get("calibration") or {}).get("prompt_tokens", 1)  # --extra-body, as the calibration server
+        usage = {"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": n}}
         if self.mode == "malformed" or not self.prompt_tokens:
             del usage["usage"]["prompt_tokens"]
         await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
+
+    async def _echo_under_load(self, prompt: str) -> dict:
+        """-1.0 per token for a request answered alone, -3.0 when another one overlaps it."""
+        self.echo_in_flight += 1
+        overlapped = self.echo_in_flight > 1
+        try:
+            await asyncio.sleep(0.05)  # the server's compute time: requests sent together overlap
+            overlapped = overlapped or self.echo_in_flight > 1
+        finally:
+            self.echo_in_flight -= 1
+        self.echo_overlapped += overlapped
+        return _echo_logprobs(prompt, -3.0 if overlapped else -1.0)
 
 
 async def _quirky(request: web.Request, n: int) -> web.StreamResponse:
@@ -117,11 +137,11 @@ async def _quirky(request: web.Request, n: int) -> web.StreamResponse:
 
 
 
-def _echo_logprobs(prompt: str) -> dict:
+def _echo_logprobs(prompt: str, logprob: float = -1.0) -> dict:
     """vLLM's shape for echo=true, logprobs=1, max_tokens=1: the prompt's tokens (first without a logprob) + one."""
     tokens = prompt.split() + ["x"]
-    lps = [None] + [-1.0] * (len(tokens) - 1)
-    top = [None] + [{t: -1.0} for t in tokens[1:]]
+    lps = [None] + [logprob] * (len(tokens) - 1)
+    top = [None] + [{t: logprob} for t in tokens[1:]]
     return {"choices": [{"index": 0, "text": prompt + "x",
                          "logprobs": {"tokens": tokens, "token_logprobs": lps, "top_logprobs": top,
                                       "text_offset": list(range(len(tokens)))}}],

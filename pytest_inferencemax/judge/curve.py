@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable
 
+from pytest_inferencemax.gate.at_load import AccuracyAtLoad
 from pytest_inferencemax.judge.baseline import BaselinePoint, BaselineTable
 from pytest_inferencemax.results.record import AccuracyStatus, PointRecord
 from pytest_inferencemax.results.rounds import FigureStats, RoundsSummary
@@ -60,6 +61,12 @@ class CurvePoint:
     invalid: bool = False  # its token counts show it did not run the workload it names (token_check.failures)
     rounds: RoundsSummary | None = None  # --repeat: the rounds' figures and intervals; None for one round
     measured: bool = True  # False: no request succeeded, so its figures (0 in the record) do not exist
+    accuracy_at_load: AccuracyAtLoad | None = None  # --accuracy-at: the stage's task at this point's CONC
+
+    @property
+    def failed_at_load(self) -> bool:
+        """The accuracy task failed (or could not run) at this point's own load: the point never counts."""
+        return bool(self.accuracy_at_load and self.accuracy_at_load.failed)
 
     @property
     def median_e2e_s(self) -> float:
@@ -148,7 +155,7 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
         # failed requests within the stage's failure_rule (max_rate) do not count against the point
         failed_requests=(max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0)
                          if rec.failures_count or (o.rounds and sum(o.rounds.failed)) else 0),
-        measured=measured,
+        measured=measured, accuracy_at_load=o.accuracy_at_load,
     ), notes
 
 

@@ -104,7 +104,31 @@ def accuracy_summary(curve: Curve) -> tuple[bool, str]:
         return False, "no points"
     if bad:
         return False, "accuracy gate not passed on " + ", ".join(bad)
-    return True, f"accuracy gate passed on all {len(curve.points)} points"
+    words = f"accuracy gate passed on all {len(curve.points)} points"
+    at_load = [p for p in curve.points if p.accuracy_at_load is not None]
+    if failed := [f"CONC {p.conc}" for p in at_load if p.failed_at_load]:  # those points do not count (_at_load_why)
+        words += f"; accuracy at load failed at {', '.join(failed)} (not counted)"
+    elif at_load:
+        words += f"; accuracy at load passed at CONC {', '.join(str(p.conc) for p in at_load)}"
+    return True, words
+
+
+def _unclean(p: CurvePoint) -> str | None:
+    """Why a point that beats its baseline does not count: failed requests, an invalid workload, or its accuracy
+    at its own load (--accuracy-at) failed."""
+    if p.failed_requests:
+        return f"{p.failed_requests} failed requests"
+    if p.invalid:
+        return "invalid workload, see token_check"
+    if p.failed_at_load:
+        return f"accuracy at its own load {p.accuracy_at_load.status}"
+    return None
+
+
+def _accuracy_checks(p: CurvePoint) -> tuple[tuple[str, str], ...]:
+    """The gate's status and, with --accuracy-at, the task's at the point's own CONC."""
+    at_load = (("accuracy at load", str(p.accuracy_at_load.status)),) if p.accuracy_at_load is not None else ()
+    return (("accuracy", str(p.accuracy_status)),) + at_load
 
 
 def noise_words(curve: Curve) -> str:
@@ -131,9 +155,7 @@ def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[Po
         mark, status, outcome = DASH, "no baseline", None
     else:
         decision = _point_decision(p, rule.metric, _baseline_figure(p.baseline, rule.metric))
-        if decision.outcome is Outcome.BEATS and (p.failed_requests or p.invalid):
-            why = (f"{p.failed_requests} failed requests" if p.failed_requests
-                   else "invalid workload, see token_check")
+        if decision.outcome is Outcome.BEATS and (why := _unclean(p)):
             decision = replace(decision, outcome=Outcome.LOSES, words=decision.words + f" ({why}: not counted)")
         outcome = decision.outcome.value
         mark = MARKS[decision.outcome]
@@ -151,7 +173,7 @@ def _share_row(p: CurvePoint, rule: BeatBaselineShare, curve: Curve) -> tuple[Po
         amd_result = {Outcome.LOSES: "below", Outcome.BEATS: "not below",
                       Outcome.INCONCLUSIVE: "within noise"}[vs_amd.outcome]
         checks.append(("AMD", f"{words} {vs_amd.words} vs AMD {_baseline_figure(amd, rule.metric):.6g}: {amd_result}"))
-    checks.append(("accuracy", p.accuracy_status))
+    checks.extend(_accuracy_checks(p))
     return PointRow(p.conc, mark, status, tuple(checks), outcome, p.n_rounds), decision, amd_result
 
 
@@ -237,7 +259,7 @@ def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
     for p in curve.points:
         t = p.baseline
         if t is None:
-            rows.append(PointRow(p.conc, DASH, "no target", (("accuracy", p.accuracy_status),), None, p.n_rounds))
+            rows.append(PointRow(p.conc, DASH, "no target", _accuracy_checks(p), None, p.n_rounds))
             continue
         pairs = (_target_check(p, "median_e2e", t.median_e2e_ms, "E2E", "ms <="),
                  _target_check(p, "interactivity", t.median_intvty, "interactivity", ">="),
@@ -245,7 +267,8 @@ def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
         checks = tuple(c for c, _ in pairs)
         outcomes = [d.outcome for _, d in pairs]
         n_met = outcomes.count(Outcome.BEATS)
-        clean = p.failed_requests == 0 and not p.invalid
+        unclean = _unclean(p)
+        clean = unclean is None
         if n_met == 3 and clean:
             outcome, status = Outcome.BEATS, "meets all three targets"
         elif Outcome.LOSES in outcomes or not clean:
@@ -255,9 +278,8 @@ def _judge_targets(curve: Curve, rule: Targets) -> Verdict:
         met_all += outcome is Outcome.BEATS
         unsure += outcome is Outcome.INCONCLUSIVE
         if n_met == 3 and not clean:
-            status += (f" but had {p.failed_requests} failed requests" if p.failed_requests
-                       else " but its workload was invalid (token_check)")
-        rows.append(PointRow(p.conc, MARKS[outcome], status, checks + (("accuracy", p.accuracy_status),),
+            status += f" but not counted: {unclean}"
+        rows.append(PointRow(p.conc, MARKS[outcome], status, checks + _accuracy_checks(p),
                              outcome.value, p.n_rounds))
     acc_ok, acc_words = accuracy_summary(curve)
     enough, could = met_all >= rule.min_points, met_all + unsure >= rule.min_points

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pytest_inferencemax.plan.accuracy_at import accuracy_at
 from pytest_inferencemax.plan.values import (
     at_least_two, boolean, cache_reset_mode, goodput_slos, repeat_count, rounds_max, non_negative_float, client_kind, conc_list, http_url, id_list, json_object, name_list, non_negative_int,
     percentage, port_number, positive_float, positive_int, run_name,
@@ -136,6 +137,10 @@ OPTIONS: tuple[Option, ...] = (
            positive_float, default=10.0, ini=True, metavar="S"),
     Option("skip-accuracy", "run points without the accuracy gate (development only: every result says so, "
            "and such results cannot be submitted)", flag=True),
+    Option("accuracy-at", "also run the stage's accuracy task after these points' timed runs, on the same server at "
+           "each point's own CONC, its limits as assertions: max, median, all, inferencex (InferenceX's: median and "
+           "highest CONC >= 16 of 8192/1024 curves) or CONCs, comma-separated (default: off, the gate alone; "
+           "docs/accuracy.md)", accuracy_at, ini=True, metavar="WHICH"),
     Option("accuracy-dataset", "local .jsonl ({\"page\": text} per line) for a wikitext gate, for machines "
            "without the Hugging Face dataset cache", str, ini=True, metavar="PATH"),
     Option("accuracy-wikitext", "local copy of wikitext-2-raw-v1's test split for the stage-1 gate task "

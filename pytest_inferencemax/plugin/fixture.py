@@ -59,6 +59,8 @@ def benchmark_extra_info(record: PointRecord) -> dict[str, Any]:
     info = {k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for key in ("accuracy", "accuracy_validation", "benchmark_args", "baseline_note"):
         info[key] = data.get(key)
+    if record.ours.accuracy_at_load is not None:
+        info["accuracy_at_load"] = data["inferencemax"]["accuracy_at_load"]
     info["point"] = record.point_id
     info["tput_per_gpu_divisor"] = record.ours.tput_per_gpu_divisor
     if record.ours.rounds is not None:
@@ -154,6 +156,8 @@ class SuiteBench:
             outcome = self._measure(point)
         else:
             outcome = benchmark.pedantic(lambda: self._measure(point), rounds=1, iterations=1)
+        if (at_load := self.session.gates.at_load(self.suite, point)) is not None:  # --accuracy-at
+            outcome = self.session.keep_at_load(outcome, at_load)
         if benchmark is not None:
             benchmark.extra_info.update(benchmark_extra_info(outcome.record))
         return self._check(point, outcome)
@@ -265,6 +269,8 @@ class SuiteBench:
             self.session.progress.line(f"inferencemax: {point.id}: {outcome.failure_cause()}: within the stage's "
                                        f"failure_rule {record.ours.failure_rule} ({record.failed_share:.1%})")
         reasons += [f"invalid workload: {why}" for why in outcome.invalid]
+        if record.accuracy_failed_at_load:
+            reasons.append(f"accuracy at its own load: {record.ours.accuracy_at_load.words()}")
         if record.stream_errors and s.fail_on_stream_errors:
             reasons.append(f"stream errors: {record.ours.stream.warning if record.ours.stream else ''}")
         if record.client_bound and s.fail_client_bound:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_inferencemax.gate.accuracy import AccuracyError, GateResult, gate_sources, run_gate, task_label
+from pytest_inferencemax.gate.at_load import AccuracyAtLoad, AtLoadStatus, at_load_record
 from pytest_inferencemax.gate.hub_access import hub_problem
+from pytest_inferencemax.plan import accuracy_at
 from pytest_inferencemax.plan.points import Point
 from pytest_inferencemax.plan.rules import BOUNTY_S1, GateSpec
 from pytest_inferencemax.plan.suite import Suite
@@ -110,3 +112,36 @@ class Gates:
             gate = self.gate(suite, point)
             why = None if gate else "this stage defines no accuracy gate"
         record.accuracy, record.accuracy_validation = accuracy_fields(gate, why)
+
+    def at_load_selection(self, suite: Suite, point: Point) -> str | None:
+        """--accuracy-at: the term(s) that choose ``point`` for the task at its own load, or None. Chosen per curve
+        among the points this session plans (``-k`` does not move a curve's median or max)."""
+        if not self.settings.accuracy_at:
+            return None
+        concs = [p.conc for p in self.catalog.plan(suite) if (p.stage, p.variant, p.isl, p.osl)
+                 == (point.stage, point.variant, point.isl, point.osl)]
+        return accuracy_at.select(self.settings.accuracy_at, concs, point.isl, point.osl).get(point.conc)
+
+    def at_load(self, suite: Suite, point: Point) -> AccuracyAtLoad | None:
+        """After ``point``'s timed run: the stage's accuracy task on the same server with lm-eval's num_concurrent at
+        the point's CONC, judged by the gate's limits (None: --accuracy-at does not choose this point)."""
+        if (chosen := self.at_load_selection(suite, point)) is None:
+            return None
+        spec = self.catalog.gate_spec(suite, point.stage)
+        if spec is None or self.settings.skip_accuracy:
+            why = "--skip-accuracy" if spec is not None else "this stage defines no accuracy gate"
+            return AccuracyAtLoad(num_concurrent=point.conc, selected_by=chosen, status=AtLoadStatus.SKIPPED,
+                                  reason=why)
+        server = self.servers.server(suite, point)
+        gate = self._gates.get(id(server))
+        self.progress.line(f"inferencemax: {point.id}: accuracy at load ({spec.task}, num_concurrent={point.conc}, "
+                           f"--accuracy-at {chosen})")
+        try:
+            result = run_gate(spec, server.base_url, server.model, self.catalog.tokenizer_id(suite), point.conc,
+                              **self._gate_inputs(spec), api_key=self.settings.api_key)
+        except AccuracyError as exc:
+            return AccuracyAtLoad(num_concurrent=point.conc, selected_by=chosen, status=AtLoadStatus.ERROR,
+                                  task=spec.task, reason=(str(exc).splitlines() or [type(exc).__name__])[0])
+        found = at_load_record(result, gate if isinstance(gate, GateResult) else None, point.conc, chosen)
+        self.progress.line(f"inferencemax: {point.id}: accuracy at load {found.words()}")
+        return found

@@ -152,6 +152,7 @@ class Settings:
     shards_out: str | None
     save_detailed: bool
     skip_accuracy: bool
+    accuracy_at: tuple[str | int, ...] | None  # --accuracy-at (plan/accuracy_at.py); None: the gate alone
     compare_to: str | None
     compare_tolerance: float  # percent
     compare_fail: bool

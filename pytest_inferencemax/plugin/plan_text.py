@@ -72,6 +72,12 @@ def recipe_lines(bench: BenchSession, recipes: dict[str, Recipe]) -> list[str]:
     return [*lines, "  where " + "; ".join(where) + " (run- and machine-specific: not in the hash)"] if lines else []
 
 
+def _at_load(bench: BenchSession, suite: Any, point: Point) -> str:
+    """--accuracy-at: ", then the accuracy task at CONC n (max)" for a point it chooses."""
+    chosen = bench.gates.at_load_selection(suite, point)
+    return f", then the accuracy task at num_concurrent {point.conc} ({chosen}, --accuracy-at)" if chosen else ""
+
+
 def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | None) -> list[str]:
     """One line per gate and point, then the server configurations and each worker's GPUs."""
     lines: list[str] = []
@@ -96,7 +102,7 @@ def plan_lines(bench: BenchSession, items: list[pytest.Item], workers: int | Non
         lines.append(f"  {point.id}: stage {point.stage}, {point.num_prompts} requests after "
                      f"{point.client.before_timed(point.conc)}, client {point.client.source}, {point.client.prompts}, "
                      f"range ratio {point.range_ratio}, TP {point.tp}, tput/GPU divisor {point.tput_per_gpu_divisor}, "
-                     f"server {server}")
+                     f"server {server}" + _at_load(bench, suite, point))
     if recipes:
         lines.append(f"  {len(recipes)} server configuration(s); points of one configuration share a server")
         lines += recipe_lines(bench, recipes)

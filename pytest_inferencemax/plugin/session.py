@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pytest_inferencemax.gate.at_load import AccuracyAtLoad
 from pytest_inferencemax.judge.baseline import comparison
 from pytest_inferencemax.measure.runner import InitialRequestFailed, PointAborted, RunSettings
 from pytest_inferencemax.plan.devices import DeviceSlice, default_visibility_vars, device_slice, worker_index
@@ -119,6 +120,15 @@ class BenchSession:
                 server.broken = f"it stalled during {point.id}"  # restart it for the next point
             raise
 
+
+    def keep_at_load(self, outcome: PointOutcome, at_load: AccuracyAtLoad) -> PointOutcome:
+        """The point's record with its accuracy at load (--accuracy-at), written again in place (atomically)."""
+        outcome.record.ours.accuracy_at_load = at_load
+        saved = self.folder.keep(outcome.path, outcome.record.to_json())
+        if saved.refused:
+            raise RecordNotSaved(f"measured, but its record with the accuracy at load could not be saved: "
+                                 f"{saved.refused}; {saved.where()}", saved.path)
+        return outcome
 
     def pool_rounds(self, records: list[PointRecord], paths: list[Path], durations: list[float],
                     stopped: str | None = None) -> tuple[PointRecord, Path]:

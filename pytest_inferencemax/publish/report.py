@@ -93,7 +93,13 @@ def _accuracy_lines(records: Sequence[PointRecord]) -> list[str]:
         else:
             text = f"{status}" + (f" ({val.reason})" if val and val.reason else "")
         by_text.setdefault(text, []).append(str(rec.ours.conc))
-    return [f"- CONC {', '.join(sorted(concs, key=lambda c: (len(c), c)))}: {text}" for text, concs in by_text.items()]
+    lines = [f"- CONC {', '.join(sorted(concs, key=lambda c: (len(c), c)))}: {text}" for text, concs in by_text.items()]
+    for rec in sorted((r for r in records if r.ours.accuracy_at_load), key=lambda r: r.ours.conc):
+        at = rec.ours.accuracy_at_load  # --accuracy-at: the task again at the point's own CONC
+        mark = " — **not counted**: the point's accuracy fails at its own load" if at.failed else ""
+        vs = (f"; vs the gate: " + ", ".join(f"{m} {d:+.2e}" for m, d in at.vs_gate.items())) if at.vs_gate else ""
+        lines.append(f"- CONC {rec.ours.conc}, accuracy at load ({at.selected_by}): {at.words()}{vs}{mark}")
+    return lines
 
 
 def _goodput_lines(records: Sequence[PointRecord]) -> list[str]:

@@ -113,13 +113,12 @@ def check_submittable(record: PointRecord) -> list[str]:
         why = f" ({val.reason})" if val and val.reason else ""
         problems.append(f"accuracy_validation.status is {status}{why}: only results that passed the accuracy "
                         "gate count (--skip-accuracy runs are for development)")
-    if record.ours.aborted:
-        problems.append(f"the point was cut short ({record.ours.aborted.splitlines()[0]})")
-    if record.failures_count:
-        problems.append(f"{record.failed} request(s) failed ({record.failed_share:.1%}, failure_rule {record.ours.failure_rule or 'any'})")
-    for why in record.invalid:
-        problems.append(f"the point did not run the workload it names: {why}")
-    return problems
+    problems += [f"its accuracy at its own load failed (--accuracy-at): {record.ours.accuracy_at_load.words()}"
+                 ] if record.accuracy_failed_at_load else []
+    problems += [f"the point was cut short ({record.ours.aborted.splitlines()[0]})"] if record.ours.aborted else []
+    problems += [f"{record.failed} request(s) failed ({record.failed_share:.1%}, failure_rule "
+                 f"{record.ours.failure_rule or 'any'})"] if record.failures_count else []
+    return problems + [f"the point did not run the workload it names: {why}" for why in record.invalid]
 
 
 def build_payload(record: PointRecord, team: str, stage_layout: str, *, force: bool = False,

@@ -30,6 +30,7 @@ from pytest_inferencemax.plan.values import Word
 from pytest_inferencemax.measure.checks import (
     ClientCheck, ClientVersionRecord, GoodputCheck, InitialRequestCheck, StreamCheck,
 )
+from pytest_inferencemax.gate.at_load import AccuracyAtLoad
 from pytest_inferencemax.measure.token_check import TokenCheck
 from pytest_inferencemax.serve.prefix_cache import PrefixCacheCheck
 from pytest_inferencemax.results.compare_record import CompareTo
@@ -115,6 +116,7 @@ class OurFields(_Part):
     token_check: Optional[TokenCheck] = None
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
     goodput: Optional[GoodputCheck] = None  # --goodput: the SLOs and the requests within them
+    accuracy_at_load: Optional[AccuracyAtLoad] = None  # --accuracy-at: the stage's task at this point's CONC
     client_version: Optional[ClientVersionRecord] = None  # absent from records written before it was kept
     initial_request: Optional[InitialRequestCheck] = None  # present when the stage's client sends one
     date_utc: Optional[str] = None  # when the file was written, UTC (``date`` is local time, as the reference's)
@@ -322,6 +324,11 @@ class PointRecord(_Part):
     @property
     def accuracy_status(self) -> AccuracyStatus:
         return AccuracyStatus(self.accuracy_validation.status) if self.accuracy_validation else AccuracyStatus.UNKNOWN
+
+    @property
+    def accuracy_failed_at_load(self) -> bool:
+        """--accuracy-at: the stage's accuracy task failed (or could not run) at this point's own concurrency."""
+        return bool(self.ours.accuracy_at_load and self.ours.accuracy_at_load.failed)
 
     @property
     def client_bound(self) -> bool:

@@ -66,10 +66,11 @@ def rounds_line(rec: PointRecord) -> str | None:
 
 def _accuracy_line(rec: PointRecord) -> str:
     val = rec.accuracy_validation
+    at_load = f"; at load: {rec.ours.accuracy_at_load.words()}" if rec.ours.accuracy_at_load else ""
     if val is None or val.status != "PASSED":
-        return f"{rec.accuracy_status} ({val.reason if val and val.reason else ''})"
+        return f"{rec.accuracy_status} ({val.reason if val and val.reason else ''}){at_load}"
     values = ", ".join(f"{k} {v:.4g}" for k, v in (rec.accuracy or {}).items() if isinstance(v, float))
-    return f"gate {val.task} PASSED: {values}"
+    return f"gate {val.task} PASSED: {values}{at_load}"
 
 
 # columns that are figures of successful requests: "n/a" for a point without one (its record keeps the
@@ -241,6 +242,8 @@ def write_summary(records: Sequence[PointRecord], failures: Sequence[tuple[str, 
                     **{k: getattr(rec, k) for k in SUMMARY},
                     **({"request_goodput": rec.request_goodput, "goodput": rec.ours.goodput.model_dump()}
                        if rec.ours.goodput else {}),
+                    **({"accuracy_at_load": rec.ours.accuracy_at_load.model_dump(mode="json")}
+                       if rec.ours.accuracy_at_load else {}),
                     **({"rounds": rec.ours.rounds.model_dump(include={"n", "representative", "figures", "ratios",
                                                                       "stopped"})} if rec.ours.rounds else {})}
                    for rec in records],

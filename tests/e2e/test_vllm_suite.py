@@ -18,7 +18,8 @@ from e2e_support import (MODELS_DIR, SUITE_TEST, check_the_killed_point, documen
 # keys only some records have: a point cut short (aborted), run in rounds (--repeat), on a recipe
 # variant, or reused from an earlier run
 CONDITIONAL = {"inferencemax.aborted", "inferencemax.compare_to", "inferencemax.rounds", "inferencemax.variant", "inferencemax.variant_changes",
-               "inferencemax.reused_from", "inferencemax.initial_request", "inferencemax.goodput"}  # --goodput only
+               "inferencemax.reused_from", "inferencemax.initial_request", "inferencemax.goodput",  # --goodput only
+               "inferencemax.accuracy_at_load"}  # --accuracy-at only
 
 
 @pytest.mark.vllm  # launches its own vLLM servers through the run
