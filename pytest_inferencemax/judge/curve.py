@@ -62,6 +62,8 @@ class CurvePoint:
     rounds: RoundsSummary | None = None  # --repeat: the rounds' figures and intervals; None for one round
     measured: bool = True  # False: no request succeeded, so its figures (0 in the record) do not exist
     accuracy_at_load: AccuracyAtLoad | None = None  # --accuracy-at: the stage's task at this point's CONC
+    request_throughput: float = 0.0  # completed requests per second
+    request_goodput: float | None = None  # --goodput: requests within every SLO per second (None without SLOs)
 
     @property
     def failed_at_load(self) -> bool:
@@ -155,7 +157,8 @@ def curve_point(rec: PointRecord) -> tuple[CurveKey, CurvePoint, list[str]]:
         # failed requests within the stage's failure_rule (max_rate) do not count against the point
         failed_requests=(max(rec.failed, rec.num_prompts - rec.completed, sum(o.rounds.failed) if o.rounds else 0)
                          if rec.failures_count or (o.rounds and sum(o.rounds.failed)) else 0),
-        measured=measured, accuracy_at_load=o.accuracy_at_load,
+        measured=measured, accuracy_at_load=o.accuracy_at_load, request_throughput=float(rec.request_throughput),
+        request_goodput=float(rec.request_goodput) if o.goodput is not None and rec.request_goodput is not None else None,
     ), notes
 
 

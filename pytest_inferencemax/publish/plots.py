@@ -1,4 +1,4 @@
-"""The two InferenceMAX plots of a curve, as PNG files.
+"""The two InferenceMAX plots of a curve (and, with --goodput, its goodput), as PNG files.
 
 Like InferenceMAX's ``utils/plot_perf.py``: y = throughput per GPU (tok/s/GPU) against x =
 median E2E latency (s), and against x = interactivity (tok/s/user). Our points are joined as a
@@ -135,17 +135,34 @@ def save_png(fig: Any, path: Path) -> Path:
     return write_atomic(path, fill)
 
 
-def plot_curve(curve: Curve, out_dir: Path) -> tuple[Path, Path]:
-    """Both plots of one curve: ``<slug>-tput-vs-e2e.png`` and ``<slug>-tput-vs-intvty.png``."""
+def goodput_series(curve: Curve) -> list[PlotSeries]:
+    """--goodput: requests per second against CONC, all completed ones and those within every SLO (the reference's
+    ``request_goodput:``); empty when no point of the curve was held to SLOs."""
+    held = [p for p in curve.points if p.request_goodput is not None]
+    if not held:
+        return []
+    concs, labels = tuple(float(p.conc) for p in held), tuple(str(p.conc) for p in held)
+    return [PlotSeries("request throughput (completed)", concs, tuple(p.request_throughput for p in held), labels,
+                       kind="baseline"),
+            PlotSeries("goodput (within every SLO)", concs, tuple(float(p.request_goodput or 0.0) for p in held),
+                       labels)]
+
+
+def plot_curve(curve: Curve, out_dir: Path) -> tuple[Path, ...]:
+    """The plots of one curve: ``<slug>-tput-vs-e2e.png``, ``<slug>-tput-vs-intvty.png`` and, with --goodput,
+    ``<slug>-goodput.png`` (requests per second against CONC, completed and within the SLOs)."""
     divisors = "/".join(f"{d:g}" for d in curve.divisors) or "?"
     paths = []
     for x in ("e2e", "intvty"):
         title = f"{curve.key.title}\ntok/s/GPU = total token throughput / {divisors}"
         paths.append(draw(plot_series(curve, x), Path(out_dir) / f"{curve.key.slug}-{FILE_SUFFIX[x]}.png",
                           title, XLABELS[x], YLABEL))
-    return paths[0], paths[1]
+    if series := goodput_series(curve):
+        paths.append(draw(series, Path(out_dir) / f"{curve.key.slug}-goodput.png", f"{curve.key.title}\ngoodput "
+                          "against the --goodput SLOs", "CONC", "requests per second"))
+    return tuple(paths)
 
 
-def plot_curves(curves: Iterable[Curve], out_dir: Path) -> dict[CurveKey, tuple[Path, Path]]:
-    """Both plots of every curve, under ``out_dir``."""
+def plot_curves(curves: Iterable[Curve], out_dir: Path) -> dict[CurveKey, tuple[Path, ...]]:
+    """The plots of every curve, under ``out_dir``."""
     return {c.key: plot_curve(c, out_dir) for c in curves}

@@ -39,3 +39,6 @@ def test_a_point_that_misses_its_slo_has_goodput_below_its_throughput(pytester, 
     report = (tmp_path / "g" / "report.md").read_text()
     assert "SLOs: tpot <= 20 ms, e2el <= 5000 ms" in report
     assert f"- CONC 2: 0.00 req/s within the SLOs of {slow['request_throughput']:.2f} completed (0 of 4" in report
+    plots = sorted(p.name for p in (tmp_path / "g" / "plots").glob("*-goodput.png"))
+    assert plots == ["cal-s-16-16-fast-goodput.png", "cal-s-16-16-slow-goodput.png"]  # one per curve, in the report
+    assert all(f"![{name[:-4]}](plots/{name})" in report for name in plots)

@@ -83,6 +83,26 @@ def test_plot_curve_writes_both_plots(tmp_path):
     assert e2e.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and intvty.stat().st_size > 1000
 
 
+def test_goodput_gets_its_own_plot_of_requests_per_second_against_conc(tmp_path):
+    from pytest_inferencemax.measure.checks import GoodputCheck
+    from pytest_inferencemax.publish.plots import goodput_series
+
+    held = []
+    for rec, good in zip(RECORDS, (1.5, 0.25)):
+        rec = rec.model_copy(deep=True)
+        rec.request_goodput = good
+        rec.ours.goodput = GoodputCheck(slo_ms={"tpot": 50.0}, good_requests=1, requests=2, attainment=0.5)
+        held.append(rec)
+    [curve] = build_curves(held)
+    total, good = goodput_series(curve)
+    by_conc = sorted(RECORDS, key=lambda r: r.ours.conc)  # a curve's points go by CONC: c4 (0.25), c8 (1.5)
+    assert good.ys == (0.25, 1.5) and total.ys == tuple(float(r.request_throughput) for r in by_conc)
+    assert good.xs == total.xs == (4.0, 8.0) and good.labels == ("4", "8")
+    *_, png = plot_curve(curve, tmp_path)
+    assert png.name == "gptoss-s1-1024-1024-goodput.png" and png.read_bytes()[:4] == b"\x89PNG"
+    assert goodput_series(build_curves(RECORDS)[0]) == []  # no SLOs, no goodput plot
+
+
 def test_report_table_verdict_plots_and_manifest(tmp_path):
     manifest = {"project": {"name": "pytest-inferencemax", "version": "0.1.0", "commit": "abc123", "dirty": True},
                 "command": ["pytest", "suites/gptoss", "--stage", "s1"], "cwd": "/work/my runs", "python": "3.11.7", "platform": "Linux",
