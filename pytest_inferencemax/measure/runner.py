@@ -52,6 +52,7 @@ class RunSettings:
     gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
     goodput: dict[str, float] | None = None  # SLOs in ms (--goodput): request_goodput: and ours.goodput
     cache_reset_engine: str | None = None  # empty this engine's prefix cache before the point (None: leave it)
+    ignore_eos: bool = True  # ask every request for exactly max_tokens; False for an engine that refuses it
 
     @classmethod
     def from_options(cls, values: Any, **more: Any) -> "RunSettings":
@@ -103,7 +104,8 @@ def measure_point(
                                range_ratio=point.range_ratio, seed=settings.seed, builder=point.client.prompt_builder)
     timeout = settings.request_timeout or default_request_timeout(point.osl)
     client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
-                          extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client)
+                          extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client,
+                          ignore_eos=settings.ignore_eos)
     initial = "1 initial test request, " if point.client.initial_test_request else ""
     progress.line(f"inferencemax: {point.id}: {initial}{point.num_warmups} warmups, then {point.num_prompts} "
                   f"requests at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")

@@ -52,6 +52,9 @@ class TokenCheck(_Part):
     retokenized: Optional[dict[str, Any]] = None
     flagged: list[str] = Field(default_factory=list)
     failures: list[str] = Field(default_factory=list)
+    # False: the requests did not ask for ignore_eos (an engine that refuses it): a request may stop before max_tokens,
+    # so OSL is an upper bound and the output counts are checked for not exceeding it; None: asked (records before)
+    ignore_eos: Optional[bool] = None
 
 
 def _compare(pairs: list[tuple[int, int]], what: str) -> dict[str, Any]:
@@ -98,7 +101,15 @@ def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str],
             f"({100 * out['mean_relative_gap']:.1f}% off per request on average, limit "
             f"{100 * WORKLOAD_TOLERANCE:g}%): the point did not run the OSL it names. Probable cause: " + OUTPUT_CAUSE)
     flagged = []
-    if out["mismatched_requests"]:
+    over = sum(1 for want, got in out_pairs if got > want)
+    if not ignore_eos and over:
+        failures.append(f"{over} of {out['requests_checked']} requests got more output tokens than max_tokens: the "
+                        "server does not honour max_tokens")
+    if not ignore_eos and out["mismatched_requests"]:
+        flagged.append(f"without ignore_eos (the engine refuses it), {out['mismatched_requests']} of "
+                       f"{out['requests_checked']} requests stopped before max_tokens ({out['reported_tokens']} "
+                       f"output tokens of {out['expected_tokens']} asked): OSL is an upper bound for this point")
+    elif out["mismatched_requests"]:
         flagged.append(f"{out['mismatched_requests']} of {out['requests_checked']} requests got another number of "
                        f"output tokens than asked ({out['reported_tokens']} reported, {out['expected_tokens']} asked)")
     if inp["mismatched_requests"]:
@@ -125,4 +136,4 @@ def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str],
     if retokenized:
         flagged.append(f"{retokenized} requests had a usage chunk without completion_tokens: their output tokens "
                        f"were counted by re-tokenizing the text, as the bounty client does")
-    return TokenCheck(**record, flagged=flagged, failures=failures)
+    return TokenCheck(**record, flagged=flagged, failures=failures, **({} if ignore_eos else {"ignore_eos": False}))

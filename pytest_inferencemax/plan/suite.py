@@ -201,7 +201,7 @@ class SuiteInfo(_Strict):
     model: str
     served_model_name: str | None = None
     tokenizer: str | None = None
-    engine: Literal["vllm", "sglang", "atom", "other"]
+    engine: Literal["vllm", "sglang", "atom", "transformers", "other"]
     tp: int = Field(1, ge=1)
     default_stage: str
     prepare: str | None = None  # "module:function" called with the model path if it is missing

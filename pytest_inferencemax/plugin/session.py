@@ -25,6 +25,7 @@ from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.plugin.servers import Servers, launch_fields
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.manifest import Manifest
+from pytest_inferencemax.serve.engines import traits
 from pytest_inferencemax.results.point_pipeline import PointOutcome, ServerTarget, run_point
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.store import RecordNotSaved, RunFolder
@@ -112,7 +113,8 @@ class BenchSession:
                 folder=self.folder, file=self.folder.round_file(point.id, round_no) if round_no else None,
                 settings=RunSettings.from_options(
                     self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None,
-                    cache_reset_engine=self.catalog.cache_reset(suite, server.recipe)),
+                    cache_reset_engine=self.catalog.cache_reset(suite, server.recipe),
+                    ignore_eos=traits(suite.suite.engine).ignore_eos),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
         except PointAborted as exc:  # a failed initial test request says nothing of a stall: the server stays

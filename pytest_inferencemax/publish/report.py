@@ -125,11 +125,12 @@ def _diagnosis_lines(records: Sequence[PointRecord], run_dir: Path, point_plots:
     for rec in sorted(records, key=lambda r: r.ours.conc):
         t = rec.ours.telemetry
         head = f"- CONC {rec.ours.conc} ({rec.status}): {reading(rec)}"
-        if t is not None and t.server_metrics:
+        if t is not None and (t.server_metrics or t.server_metrics_absent):
             facts = [f"running {_x1(t.mean_running)} avg / {_x1(t.max_running)} max",
                      f"waiting {_x1(t.mean_waiting)} avg", f"KV cache peak {_pct(t.peak_kv_usage)}",
                      f"preemptions {_x1(t.preemptions)}", f"server TTFT {_ms(t.server_mean_ttft_ms)} vs client "
-                     f"{_ms(rec.mean_ttft_ms)} (means)", f"queue {_ms(t.server_mean_queue_ms)}"]
+                     f"{_ms(rec.mean_ttft_ms)} (means)", f"queue {_ms(t.server_mean_queue_ms)}"
+                     ] if t.server_metrics else [f"no server metrics ({t.server_metrics_absent})"]
             if t.gpu.mean_power_w is not None:
                 facts.append(f"GPU power {t.gpu.mean_power_w:,.0f} W, {t.gpu.joules_per_output_token:.3g} J per "
                              f"output token ({t.gpu.output_tokens_per_joule:.3g} tokens/J)")

@@ -47,6 +47,7 @@ class TelemetrySummary(BaseModel):
     interval_s: Number = 1.0
     series: Optional[str] = None  # the time-series file, beside the record
     server_metrics: bool = False  # whether /metrics could be read
+    server_metrics_absent: Optional[str] = None  # why not: no server metrics in this record, said rather than failed
     mean_running: Optional[Number] = None
     max_running: Optional[Number] = None
     mean_waiting: Optional[Number] = None
@@ -77,6 +78,8 @@ def summarize(tel: Telemetry, t0: float, duration: float, output_tokens: int) ->
     rows = [s.server for s in inside if s.server]
     out = TelemetrySummary(samples=len(samples), interval_s=tel.interval, server_metrics=any(s.server for s in samples),
                            sampler_cpu_s=round(tel.thread_cpu_s, 4))
+    if not out.server_metrics and samples:
+        out.server_metrics_absent = getattr(tel, "server_absent", None) or "no sample read the server's /metrics"
 
     def gauge(role: str) -> list[float]:
         return [r[role] for r in rows if role in r]

@@ -36,6 +36,7 @@ class Telemetry:
     gpu_tool: str | None = None
     gpu_absent: str | None = None
     thread_cpu_s: float = 0.0  # CPU the sampling thread used
+    server_absent: str | None = None  # why /metrics could not be read, the first time it could not
 
 
 class TelemetrySampler:
@@ -44,7 +45,7 @@ class TelemetrySampler:
     def __init__(self, base_url: str, *, interval: float = 1.0, api_key: str | None = None,
                  gpu_ids: Sequence[str] | None = None,
                  read_server: Callable[[], dict[str, float] | None] | None = None) -> None:
-        self._read_server = read_server or (lambda: _server_roles(base_url, api_key))
+        self._read_server = read_server or (lambda: self._server_roles(base_url, api_key))
         tool = find_tool()
         self._gpu_tool = tool
         self._gpu_ids = list(gpu_ids) if gpu_ids else None
@@ -82,6 +83,8 @@ class TelemetrySampler:
         self.telemetry.thread_cpu_s = time.thread_time() - cpu0
 
 
-def _server_roles(base_url: str, api_key: str | None) -> dict[str, float] | None:
-    totals, _ = read_totals(base_url, timeout=5.0, api_key=api_key)
-    return pick(totals) if totals is not None else None
+    def _server_roles(self, base_url: str, api_key: str | None) -> dict[str, float] | None:
+        totals, why = read_totals(base_url, timeout=5.0, api_key=api_key)
+        if totals is None and self.telemetry.server_absent is None:
+            self.telemetry.server_absent = why  # e.g. "GET /metrics answered HTTP 404" (transformers serve has none)
+        return pick(totals) if totals is not None else None

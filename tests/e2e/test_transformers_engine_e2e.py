@@ -1,0 +1,48 @@
+"""A second real engine: the embedded transformers-serve suite (suites/smollm2-transformers) through the plugin in a
+subprocess, as a user runs it: the plan shows the rendered command, the recipe launches `transformers serve` on CPU,
+both points run, and the records say what the engine cannot do instead of failing on it (no ignore_eos, usage only
+inside a chunk with choices, no /metrics); at the end nothing of the server is left running."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from e2e_support import MODELS_DIR, REPO, process_group
+
+
+def test_transformers_serve_suite_runs_and_says_what_the_engine_cannot_do(pytester, smollm2_model, tmp_path):
+    shutil.copytree(REPO / "suites" / "smollm2-transformers", pytester.path / "tf")
+    plan = pytester.runpytest_subprocess("tf", "--collect-only", "--models-dir", str(MODELS_DIR), timeout=120)
+    assert "-m transformers.cli.transformers serve '${models_dir}/SmolLM2-135M-Instruct' --continuous-batching " \
+           "--device cpu" in plan.stdout.str()
+    run = pytester.runpytest_subprocess("tf", "--models-dir", str(MODELS_DIR), "--results-dir", str(tmp_path),
+                                        "--run-id", "tf", timeout=600)
+    out = run.stdout.str()
+    run.assert_outcomes(passed=3)  # its gate test (none in this stage: passed, said) and two points
+    assert "starting transformers server" in out and "server ready in" in out
+    pids = set()
+    for conc, n in ((1, 4), (4, 16)):
+        rec = json.loads((tmp_path / "tf" / f"smollm2tf-128-32-c{conc}.json").read_text())
+        ours, check = rec["inferencemax"], rec["inferencemax"]["token_check"]
+        assert rec["completed"] == n and ours["failed"] == 0 and rec["max_concurrency"] == conc
+        assert ours["server"]["engine"] == "transformers" and ours["server"]["argv"][1:5] == [
+            "-m", "transformers.cli.transformers", "serve", str(smollm2_model)]
+        pids.add(ours["server"]["pid"])
+        # no ignore_eos: stated, outputs held to at most max_tokens, prompts exactly the ISL the server counted
+        assert check["ignore_eos"] is False and not check["failures"]
+        assert check["input"]["reported_tokens"] == check["input"]["expected_tokens"] == 128 * n
+        assert 0 < check["output"]["reported_tokens"] <= 32 * n == check["output"]["expected_tokens"]
+        # usage comes only inside the last chunk with choices: the bounty client's count (the reference keys) is 0,
+        # ours is the server's usage, and the record says so
+        assert rec["total_output_tokens"] == 0 and rec["output_throughput"] == 0
+        assert ours["total_output_tokens_counted"] == check["output"]["reported_tokens"]
+        assert any("no usage in a chunk without choices" in f for f in check["flagged"])
+        # no /metrics: said, not failed
+        assert ours["telemetry"]["server_metrics"] is False
+        assert ours["telemetry"]["server_metrics_absent"] == "GET /metrics answered HTTP 404"
+        assert ours["prefix_cache"] == {"available": False, "why": "GET /metrics answered HTTP 404"}
+        assert 0 < rec["median_ttft_ms"] < rec["median_e2el_ms"]
+    (pid,) = pids  # one server for both points, and nothing of it left
+    assert process_group(pid) == []
+    report = (tmp_path / "tf" / "report.md").read_text()
+    assert "no server metrics (GET /metrics answered HTTP 404)" in report
