@@ -73,6 +73,26 @@ def mean_relative_gap(pairs: Sequence[tuple[int, int]]) -> float:
     return sum(gaps) / len(gaps) if gaps else 0.0
 
 
+def _judge_outputs(out: dict[str, Any], pairs: list[tuple[int, int]], ignore_eos: bool, failures: list[str],
+                   flagged: list[str]) -> None:
+    """The output counts: with ignore_eos, exactly max_tokens each; without (an engine that refuses it), at most."""
+    if ignore_eos and out["mean_relative_gap"] > WORKLOAD_TOLERANCE:
+        failures.append(
+            f"the server produced {out['reported_tokens']} output tokens where {out['expected_tokens']} were asked "
+            f"({100 * out['mean_relative_gap']:.1f}% off per request on average, limit "
+            f"{100 * WORKLOAD_TOLERANCE:g}%): the point did not run the OSL it names. Probable cause: " + OUTPUT_CAUSE)
+    if not ignore_eos and (over := sum(1 for want, got in pairs if got > want)):
+        failures.append(f"{over} of {out['requests_checked']} requests got more output tokens than max_tokens: the "
+                        "server does not honour max_tokens")
+    if not ignore_eos and out["mismatched_requests"]:
+        flagged.append(f"without ignore_eos (the engine refuses it), {out['mismatched_requests']} of "
+                       f"{out['requests_checked']} requests stopped before max_tokens ({out['reported_tokens']} "
+                       f"output tokens of {out['expected_tokens']} asked): OSL is an upper bound for this point")
+    elif out["mismatched_requests"]:
+        flagged.append(f"{out['mismatched_requests']} of {out['requests_checked']} requests got another number of "
+                       f"output tokens than asked ({out['reported_tokens']} reported, {out['expected_tokens']} asked)")
+
+
 def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str], int] | None, *,
                  special_tokens: int = 0, ignore_eos: bool = True) -> TokenCheck:
     """The point's ``token_check`` record: ``flagged`` lists what looks wrong, in words; ``failures``
@@ -95,23 +115,8 @@ def check_tokens(results: Sequence[RequestResult], count_tokens: Callable[[str],
             f"{inp['expected_tokens']} ({100 * inp['mean_relative_gap']:.1f}% off per request on average, "
             f"limit {100 * WORKLOAD_TOLERANCE:g}%): the point did not run the ISL it names. Probable cause: "
             + PROMPT_CAUSE)
-    if ignore_eos and out["mean_relative_gap"] > WORKLOAD_TOLERANCE:
-        failures.append(
-            f"the server produced {out['reported_tokens']} output tokens where {out['expected_tokens']} were asked "
-            f"({100 * out['mean_relative_gap']:.1f}% off per request on average, limit "
-            f"{100 * WORKLOAD_TOLERANCE:g}%): the point did not run the OSL it names. Probable cause: " + OUTPUT_CAUSE)
-    flagged = []
-    over = sum(1 for want, got in out_pairs if got > want)
-    if not ignore_eos and over:
-        failures.append(f"{over} of {out['requests_checked']} requests got more output tokens than max_tokens: the "
-                        "server does not honour max_tokens")
-    if not ignore_eos and out["mismatched_requests"]:
-        flagged.append(f"without ignore_eos (the engine refuses it), {out['mismatched_requests']} of "
-                       f"{out['requests_checked']} requests stopped before max_tokens ({out['reported_tokens']} "
-                       f"output tokens of {out['expected_tokens']} asked): OSL is an upper bound for this point")
-    elif out["mismatched_requests"]:
-        flagged.append(f"{out['mismatched_requests']} of {out['requests_checked']} requests got another number of "
-                       f"output tokens than asked ({out['reported_tokens']} reported, {out['expected_tokens']} asked)")
+    flagged: list[str] = []
+    _judge_outputs(out, out_pairs, ignore_eos, failures, flagged)
     if inp["mismatched_requests"]:
         flagged.append(f"the server counted other prompt lengths for {inp['mismatched_requests']} of "
                        f"{inp['requests_checked']} requests ({inp['reported_tokens']} tokens, "
