@@ -38,6 +38,8 @@ class ClientConfig:
     endpoint: str = "/v1/completions"
     request_timeout: float = 3600.0  # seconds, per request, connect to last byte
     ignore_eos: bool = True
+    # the body fields that ask for it (serve/engines.py): vLLM's ignore_eos, transformers serve's generation_config
+    ignore_eos_fields: tuple[tuple[str, Any], ...] = (("ignore_eos", True),)
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False)  # never printed or saved
     kernel_stamps: bool | None = None  # stamp reads with the kernel's receive time; None: where supported
@@ -68,9 +70,14 @@ class ClientConfig:
             "stream_options": {"include_usage": True},
         }
         if self.ignore_eos:
-            body["ignore_eos"] = True
+            body.update(self.ignore_eos_fields)
         body.update(self.extra_body)
         return body
+
+    def asks_ignore_eos(self, body: dict[str, Any]) -> bool:
+        """Whether a request body (``--extra-body`` included) asks for exactly max_tokens tokens."""
+        return self.ignore_eos and bool(self.ignore_eos_fields) and all(
+            body.get(k) == v for k, v in self.ignore_eos_fields)
 
     def headers(self) -> dict[str, str]:
         return auth_headers(self.api_key)

@@ -52,7 +52,8 @@ class RunSettings:
     gpu_ids: tuple[str, ...] | None = None  # the server's GPUs (None: every GPU the tool reports)
     goodput: dict[str, float] | None = None  # SLOs in ms (--goodput): request_goodput: and ours.goodput
     cache_reset_engine: str | None = None  # empty this engine's prefix cache before the point (None: leave it)
-    ignore_eos: bool = True  # ask every request for exactly max_tokens; False for an engine that refuses it
+    # the request fields that ask every request for exactly max_tokens (serve/engines.py); () for an engine without
+    ignore_eos_fields: tuple[tuple[str, Any], ...] = (("ignore_eos", True),)
 
     @classmethod
     def from_options(cls, values: Any, **more: Any) -> "RunSettings":
@@ -105,7 +106,7 @@ def measure_point(
     timeout = settings.request_timeout or default_request_timeout(point.osl)
     client = ClientConfig(base_url=base_url, model=served_model, request_timeout=timeout,
                           extra_body=dict(settings.extra_body), api_key=settings.api_key, client=settings.client,
-                          ignore_eos=settings.ignore_eos)
+                          ignore_eos=bool(settings.ignore_eos_fields), ignore_eos_fields=settings.ignore_eos_fields)
     initial = "1 initial test request, " if point.client.initial_test_request else ""
     progress.line(f"inferencemax: {point.id}: {initial}{point.num_warmups} warmups, then {point.num_prompts} "
                   f"requests at concurrency {point.conc} (ISL {point.isl}, OSL {point.osl}), {settings.client} client")
@@ -143,7 +144,7 @@ def measure_point(
                               count_tokens=count_tokens, goodput=settings.goodput)
     cache_after, why_after = read_counters(base_url, api_key=settings.api_key)
     first_len = workload.requests[0].prompt_len if workload.requests else 0
-    ignore_eos = bool(client.payload(workload.requests[0]).get("ignore_eos")) if workload.requests else True
+    ignore_eos = client.asks_ignore_eos(client.payload(workload.requests[0])) if workload.requests else True
     return Measurement(
         point=point, load=load, workload=workload, figures=PointFigures.of(metrics), request_timeout=timeout,
         client_check=client_record(load, float(metrics.get("median_itl_ms") or 0.0), settings.client_lag_limit_ms),

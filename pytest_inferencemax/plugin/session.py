@@ -25,7 +25,7 @@ from pytest_inferencemax.plugin.rounds import RoundsPlan
 from pytest_inferencemax.plugin.servers import Servers, launch_fields
 from pytest_inferencemax.progress import Progress
 from pytest_inferencemax.results.manifest import Manifest
-from pytest_inferencemax.serve.engines import traits
+from pytest_inferencemax.serve.engines import VLLM_IGNORE_EOS, traits
 from pytest_inferencemax.results.point_pipeline import PointOutcome, ServerTarget, run_point
 from pytest_inferencemax.results.record import PointRecord
 from pytest_inferencemax.results.store import RecordNotSaved, RunFolder
@@ -97,6 +97,9 @@ class BenchSession:
             # so that results merged from several runs or nodes are judged alike
             "baseline": stage.baseline, "baseline_key": stage.baseline_key, "verdict_rule": stage.verdict_table,
             "failure_rule": stage.failure_rule}
+        engine = traits(suite.suite.engine)
+        if engine.ignore_eos_fields != VLLM_IGNORE_EOS:  # how this engine is asked for exact lengths, or {}: it cannot
+            stage_fields["ignore_eos_fields"] = dict(engine.ignore_eos_fields)
         if variant := self.catalog.variant_of(suite, point):
             stage_fields.update(variant=variant.name, variant_changes=variant.changes())
         if server.recipe is not None:
@@ -114,7 +117,7 @@ class BenchSession:
                 settings=RunSettings.from_options(
                     self.settings, gpu_ids=tuple(self.devices.devices) if self.devices else None,
                     cache_reset_engine=self.catalog.cache_reset(suite, server.recipe),
-                    ignore_eos=traits(suite.suite.engine).ignore_eos),
+                    ignore_eos_fields=engine.ignore_eos_fields),
                 progress=self.progress, stage_fields=stage_fields, complete=complete,
                 abort_check=server.death_reason, server_log=server.log_path)
         except PointAborted as exc:  # a failed initial test request says nothing of a stall: the server stays

@@ -99,7 +99,11 @@ def run_point(point: Point, server: ServerTarget, settings: RunSettings, progres
     if m.telemetry is not None:  # the time series beside the record, its summary in it
         series = folder.keep(target.with_name(target.stem + ".telemetry.jsonl"), series_lines(m.telemetry, m.load.t0))
         refused += [series.refused] if series.refused else []
-        record.ours.telemetry = summarize(m.telemetry, m.load.t0, m.load.duration, record.total_output_tokens)
+        # energy per output token over the tokens really produced (ours, total_output_tokens_counted): the reference
+        # count is 0 on an engine that sends usage only beside its choices (transformers serve)
+        tokens = record.ours.total_output_tokens_counted
+        record.ours.telemetry = summarize(m.telemetry, m.load.t0, m.load.duration,
+                                          tokens if tokens is not None else record.total_output_tokens)
         record.ours.telemetry.series = series.path.name if series.path else None
     if complete is not None:
         record = complete(record)

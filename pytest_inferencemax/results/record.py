@@ -117,6 +117,8 @@ class OurFields(_Part):
     stream: Optional[StreamCheck] = None  # absent from records written before it was counted
     goodput: Optional[GoodputCheck] = None  # --goodput: the SLOs and the requests within them
     accuracy_at_load: Optional[AccuracyAtLoad] = None  # --accuracy-at: the stage's task at this point's CONC
+    # an engine asked for exact output lengths otherwise than with vLLM's ignore_eos (serve/engines.py); {}: it cannot
+    ignore_eos_fields: Optional[dict[str, Any]] = None
     client_version: Optional[ClientVersionRecord] = None  # absent from records written before it was kept
     initial_request: Optional[InitialRequestCheck] = None  # present when the stage's client sends one
     date_utc: Optional[str] = None  # when the file was written, UTC (``date`` is local time, as the reference's)

@@ -19,7 +19,8 @@ from e2e_support import (MODELS_DIR, SUITE_TEST, check_the_killed_point, documen
 # variant, or reused from an earlier run
 CONDITIONAL = {"inferencemax.aborted", "inferencemax.compare_to", "inferencemax.rounds", "inferencemax.variant", "inferencemax.variant_changes",
                "inferencemax.reused_from", "inferencemax.initial_request", "inferencemax.goodput",  # --goodput only
-               "inferencemax.accuracy_at_load"}  # --accuracy-at only
+               "inferencemax.accuracy_at_load",  # --accuracy-at only
+               "inferencemax.ignore_eos_fields", "inferencemax.token_check.ignore_eos"}  # other engines only
 
 
 @pytest.mark.vllm  # launches its own vLLM servers through the run

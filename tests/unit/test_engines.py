@@ -8,13 +8,21 @@ from pytest_inferencemax.measure.workload import RequestSpec
 from pytest_inferencemax.serve.engines import traits
 
 
-def test_what_each_engine_can_do():
+def test_what_each_engine_can_do_and_how_each_is_asked_for_exact_lengths():
     tf = traits("transformers")
-    assert (tf.ignore_eos, tf.prompt_logprobs, tf.metrics) == (False, False, False) and "422" in tf.note
-    assert traits("vllm").ignore_eos and traits("sglang").prompt_logprobs and traits(None) == traits("other")
+    assert (tf.prompt_logprobs, tf.metrics) == (False, False) and "422" in tf.note
+    assert traits("vllm").ignore_eos_fields == (("ignore_eos", True),) and traits(None) == traits("other")
     spec = RequestSpec(prompt="p", prompt_len=1, output_len=8, target_prompt_len=1)
-    assert ClientConfig("http://h", "m").payload(spec)["ignore_eos"] is True
-    assert "ignore_eos" not in ClientConfig("http://h", "m", ignore_eos=False).payload(spec)
+    vllm = ClientConfig("http://h", "m")
+    assert vllm.payload(spec)["ignore_eos"] is True and vllm.asks_ignore_eos(vllm.payload(spec))
+    hf = ClientConfig("http://h", "m", ignore_eos_fields=tf.ignore_eos_fields)
+    body = hf.payload(spec)  # transformers serve: 422 for ignore_eos; an empty eos_token_id list never stops
+    assert "ignore_eos" not in body and body["generation_config"] == '{"eos_token_id": []}'
+    assert hf.asks_ignore_eos(body)
+    overridden = ClientConfig("http://h", "m", extra_body={"ignore_eos": False})
+    assert not overridden.asks_ignore_eos(overridden.payload(spec))  # --extra-body took it back
+    none = ClientConfig("http://h", "m", ignore_eos=False)
+    assert "ignore_eos" not in none.payload(spec) and not none.asks_ignore_eos(none.payload(spec))
 
 
 def results(*outputs: int) -> list[RequestResult]:
