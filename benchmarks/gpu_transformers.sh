@@ -9,10 +9,12 @@ OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT" /tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/site . >/dev/null || exit 1
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target /tmp/site . >/dev/null || exit 1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
   python3 -c "import sys, torch, transformers; print(sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__)"
 } | tee "$OUT/machine.txt"
+# the server's imports before anything slow: a wheel missing from .whl/ shows here, in seconds
+python3 -c "import transformers.cli.serve, transformers.cli.serving.chat_completion, transformers.cli.serving.completion, transformers.cli.serving.model_manager, transformers.cli.serving.server, uvicorn, openai" || exit 1
 python3 benchmarks/random_model.py --tokenizer .gpu/tokenizer --out /tmp/models/llama-8b-random | tee -a "$OUT/machine.txt" || exit 1
 # nvidia-smi as the telemetry parser reads it, every 2 s through both runs: the loaded golden comes from here
 ( while true; do nvidia-smi --query-gpu=index,power.draw,utilization.gpu,memory.used,clocks.sm,temperature.gpu \

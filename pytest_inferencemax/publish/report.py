@@ -118,6 +118,21 @@ def _goodput_lines(records: Sequence[PointRecord]) -> list[str]:
     return lines + [""]
 
 
+def _uncounted_lines(records: Sequence[PointRecord]) -> list[str]:
+    """Points whose output tokens the reference keys miss (a server whose usage only comes inside a chunk with
+    choices, as transformers serve's: the bounty client counts 0): the table's output figures are the reference's,
+    ours beside them."""
+    short = sorted((r for r in records if r.ours.total_output_tokens_counted is not None
+                    and r.ours.total_output_tokens_counted != r.total_output_tokens), key=lambda r: r.ours.conc)
+    if not short:
+        return []
+    ours = "; ".join(f"CONC {r.ours.conc}: {r.total_output_tokens} of {r.ours.total_output_tokens_counted} tokens, "
+                     f"{r.ours.total_output_tokens_counted / r.duration:,.1f} out tok/s" for r in short if r.duration)
+    return [f"Output tokens: the reference keys (output throughput, TPOT, interactivity) count fewer than the server "
+            f"reported (no usage in a chunk without choices, which is where the bounty client reads it); ours "
+            f"(`inferencemax.total_output_tokens_counted`): {ours}.", ""]
+
+
 def _diagnosis_lines(records: Sequence[PointRecord], run_dir: Path, point_plots: Mapping[str, Path]) -> list[str]:
     """Per point, by CONC: the server's view (batch, queue, KV cache, server vs client TTFT, power,
     energy) and the reading of judge/diagnosis.py, with the point's telemetry plot."""
@@ -277,6 +292,7 @@ def render_report(run_dir: Path, records: Sequence[PointRecord], verdicts: Mappi
         lines += curve_table(curve, verdict)
         lines += ["", (f"{CHECK} beats the baseline (stage 2: meets all targets), {CROSS} does not, "
                       f"{QUESTION} inconclusive (within the rounds' noise), {DASH} no baseline point. Ratios: tput and interactivity > 1 and E2E < 1 are better."), ""]
+        lines += _uncounted_lines(by_key.get(curve.key, []))
         lines += _goodput_lines(by_key.get(curve.key, []))
         lines += ["### Verdict", ""] + _verdict_lines(verdict)
         lines += ["", "### Accuracy", ""] + _accuracy_lines(by_key.get(curve.key, []))

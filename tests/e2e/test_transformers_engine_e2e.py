@@ -20,6 +20,8 @@ def test_transformers_serve_suite_runs_and_says_what_the_engine_cannot_do(pytest
     out = run.stdout.str()
     run.assert_outcomes(passed=3)  # its gate test (none in this stage: passed, said) and two points
     assert "starting transformers server" in out and "server ready in" in out
+    # the point's line gives the reference's output throughput (0 here) and ours beside it
+    assert "3/3 ok in " in out and ", 0.0 (" in out and " counted) out tok/s" in out
     pids = set()
     for conc, n in ((1, 3), (4, 12)):
         rec = json.loads((tmp_path / "tf" / f"smollm2tf-128-32-c{conc}.json").read_text())
@@ -48,3 +50,5 @@ def test_transformers_serve_suite_runs_and_says_what_the_engine_cannot_do(pytest
     assert process_group(pid) == []
     report = (tmp_path / "tf" / "report.md").read_text()
     assert "no server metrics (GET /metrics answered HTTP 404)" in report
+    assert "Output tokens: the reference keys (output throughput, TPOT, interactivity) count fewer" in report
+    assert "CONC 1: 0 of 96 tokens, " in report and "CONC 4: 0 of 384 tokens, " in report

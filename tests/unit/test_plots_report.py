@@ -202,3 +202,13 @@ def test_a_curve_that_lost_a_point_to_a_failure_is_incomplete_and_submits_nothin
     kept = FailedGroup("x", "regressed", ("gptoss-1024-1024-c4",))  # failed but measured: the curve stands
     again = finish_run(tmp_path, records, {("gptoss", "s1"): SHARE}, BASELINES, with_plots=False, failed=[kept])
     assert next(iter(again.verdicts.values())).qualified
+
+
+def test_the_report_says_when_the_reference_keys_count_fewer_output_tokens_than_the_server_reported(tmp_path):
+    # real records: transformers serve on an H200 (issue 28), usage only inside a chunk with choices
+    gpu = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu-h200-2026-12-05" / "gpu"
+    records = [PointRecord.from_json(p.read_text(encoding="utf-8")) for p in sorted(gpu.glob("tfgpu-*.json"))]
+    text = write_report(tmp_path, records, {}, {}).read_text()
+    assert ("ours (`inferencemax.total_output_tokens_counted`): CONC 8: 0 of 8192 tokens, 174.6 out tok/s; "
+            "CONC 32: 0 of 32768 tokens, 245.1 out tok/s.") in text
+    assert "Output tokens:" not in write_report(tmp_path, RECORDS, {}, {}).read_text()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from pytest_inferencemax.results.point_pipeline import point_line
 from pytest_inferencemax.results.record import BaselineComparison, PointRecord, RecordError
 from pytest_inferencemax.results.store import RunFolder
 from record_factory import GOLDEN_RECORDS, record_dict
@@ -16,6 +18,7 @@ from record_factory import GOLDEN_RECORDS, record_dict
 # with a baseline point, --save-detailed and a pytest_inferencemax_record hook field, a suite point
 # whose baseline has no point at its CONC (null group and ratios), and a cli.bench point.
 GOLDEN = sorted(GOLDEN_RECORDS.glob("*.json"))
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
@@ -110,3 +113,14 @@ def test_status_says_whether_the_figures_are_a_result():
     data = record_dict({})
     data["inferencemax"]["token_check"]["failures"] = ["another ISL"]
     assert PointRecord.from_dict(data).status == "invalid"
+
+
+def test_the_point_line_gives_our_output_count_beside_the_reference_keys_zero():
+    # a real record: transformers serve on an H200 (issue 28), whose usage only comes inside a chunk with choices
+    path = REPO / "benchmarks" / "gpu-h200-2026-12-05" / "gpu" / "tfgpu-1024-256-c32.json"
+    rec = PointRecord.from_json(path.read_text(encoding="utf-8"), str(path))
+    line = point_line(rec, rec.duration)
+    assert rec.total_output_tokens == 0 and rec.ours.total_output_tokens_counted == 128 * 256
+    assert line.startswith(f"128/128 ok in 133.7 s, 0.0 ({128 * 256 / rec.duration:.1f} counted) out tok/s, 980.3 ")
+    same = PointRecord.from_json((GOLDEN_RECORDS / "quickstart-c4.json").read_text(encoding="utf-8"))
+    assert "counted" not in point_line(same, same.duration)

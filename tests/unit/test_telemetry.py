@@ -41,7 +41,12 @@ def test_sglang_names_map_to_the_same_roles():
 
 def test_gpu_tools_outputs_read_alike():
     (h200,) = parse_nvidia_smi((GOLDEN / "gpu" / "nvidia-smi-h200.csv").read_text())
-    assert h200 == GpuReading("0", 111.11, 0.0, 0.0, 375.0, 38.0)
+    assert h200 == GpuReading("0", 681.18, 100.0, 138127.0, 1755.0, 65.0)
+    # the whole series of the GPU run (idle, model build, load, idle): every line read, none dropped
+    series = (GOLDEN / "gpu" / "nvidia-smi-h200-series.csv").read_text().splitlines()
+    readings = [r for line in series for r in parse_nvidia_smi(line)]
+    assert len(readings) == len(series) == 222 and max(readings, key=lambda r: r.power_w) == h200
+    assert {0.0, 100.0} <= {r.util_pct for r in readings} and min(r.power_w for r in readings) < 100
     eight = parse_nvidia_smi((GOLDEN / "gpu" / "nvidia-smi-8gpu-na.csv").read_text())
     assert len(eight) == 8 and eight[3].power_w is None and eight[4].clock_mhz is None and eight[7].temp_c == 73
     amd = parse_amd_smi((GOLDEN / "gpu" / "amd-smi-metric.json").read_text())
