@@ -23,12 +23,14 @@ def test_point(inferencemax, inferencemax_point, benchmark):
 
 
 def slower_earlier_run(run_dir: Path) -> dict:
-    """Make the saved run claim 4 times today's throughput over two steady rounds (1 % apart): today's run is a
-    drop far beyond the tolerance and beyond the noise of its own rounds."""
+    """Make the saved run claim 100 times today's throughput over two steady rounds (1 % apart): today's run is a
+    drop far beyond the tolerance and beyond the noise of its own two rounds, which on a loaded 2-core machine can
+    differ threefold (a 2-prompt round lasts 0.05 s: 1769 and 629 tok/s were seen under -n 3, and 4 times was then
+    within their 2-round interval: inconclusive, no warning)."""
     path = run_dir / f"{POINT}.json"
     rec = json.loads(path.read_text())
     tput = rec["inferencemax"]["rounds"]["figures"]["tput_per_gpu"]
-    claimed = 4 * tput["mean"]
+    claimed = 100 * tput["mean"]
     tput.update(values=[claimed, claimed * 1.01], mean=claimed * 1.005, low=claimed, high=claimed * 1.01)
     rec["tput_per_gpu"] = claimed
     path.write_text(json.dumps(rec))
