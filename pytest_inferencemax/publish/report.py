@@ -122,12 +122,11 @@ def _uncounted_lines(records: Sequence[PointRecord]) -> list[str]:
     """Points whose output tokens the reference keys miss (a server whose usage only comes inside a chunk with
     choices, as transformers serve's: the bounty client counts 0): the table's output figures are the reference's,
     ours beside them."""
-    short = sorted((r for r in records if r.ours.total_output_tokens_counted is not None
-                    and r.ours.total_output_tokens_counted != r.total_output_tokens), key=lambda r: r.ours.conc)
+    short = sorted((r for r in records if r.counted_output_throughput is not None), key=lambda r: r.ours.conc)
     if not short:
         return []
     ours = "; ".join(f"CONC {r.ours.conc}: {r.total_output_tokens} of {r.ours.total_output_tokens_counted} tokens, "
-                     f"{r.ours.total_output_tokens_counted / r.duration:,.1f} out tok/s" for r in short if r.duration)
+                     f"{r.counted_output_throughput:,.1f} out tok/s" for r in short)
     return [f"Output tokens: the reference keys (output throughput, TPOT, interactivity) count fewer than the server "
             f"reported (no usage in a chunk without choices, which is where the bounty client reads it); ours "
             f"(`inferencemax.total_output_tokens_counted`): {ours}.", ""]

@@ -62,10 +62,8 @@ def point_line(record: PointRecord, duration: float) -> str:
     """What a finished point gave, in one line (figures of no successful request are n/a)."""
     if not record.completed:
         return f"0/{record.num_prompts} ok in {duration:.1f} s: no request succeeded, no figures"
-    counted = record.ours.total_output_tokens_counted
-    # a server whose usage the reference keys do not read (transformers serve: usage inside a choices chunk)
-    ours = (f" ({counted / duration:.1f} counted)" if counted is not None and duration > 0
-            and counted != record.total_output_tokens else "")
+    counted = record.counted_output_throughput
+    ours = f" ({counted:.1f} counted)" if counted is not None else ""
     return (f"{record.completed}/{record.num_prompts} ok in {duration:.1f} s, {record.output_throughput:.1f}{ours} out "
             f"tok/s, {record.tput_per_gpu:.1f} tok/s/GPU (/{record.ours.tput_per_gpu_divisor}), median TTFT "
             f"{record.median_ttft_ms:.0f} ms, median E2E {record.median_e2el_ms:.0f} ms")

@@ -290,6 +290,15 @@ class PointRecord(_Part):
         return self.ours.failed
 
     @property
+    def counted_output_throughput(self) -> float | None:
+        """Ours: output tokens/s by our count, where it differs from the reference keys' (a server whose usage
+        only comes inside a chunk with choices, as transformers serve's: the bounty client counts 0); else None."""
+        counted = self.ours.total_output_tokens_counted
+        if counted is None or counted == self.total_output_tokens or not self.duration:
+            return None
+        return counted / self.duration
+
+    @property
     def invalid(self) -> list[str]:
         """Why the point did not measure the workload it names (its token counts), if it did not."""
         return list(self.ours.token_check.failures) if self.ours.token_check else []
